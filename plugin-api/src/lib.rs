@@ -1,0 +1,90 @@
+//! The stable interface between the atex host and its plugins.
+//!
+//! A plugin is a `cdylib` that provides a **provisioner** (it hands out
+//! systems to run tests on), a **reporter** (it receives every result as it
+//! lands), or both. The host loads plugins at run time, so they must agree
+//! on the memory layout of everything that crosses between them. This crate
+//! fixes that layout with [`abi_stable`]: every type here is checked when a
+//! plugin is loaded, and a plugin built against an incompatible version of
+//! this crate is refused with a one-line message instead of crashing.
+//!
+//! # Writing a plugin
+//!
+//! Plugin authors write plain Rust. Implement [`sdk::ProvisionerImpl`]
+//! (and [`sdk::RemoteImpl`] for the systems it hands out) or
+//! [`sdk::ReporterImpl`], then export them with [`export_plugin!`]:
+//!
+//! ```ignore
+//! use atex_plugin_api::{export_plugin, sdk::*, PluginError};
+//!
+//! struct MyReporter { /* ... */ }
+//! impl ReporterImpl for MyReporter { /* on_result, finish */ }
+//!
+//! fn new_reporter(ctx: PluginContext) -> Result<MyReporter, PluginError> {
+//!     let config: MyConfig = ctx.parse_config()?;
+//!     Ok(MyReporter { /* ... */ })
+//! }
+//!
+//! export_plugin! {
+//!     name: "my-reporter",
+//!     version: env!("CARGO_PKG_VERSION"),
+//!     description: "what it does",
+//!     reporter: new_reporter,
+//! }
+//! ```
+//!
+//! The macro exports the root module, wraps every call in `catch_unwind`
+//! (a panic becomes a [`PluginError`] with kind [`ErrorKind::PANIC`] in the
+//! host), and forwards the plugin's `tracing` events to the host's log.
+//!
+//! # Compatibility rules
+//!
+//! The package version of this crate is the ABI version. Within one
+//! `0.y` series only additive changes are made, appended after the fields
+//! marked `#[sabi(last_prefix_field)]`. A host refuses a plugin built with a
+//! different `0.y`, or with an older patch release than its own.
+
+#![allow(non_local_definitions)] // emitted by #[sabi_trait] on current rustc
+#![allow(clippy::unnecessary_cast)] // emitted by #[sabi_trait]
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+mod host;
+mod root;
+pub mod sdk;
+mod traits;
+mod types;
+
+pub use abi_stable;
+pub use host::{HostContext, HostServices, HostServicesArc, HostServices_TO};
+pub use root::{PluginMod, PluginMod_Ref};
+pub use traits::{
+    Provisioner, ProvisionerBox, Provisioner_TO, Remote, RemoteBox, Remote_TO, Reporter,
+    ReporterBox, Reporter_TO,
+};
+pub use types::{
+    Connection, ConnectionKind, ErrorKind, LogLevel, PluginError, PluginInfo, PluginKinds,
+    ProgressEvent, RunSummary, SshTarget, StatusCount, TestResult,
+};
+
+/// The version of this interface, as `major.minor.patch`.
+///
+/// It is also exported by every plugin as a plain C symbol (see
+/// [`PREFLIGHT_SYMBOL`]) so that the host can tell what a library was built
+/// against before it asks abi_stable to check every type.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The same as [`API_VERSION`], NUL-terminated, for the pre-flight symbol.
+#[doc(hidden)]
+pub const API_VERSION_CSTR: &std::ffi::CStr =
+    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes())
+    {
+        Ok(s) => s,
+        Err(_) => panic!("version contains a NUL byte"),
+    };
+
+/// Name of the plain `extern "C" fn() -> *const c_char` every plugin exports.
+///
+/// It returns the NUL-terminated [`API_VERSION`] the plugin was built with.
+/// Its presence marks a shared library as an atex plugin.
+pub const PREFLIGHT_SYMBOL: &str = "atex_plugin_api_version";

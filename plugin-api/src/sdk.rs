@@ -1,0 +1,491 @@
+//! Helpers for plugin authors: plain-Rust traits, adapters, panic guards,
+//! log forwarding, configuration parsing, and the [`export_plugin!`] macro.
+//!
+//! Implement [`ProvisionerImpl`] + [`RemoteImpl`], or [`ReporterImpl`], with
+//! ordinary Rust types. The adapters here turn them into the ABI-level
+//! objects the host loads and make sure a panic inside them reaches the host
+//! as an error ([`ErrorKind::PANIC`]) instead of ending the process.
+//!
+//! [`export_plugin!`]: crate::export_plugin
+
+use std::{
+    any::Any,
+    fmt::Write as _,
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::PathBuf,
+    sync::{Once, RwLock},
+    time::Duration,
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{ROption, RResult, RStr, RString, RVec},
+};
+use serde::de::DeserializeOwned;
+use tracing::{Subscriber, field::Visit};
+use tracing_subscriber::{Layer, layer::SubscriberExt};
+
+use crate::{
+    host::{HostContext, HostServicesArc},
+    traits::{
+        Provisioner, Provisioner_TO, ProvisionerBox, Remote, Remote_TO, RemoteBox, Reporter,
+        Reporter_TO, ReporterBox,
+    },
+    types::{
+        Connection, ErrorKind, LogLevel, PluginError, ProgressEvent, RunSummary, TestResult,
+    },
+};
+
+/// A provisioner written in plain Rust.
+///
+/// All methods take `&self` and may be called from several threads at once.
+pub trait ProvisionerImpl: Send + Sync + 'static {
+    /// The systems it hands out.
+    type Remote: RemoteImpl;
+
+    /// Start background work. Called once, before anything else.
+    fn start(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Ask for `count` more systems (`u32::MAX`: as many as possible).
+    fn provision(&self, count: u32);
+
+    /// Hand out a ready system, waiting at most `timeout`
+    /// (`Duration::ZERO`: do not wait, `Duration::MAX`: no limit).
+    fn get_remote(&self, timeout: Duration) -> Result<Option<Self::Remote>, PluginError>;
+
+    /// Forget unfulfilled `provision` requests.
+    fn clear(&self);
+
+    /// The most systems handed out at once, when known.
+    fn max_remotes(&self) -> Option<u32> {
+        None
+    }
+
+    /// Release everything, cancel what is in flight, join threads.
+    fn stop(&self) -> Result<(), PluginError>;
+}
+
+/// A system handed out by a [`ProvisionerImpl`].
+pub trait RemoteImpl: Send + Sync + 'static {
+    /// Unique name within the run.
+    fn name(&self) -> String;
+    /// Platform name results are filed under.
+    fn platform(&self) -> String;
+    /// How the host runs commands on it.
+    fn connection(&self) -> Result<Connection, PluginError>;
+    /// Whether it is still usable; must be `false` once released.
+    fn alive(&self) -> Result<bool, PluginError>;
+    /// Give it back; a second call must do nothing and succeed.
+    fn release(&self) -> Result<(), PluginError>;
+}
+
+/// A reporter written in plain Rust. Called from one thread at a time.
+pub trait ReporterImpl: Send + 'static {
+    /// One result has landed.
+    fn on_result(&mut self, result: &TestResult) -> Result<(), PluginError>;
+    /// The run is over; return the paths written.
+    fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, PluginError>;
+}
+
+/// What a plugin constructor receives, in plain Rust types.
+#[derive(Clone)]
+pub struct PluginContext {
+    services: HostServicesArc,
+    config: String,
+    plugin_name: String,
+    run_id: String,
+    work_dir: PathBuf,
+}
+
+impl PluginContext {
+    /// Converts the ABI-level context.
+    pub fn new(ctx: HostContext) -> Self {
+        PluginContext {
+            services: ctx.services,
+            config: ctx.config.into_string(),
+            plugin_name: ctx.plugin_name.into_string(),
+            run_id: ctx.run_id.into_string(),
+            work_dir: PathBuf::from(ctx.work_dir.into_string()),
+        }
+    }
+
+    /// Parses the plugin's configuration (YAML or JSON) into `T`.
+    ///
+    /// An empty configuration parses as an empty mapping, so `T`'s
+    /// `#[serde(default)]` values apply. Errors name the plugin and say
+    /// what is wrong, e.g. an unknown option.
+    pub fn parse_config<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let text = if self.config.trim().is_empty() { "{}" } else { self.config.as_str() };
+        serde_yaml::from_str(text).map_err(|e| {
+            PluginError::config(format!("{}: bad configuration: {e}", self.plugin_name))
+        })
+    }
+
+    /// The raw configuration text.
+    pub fn config_text(&self) -> &str {
+        &self.config
+    }
+    /// The name the plugin was loaded as.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin_name
+    }
+    /// The run's identifier.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+    /// A directory the plugin may write to (the results directory).
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.work_dir
+    }
+    /// Whether the host asked to stop everything.
+    pub fn is_cancelled(&self) -> bool {
+        self.services.is_cancelled()
+    }
+    /// Sends a progress message to the host.
+    pub fn progress(&self, message: impl Into<String>, percent: Option<u8>) {
+        self.services.progress(&ProgressEvent {
+            message: RString::from(message.into()),
+            percent: percent.into(),
+        });
+    }
+    /// The host services, e.g. to hand to threads the plugin starts.
+    pub fn services(&self) -> &HostServicesArc {
+        &self.services
+    }
+}
+
+/// Runs `f`, turning a panic into a [`PluginError`] of kind
+/// [`ErrorKind::PANIC`].
+pub fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(e),
+        Err(payload) => RResult::RErr(PluginError::new(ErrorKind::PANIC, panic_text(&*payload))),
+    }
+}
+
+/// Runs `f` where no error can be returned; a panic is logged and `fallback`
+/// returned instead.
+fn guard_or<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            forward(LogLevel::ERROR, "atex_plugin", &panic_text(&*payload));
+            fallback
+        }
+    }
+}
+
+fn panic_text(payload: &(dyn Any + Send)) -> String {
+    let what = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    };
+    format!("plugin panicked: {what}")
+}
+
+fn millis_to_duration(ms: u64) -> Duration {
+    if ms == u64::MAX { Duration::MAX } else { Duration::from_millis(ms) }
+}
+
+/// Adapts a [`ProvisionerImpl`] to the ABI-level [`Provisioner`].
+pub struct ProvisionerAdapter<P>(pub P);
+
+impl<P: ProvisionerImpl> Provisioner for ProvisionerAdapter<P> {
+    fn start(&self) -> RResult<(), PluginError> {
+        guard(|| self.0.start())
+    }
+    fn provision(&self, count: u32) {
+        guard_or((), || self.0.provision(count))
+    }
+    fn get_remote(&self, timeout_ms: u64) -> RResult<ROption<RemoteBox>, PluginError> {
+        guard(|| {
+            let remote = self.0.get_remote(millis_to_duration(timeout_ms))?;
+            Ok(remote.map(remote_box).into())
+        })
+    }
+    fn clear(&self) {
+        guard_or((), || self.0.clear())
+    }
+    fn max_remotes(&self) -> u32 {
+        guard_or(0, || self.0.max_remotes().unwrap_or(0))
+    }
+    fn stop(&self) -> RResult<(), PluginError> {
+        guard(|| self.0.stop())
+    }
+}
+
+/// Boxes a [`RemoteImpl`] as the ABI-level [`RemoteBox`].
+pub fn remote_box<R: RemoteImpl>(remote: R) -> RemoteBox {
+    Remote_TO::from_value(RemoteAdapter(remote), TD_Opaque)
+}
+
+/// Adapts a [`RemoteImpl`] to the ABI-level [`Remote`].
+pub struct RemoteAdapter<R>(pub R);
+
+impl<R: RemoteImpl> Remote for RemoteAdapter<R> {
+    fn name(&self) -> RString {
+        guard_or(RString::from("<panicked>"), || self.0.name().into())
+    }
+    fn platform(&self) -> RString {
+        guard_or(RString::from("<panicked>"), || self.0.platform().into())
+    }
+    fn connection(&self) -> RResult<Connection, PluginError> {
+        guard(|| self.0.connection())
+    }
+    fn alive(&self) -> RResult<bool, PluginError> {
+        guard(|| self.0.alive())
+    }
+    fn release(&self) -> RResult<(), PluginError> {
+        guard(|| self.0.release())
+    }
+}
+
+/// Adapts a [`ReporterImpl`] to the ABI-level [`Reporter`].
+pub struct ReporterAdapter<R>(pub R);
+
+impl<R: ReporterImpl> Reporter for ReporterAdapter<R> {
+    fn on_result(&mut self, result: &TestResult) -> RResult<(), PluginError> {
+        guard(|| self.0.on_result(result))
+    }
+    fn finish(&mut self, summary: &RunSummary) -> RResult<RVec<RString>, PluginError> {
+        guard(|| {
+            let paths = self.0.finish(summary)?;
+            Ok(paths.into_iter().map(|p| RString::from(p.to_string_lossy().into_owned())).collect())
+        })
+    }
+}
+
+/// Runs a provisioner constructor for the host: installs log forwarding,
+/// parses nothing itself, catches panics. Used by [`export_plugin!`].
+///
+/// [`export_plugin!`]: crate::export_plugin
+pub fn construct_provisioner<P: ProvisionerImpl>(
+    ctx: HostContext,
+    make: impl FnOnce(PluginContext) -> Result<P, PluginError>,
+) -> RResult<ProvisionerBox, PluginError> {
+    install_log_forwarding(&ctx.services);
+    guard(|| make(PluginContext::new(ctx)))
+        .map(|p| Provisioner_TO::from_value(ProvisionerAdapter(p), TD_Opaque))
+}
+
+/// Runs a reporter constructor for the host; see [`construct_provisioner`].
+pub fn construct_reporter<R: ReporterImpl>(
+    ctx: HostContext,
+    make: impl FnOnce(PluginContext) -> Result<R, PluginError>,
+) -> RResult<ReporterBox, PluginError> {
+    install_log_forwarding(&ctx.services);
+    guard(|| make(PluginContext::new(ctx)))
+        .map(|r| Reporter_TO::from_value(ReporterAdapter(r), TD_Opaque))
+}
+
+// Each plugin links its own copy of `tracing`, with its own global
+// dispatcher: without forwarding, a plugin's log events would vanish.
+static HOST: RwLock<Option<HostServicesArc>> = RwLock::new(None);
+
+fn forward(level: LogLevel, target: &str, message: &str) {
+    if let Ok(guard) = HOST.read()
+        && let Some(host) = guard.as_ref()
+    {
+        host.log(level, RStr::from(target), RStr::from(message));
+    }
+}
+
+/// Sends this plugin's `tracing` events (and panic messages) to the host.
+///
+/// Called by the constructors; safe to call more than once.
+pub fn install_log_forwarding(services: &HostServicesArc) {
+    if let Ok(mut slot) = HOST.write() {
+        *slot = Some(services.clone());
+    }
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(HostLayer);
+        // Fails only if the plugin set its own subscriber first; keep theirs.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        // Panics are caught and reported as errors; print them through the
+        // host's log instead of straight onto the user's terminal.
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line()));
+            forward(
+                LogLevel::DEBUG,
+                "atex_plugin::panic",
+                &format!("panic{}", location.unwrap_or_default()),
+            );
+        }));
+    });
+}
+
+struct HostLayer;
+
+impl<S: Subscriber> Layer<S> for HostLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            tracing::Level::ERROR => LogLevel::ERROR,
+            tracing::Level::WARN => LogLevel::WARN,
+            tracing::Level::INFO => LogLevel::INFO,
+            tracing::Level::DEBUG => LogLevel::DEBUG,
+            tracing::Level::TRACE => LogLevel::TRACE,
+        };
+        let mut text = FieldText(String::new());
+        event.record(&mut text);
+        forward(level, meta.target(), &text.0);
+    }
+}
+
+struct FieldText(String);
+
+impl Visit for FieldText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, "{}={value:?}", field.name());
+        }
+    }
+}
+
+/// Exports a plugin: the root module abi_stable loads, and the pre-flight
+/// symbol carrying the API version.
+///
+/// `provisioner` and `reporter` name constructor functions of the form
+/// `fn(PluginContext) -> Result<T, PluginError>` where `T` implements
+/// [`ProvisionerImpl`] or [`ReporterImpl`]; give either or both.
+///
+/// ```ignore
+/// atex_plugin_api::export_plugin! {
+///     name: "local",
+///     version: env!("CARGO_PKG_VERSION"),
+///     description: "hands out the local host",
+///     provisioner: LocalProvisioner::new,
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        name: $name:expr,
+        version: $version:expr,
+        description: $description:expr
+        $(, provisioner: $provisioner:expr)?
+        $(, reporter: $reporter:expr)?
+        $(,)?
+    ) => {
+        /// The interface version this plugin was built against.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn atex_plugin_api_version() -> *const ::std::os::raw::c_char {
+            $crate::API_VERSION_CSTR.as_ptr()
+        }
+
+        const _: () = {
+            use $crate::abi_stable::{
+                prefix_type::PrefixTypeTrait,
+                std_types::{ROption, RResult},
+            };
+
+            extern "C" fn info() -> $crate::PluginInfo {
+                #[allow(unused_mut)]
+                let mut kinds = $crate::PluginKinds::default();
+                $( let _ = stringify!($provisioner); kinds = kinds.with($crate::PluginKinds::PROVISIONER); )?
+                $( let _ = stringify!($reporter); kinds = kinds.with($crate::PluginKinds::REPORTER); )?
+                $crate::PluginInfo {
+                    name: ($name).into(),
+                    version: ($version).into(),
+                    description: ($description).into(),
+                    kinds,
+                }
+            }
+
+            $(
+                extern "C" fn new_provisioner(
+                    ctx: $crate::HostContext,
+                ) -> RResult<$crate::ProvisionerBox, $crate::PluginError> {
+                    $crate::sdk::construct_provisioner(ctx, $provisioner)
+                }
+            )?
+            $(
+                extern "C" fn new_reporter(
+                    ctx: $crate::HostContext,
+                ) -> RResult<$crate::ReporterBox, $crate::PluginError> {
+                    $crate::sdk::construct_reporter(ctx, $reporter)
+                }
+            )?
+
+            fn root_module() -> $crate::PluginMod_Ref {
+                $crate::PluginMod {
+                    info,
+                    new_provisioner: $crate::__atex_optional!($( new_provisioner, $provisioner )?),
+                    new_reporter: $crate::__atex_optional!($( new_reporter, $reporter )?),
+                }
+                .leak_into_prefix()
+            }
+
+            // What abi_stable's #[export_root_module] generates, spelled out
+            // so that plugins need no direct dependency on abi_stable.
+            #[unsafe(no_mangle)]
+            pub static _1as_0lib_1header_0root_bmodule_bloader:
+                $crate::abi_stable::library::LibHeader = {
+                extern "C" fn erased() -> $crate::abi_stable::library::RootModuleResult {
+                    $crate::abi_stable::library::__call_root_module_loader(root_module)
+                }
+                unsafe {
+                    $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginMod_Ref>(
+                        erased,
+                        $crate::abi_stable::library::CheckTypeLayout::Yes,
+                    )
+                }
+            };
+        };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __atex_optional {
+    () => {
+        ROption::RNone
+    };
+    ($f:ident, $($rest:tt)*) => {
+        ROption::RSome($f)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_header_name_matches_abi_stable() {
+        // export_plugin! hard-codes the symbol name abi_stable looks up.
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+
+    #[test]
+    fn guard_turns_panic_into_error() {
+        let r: RResult<(), PluginError> = guard(|| panic!("boom"));
+        match r {
+            RResult::RErr(e) => {
+                assert_eq!(e.kind, ErrorKind::PANIC);
+                assert!(e.message.contains("boom"), "{}", e.message);
+            }
+            RResult::ROk(()) => panic!("a panic must become an error"),
+        }
+    }
+
+    #[test]
+    fn timeout_conversion_keeps_forever() {
+        assert_eq!(millis_to_duration(u64::MAX), Duration::MAX);
+        assert_eq!(millis_to_duration(1500), Duration::from_millis(1500));
+    }
+}
