@@ -56,11 +56,13 @@ mod traits;
 mod types;
 
 pub use abi_stable;
-pub use host::{HostContext, HostServices, HostServicesArc, HostServices_TO};
+pub use host::{HostContext, HostServices, HostServices_TO, HostServicesArc};
 pub use root::{PluginMod, PluginMod_Ref};
+/// The `tracing` this crate forwards to the host; plugins may log through it.
+pub use tracing;
 pub use traits::{
-    Provisioner, ProvisionerBox, Provisioner_TO, Remote, RemoteBox, Remote_TO, Reporter,
-    ReporterBox, Reporter_TO,
+    Provisioner, Provisioner_TO, ProvisionerBox, Remote, Remote_TO, RemoteBox, Reporter,
+    Reporter_TO, ReporterBox,
 };
 pub use types::{
     Connection, ConnectionKind, ErrorKind, LogLevel, PluginError, PluginInfo, PluginKinds,
@@ -76,12 +78,12 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The same as [`API_VERSION`], NUL-terminated, for the pre-flight symbol.
 #[doc(hidden)]
-pub const API_VERSION_CSTR: &std::ffi::CStr =
-    match std::ffi::CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes())
-    {
-        Ok(s) => s,
-        Err(_) => panic!("version contains a NUL byte"),
-    };
+pub const API_VERSION_CSTR: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(s) => s,
+    Err(_) => panic!("version contains a NUL byte"),
+};
 
 /// Name of the plain `extern "C" fn() -> *const c_char` every plugin exports.
 ///

@@ -31,9 +31,7 @@ use crate::{
         Provisioner, Provisioner_TO, ProvisionerBox, Remote, Remote_TO, RemoteBox, Reporter,
         Reporter_TO, ReporterBox,
     },
-    types::{
-        Connection, ErrorKind, LogLevel, PluginError, ProgressEvent, RunSummary, TestResult,
-    },
+    types::{Connection, ErrorKind, LogLevel, PluginError, ProgressEvent, RunSummary, TestResult},
 };
 
 /// A provisioner written in plain Rust.
@@ -117,10 +115,12 @@ impl PluginContext {
     /// `#[serde(default)]` values apply. Errors name the plugin and say
     /// what is wrong, e.g. an unknown option.
     pub fn parse_config<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        let text = if self.config.trim().is_empty() { "{}" } else { self.config.as_str() };
-        serde_yaml::from_str(text).map_err(|e| {
-            PluginError::config(format!("{}: bad configuration: {e}", self.plugin_name))
-        })
+        let text = if self.config.trim().is_empty() {
+            "{}"
+        } else {
+            self.config.as_str()
+        };
+        serde_yaml::from_str(text).map_err(|e| PluginError::config(e.to_string()))
     }
 
     /// The raw configuration text.
@@ -190,7 +190,11 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
 }
 
 fn millis_to_duration(ms: u64) -> Duration {
-    if ms == u64::MAX { Duration::MAX } else { Duration::from_millis(ms) }
+    if ms == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_millis(ms)
+    }
 }
 
 /// Adapts a [`ProvisionerImpl`] to the ABI-level [`Provisioner`].
@@ -256,7 +260,10 @@ impl<R: ReporterImpl> Reporter for ReporterAdapter<R> {
     fn finish(&mut self, summary: &RunSummary) -> RResult<RVec<RString>, PluginError> {
         guard(|| {
             let paths = self.0.finish(summary)?;
-            Ok(paths.into_iter().map(|p| RString::from(p.to_string_lossy().into_owned())).collect())
+            Ok(paths
+                .into_iter()
+                .map(|p| RString::from(p.to_string_lossy().into_owned()))
+                .collect())
         })
     }
 }
@@ -311,7 +318,9 @@ pub fn install_log_forwarding(services: &HostServicesArc) {
         // Panics are caught and reported as errors; print them through the
         // host's log instead of straight onto the user's terminal.
         std::panic::set_hook(Box::new(|info| {
-            let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line()));
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()));
             forward(
                 LogLevel::DEBUG,
                 "atex_plugin::panic",
@@ -324,7 +333,11 @@ pub fn install_log_forwarding(services: &HostServicesArc) {
 struct HostLayer;
 
 impl<S: Subscriber> Layer<S> for HostLayer {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         let meta = event.metadata();
         let level = match *meta.level() {
             tracing::Level::ERROR => LogLevel::ERROR,
@@ -391,7 +404,7 @@ macro_rules! export_plugin {
                 std_types::{ROption, RResult},
             };
 
-            extern "C" fn info() -> $crate::PluginInfo {
+            extern "C" fn __atex_info() -> $crate::PluginInfo {
                 #[allow(unused_mut)]
                 let mut kinds = $crate::PluginKinds::default();
                 $( let _ = stringify!($provisioner); kinds = kinds.with($crate::PluginKinds::PROVISIONER); )?
@@ -405,25 +418,25 @@ macro_rules! export_plugin {
             }
 
             $(
-                extern "C" fn new_provisioner(
+                extern "C" fn __atex_new_provisioner(
                     ctx: $crate::HostContext,
                 ) -> RResult<$crate::ProvisionerBox, $crate::PluginError> {
                     $crate::sdk::construct_provisioner(ctx, $provisioner)
                 }
             )?
             $(
-                extern "C" fn new_reporter(
+                extern "C" fn __atex_new_reporter(
                     ctx: $crate::HostContext,
                 ) -> RResult<$crate::ReporterBox, $crate::PluginError> {
                     $crate::sdk::construct_reporter(ctx, $reporter)
                 }
             )?
 
-            fn root_module() -> $crate::PluginMod_Ref {
+            fn __atex_root_module() -> $crate::PluginMod_Ref {
                 $crate::PluginMod {
-                    info,
-                    new_provisioner: $crate::__atex_optional!($( new_provisioner, $provisioner )?),
-                    new_reporter: $crate::__atex_optional!($( new_reporter, $reporter )?),
+                    info: __atex_info,
+                    new_provisioner: $crate::__atex_optional!($( __atex_new_provisioner, $provisioner )?),
+                    new_reporter: $crate::__atex_optional!($( __atex_new_reporter, $reporter )?),
                 }
                 .leak_into_prefix()
             }
@@ -433,12 +446,12 @@ macro_rules! export_plugin {
             #[unsafe(no_mangle)]
             pub static _1as_0lib_1header_0root_bmodule_bloader:
                 $crate::abi_stable::library::LibHeader = {
-                extern "C" fn erased() -> $crate::abi_stable::library::RootModuleResult {
-                    $crate::abi_stable::library::__call_root_module_loader(root_module)
+                extern "C" fn __atex_erased() -> $crate::abi_stable::library::RootModuleResult {
+                    $crate::abi_stable::library::__call_root_module_loader(__atex_root_module)
                 }
                 unsafe {
                     $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginMod_Ref>(
-                        erased,
+                        __atex_erased,
                         $crate::abi_stable::library::CheckTypeLayout::Yes,
                     )
                 }

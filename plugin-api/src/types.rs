@@ -26,7 +26,10 @@ pub struct PluginError {
 impl PluginError {
     /// An error of the given kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        PluginError { kind, message: RString::from(message.into()) }
+        PluginError {
+            kind,
+            message: RString::from(message.into()),
+        }
     }
     /// The plugin's configuration is wrong.
     pub fn config(message: impl Into<String>) -> Self {
@@ -246,7 +249,10 @@ impl Connection {
         Connection {
             kind: ConnectionKind::COMMAND,
             ssh: ROption::RNone,
-            command_prefix: prefix.into_iter().map(|s| RString::from(s.into())).collect(),
+            command_prefix: prefix
+                .into_iter()
+                .map(|s| RString::from(s.into()))
+                .collect(),
         }
     }
 }

@@ -1,1 +1,3 @@
+//! Workspace integration tests, one binary with a module per concern.
 
+mod plugins;

@@ -1,1 +1,6 @@
-//! (in progress)
+//! Running tests on one system.
+//!
+//! [`transport`] turns a remote's connection data into local processes the
+//! host owns.
+
+pub mod transport;

@@ -1,0 +1,106 @@
+//! `NAME[:K=V,...]` plugin selections as the command line takes them.
+
+use std::fmt;
+
+/// A plugin name with its configuration, as given after `-p` or `-r`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    /// The plugin's name.
+    pub name: String,
+    /// Options; each value is read as a YAML scalar (`4` is a number,
+    /// `true` a boolean, anything else a string).
+    pub options: serde_yaml::Mapping,
+}
+
+/// A malformed `NAME[:K=V,...]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad plugin selection `{text}`: {reason} (expected NAME or NAME:KEY=VALUE,KEY=VALUE)")]
+pub struct PluginSpecError {
+    text: String,
+    reason: String,
+}
+
+impl PluginSpec {
+    /// Parses `NAME` or `NAME:K=V,K=V`.
+    pub fn parse(text: &str) -> Result<PluginSpec, PluginSpecError> {
+        let err = |reason: &str| PluginSpecError {
+            text: text.to_string(),
+            reason: reason.to_string(),
+        };
+        let (name, rest) = text.split_once(':').unwrap_or((text, ""));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err("the name must be letters, digits, - or _"));
+        }
+        let mut options = serde_yaml::Mapping::new();
+        for pair in rest.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| err(&format!("`{pair}` has no `=`")))?;
+            if key.is_empty() {
+                return Err(err("an option name is empty"));
+            }
+            let value = match serde_yaml::from_str::<serde_yaml::Value>(value) {
+                Ok(v @ (serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_))) => v,
+                _ => serde_yaml::Value::String(value.to_string()),
+            };
+            options.insert(serde_yaml::Value::String(key.to_string()), value);
+        }
+        Ok(PluginSpec {
+            name: name.to_string(),
+            options,
+        })
+    }
+
+    /// The options as YAML text for the plugin (empty when there are none).
+    pub fn config_text(&self) -> String {
+        if self.options.is_empty() {
+            return String::new();
+        }
+        serde_yaml::to_string(&self.options).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for PluginSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_keep_their_types() {
+        let spec =
+            PluginSpec::parse("podman:image=localhost/x:1,max=4,systemd=true").expect("parses");
+        assert_eq!(spec.name, "podman");
+        let text = spec.config_text();
+        let back: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+        assert_eq!(
+            back["image"],
+            serde_yaml::Value::String("localhost/x:1".into())
+        );
+        assert_eq!(back["max"], serde_yaml::Value::Number(4.into()));
+        assert_eq!(back["systemd"], serde_yaml::Value::Bool(true));
+    }
+
+    #[test]
+    fn plain_name_has_no_config() {
+        let spec = PluginSpec::parse("local").expect("parses");
+        assert!(spec.options.is_empty());
+        assert_eq!(spec.config_text(), "");
+    }
+
+    #[test]
+    fn malformed_selections_are_refused() {
+        assert!(PluginSpec::parse("").is_err());
+        assert!(PluginSpec::parse("a b").is_err());
+        assert!(PluginSpec::parse("x:novalue").is_err());
+        assert!(PluginSpec::parse("x:=1").is_err());
+    }
+}
