@@ -127,3 +127,127 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
     }
 }
+
+/// A connection the host keeps open to one system: for ssh, a
+/// ControlMaster every command goes through (one handshake per system,
+/// not per command); nothing for the other kinds.
+pub struct Transport {
+    connection: Connection,
+    master: Option<SshMaster>,
+}
+
+struct SshMaster {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl SshMaster {
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("cm")
+    }
+}
+
+impl Drop for SshMaster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Transport {
+    /// A transport for `connection`; ssh connects lazily.
+    pub fn new(connection: Connection) -> Self {
+        Transport {
+            connection,
+            master: None,
+        }
+    }
+
+    /// The connection data.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Makes sure an ssh master is up (a no-op for other kinds). Waits at
+    /// most `limit` for it.
+    pub fn connect(&mut self, limit: std::time::Duration) -> Result<(), String> {
+        let Connection::Ssh(target) = &self.connection else {
+            return Ok(());
+        };
+        if let Some(m) = &mut self.master {
+            if matches!(m.child.try_wait(), Ok(None)) && m.socket().exists() {
+                return Ok(());
+            }
+            self.master = None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("atex-ssh-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let socket = dir.path().join("cm");
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-M")
+            .arg("-N")
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()));
+        cmd.args(["-o", "ControlPersist=no"]);
+        cmd.args(ssh_base_args(target));
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        cmd.stderr(std::process::Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
+        let mut master = SshMaster { child, dir };
+        let start = std::time::Instant::now();
+        loop {
+            if master.socket().exists() {
+                self.master = Some(master);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = master.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = master.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(format!(
+                    "ssh to {}@{} exited with {status}: {}",
+                    target.user,
+                    target.host,
+                    err.trim()
+                ));
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "ssh to {}@{} did not connect within {limit:?}",
+                    target.user, target.host
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Drops the ssh master (e.g. after the system rebooted).
+    pub fn disconnect(&mut self) {
+        self.master = None;
+    }
+
+    /// A local command running `argv` on the system, through the master
+    /// when there is one. It is put in its own process group so the
+    /// terminal's Ctrl-C reaches atex, which then stops it in order.
+    pub fn command<S: AsRef<str>>(&self, argv: &[S]) -> Command {
+        let mut cmd = match (&self.connection, &self.master) {
+            (Connection::Ssh(target), Some(master)) => {
+                let mut cmd = Command::new("ssh");
+                cmd.arg("-o")
+                    .arg(format!("ControlPath={}", master.socket().display()));
+                cmd.args(["-o", "ControlMaster=no"]);
+                cmd.args(ssh_base_args(target));
+                cmd.arg(format!("exec {}", shell_join(argv)));
+                cmd
+            }
+            (conn, _) => command_for(conn, argv),
+        };
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd
+    }
+}

@@ -1,0 +1,286 @@
+//! Shell code that runs on the system under test.
+//!
+//! Everything here needs only bash, coreutils (`base64`, `dd`, `mkfifo`),
+//! `sed`, `tar` and util-linux (`setsid`, and `script` for `tty: true`).
+//!
+//! The **agent** is one long-lived bash per system. It reads one request
+//! per line on stdin and answers with lines on stdout:
+//!
+//! | request | answer |
+//! |---|---|
+//! | (start) | `READY <workdir> <boot-token>` |
+//! | `run <id> <base64 script>` | `P <id> <pid>`, then `C <id> <base64>` for each chunk of the test-control stream, then `O <id> <base64>` lines of the test output, then `E <id> <exit status of the script>` |
+//! | `status <id>` | `S <id> done <rc>`, `S <id> running` or `S <id> gone` |
+//! | `fetch <id>` | `O <id> <base64>` lines, then `F <id>` |
+//!
+//! Base64 framing keeps arbitrary bytes (result file payloads) apart from
+//! the agent's own lines. The boot token changes when the system reboots
+//! (a container restart included), which is how a `disconnect` followed by
+//! a reboot is recognised.
+
+use std::fmt::Write as _;
+
+use super::{TestSpec, transport::shell_quote};
+
+/// The agent: `bash -c AGENT atex-agent WORKDIR` (WORKDIR empty at first).
+pub const AGENT: &str = r#"
+set -u
+W=${1:-}
+if [ -z "$W" ]; then
+  for base in /var /var/tmp /tmp; do
+    W=$(mktemp -d -p "$base" atex-XXXXXXXXXX 2>/dev/null) && break
+  done
+fi
+mkdir -p "$W/bin" || exit 1
+for r in /run /dev/shm /tmp; do
+  if [ -w "$r" ]; then
+    tok="$r/atex-boot-token.$(id -u)"
+    [ -s "$tok" ] || head -c 12 /dev/urandom | base64 > "$tok"
+    break
+  fi
+done
+read -r boot < /proc/sys/kernel/random/boot_id 2>/dev/null
+read -r t < "$tok" 2>/dev/null
+echo "READY $W ${boot:-}-${t:-}"
+ctl="$W/ctl.$$"
+rm -f "$ctl"; mkfifo "$ctl" || exit 1
+trap 'rm -f "$ctl"' EXIT
+# Few processes per request: forks dominate the cost of a test start.
+emit_output() {
+  if [ -f "$W/out-$1" ]; then
+    base64 -w 3000 "$W/out-$1" > "$W/o.$$"
+    while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
+  fi
+}
+while IFS=' ' read -r cmd id arg; do
+  case $cmd in
+    run)
+      if ! base64 -d <<< "$arg" > "$W/run-$id.sh"; then
+        echo "E $id 125"; continue
+      fi
+      setsid bash "$W/run-$id.sh" 3>"$ctl" </dev/null >"$W/out-$id" 2>&1 &
+      pid=$!
+      echo "$pid" > "$W/pid-$id"
+      echo "P $id $pid"
+      exec 4<"$ctl"
+      # base64 -w0 writes no newline, so read "fails" while still reading.
+      while dd bs=3000 count=1 status=none <&4 | base64 -w0 > "$W/c.$$"; chunk=; read -r chunk < "$W/c.$$"; [ -n "$chunk" ]; do
+        echo "C $id $chunk"
+      done
+      exec 4<&-
+      wait "$pid"
+      rc=$?
+      emit_output "$id"
+      echo "E $id $rc"
+      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev"}
+      prev=$id
+      ;;
+    status)
+      if [ -f "$W/status-$id" ]; then
+        read -r rc < "$W/status-$id"
+        echo "S $id done $rc"
+      elif [ -f "$W/pid-$id" ] && read -r p < "$W/pid-$id" && kill -0 "$p" 2>/dev/null; then
+        echo "S $id running"
+      else
+        echo "S $id gone"
+      fi
+      ;;
+    fetch)
+      emit_output "$id"
+      echo "F $id"
+      ;;
+    exit) exit 0 ;;
+    *) echo "X unknown request $cmd" ;;
+  esac
+done
+"#;
+
+/// Kills every process in session `$1` (the test and all it started that
+/// did not leave the session), repeating while new ones appear.
+pub const KILL_SESSION: &str = r#"
+sid=$1
+for round in 1 2 3 4 5; do
+  found=
+  for p in /proc/[0-9]*; do
+    read -r stat < "$p/stat" 2>/dev/null || continue
+    rest=${stat##*) }
+    set -- $rest
+    if [ "${4:-}" = "$sid" ]; then
+      kill -KILL "${p#/proc/}" 2>/dev/null && found=1
+    fi
+  done
+  [ -n "$found" ] || exit 0
+  sleep 0.05
+done
+"#;
+
+/// Installs the missing ones of `required` (must succeed) and `recommended`
+/// (best effort) with dnf, yum or apt-get; does nothing for empty lists.
+pub fn package_install(required: &[String], recommended: &[String]) -> String {
+    if required.is_empty() && recommended.is_empty() {
+        return String::new();
+    }
+    let list = |pkgs: &[String]| {
+        pkgs.iter()
+            .map(|p| shell_quote(p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        r#"
+atex_missing() {{
+  local p out=()
+  for p in "$@"; do
+    if command -v rpm >/dev/null; then
+      rpm -q --whatprovides "$p" >/dev/null 2>&1 || out+=("$p")
+    elif command -v dpkg-query >/dev/null; then
+      dpkg-query -W -f='${{Status}}' "$p" 2>/dev/null | grep -q 'install ok installed' || out+=("$p")
+    else
+      out+=("$p")
+    fi
+  done
+  printf '%s\n' "${{out[@]}}"
+}}
+atex_install() {{
+  local best=$1; shift
+  [ $# -gt 0 ] || return 0
+  if command -v dnf >/dev/null; then
+    if [ "$best" = yes ]; then dnf -q -y --setopt=install_weak_deps=False install --skip-broken "$@" || true
+    else dnf -q -y --setopt=install_weak_deps=False install "$@"; fi
+  elif command -v yum >/dev/null; then
+    if [ "$best" = yes ]; then yum -q -y install --skip-broken "$@" || true; else yum -q -y install "$@"; fi
+  elif command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get -qq update
+    if [ "$best" = yes ]; then
+      for p in "$@"; do apt-get -qq -y install "$p" || true; done
+    else apt-get -qq -y install "$@"; fi
+  else
+    echo "no supported package manager (dnf, yum, apt-get) to install: $*" >&2
+    return 1
+  fi
+}}
+mapfile -t atex_req < <(atex_missing {req})
+atex_install no "${{atex_req[@]}}"
+mapfile -t atex_rec < <(atex_missing {rec})
+atex_install yes "${{atex_rec[@]}}"
+"#,
+        req = list(required),
+        rec = list(recommended),
+    )
+}
+
+/// Exit status of the run script when the test's setup failed.
+pub const SETUP_FAILED: i32 = 90;
+/// Exit status of the run script when the test directory is missing.
+pub const NO_TEST_DIR: i32 = 91;
+
+/// Everything needed to build a run script.
+pub struct RunScript<'a> {
+    /// The test.
+    pub test: &'a TestSpec,
+    /// The agent's work directory.
+    pub workdir: &'a str,
+    /// Unique id of this run (used in file names).
+    pub id: &'a str,
+    /// Environment, in precedence order (later wins).
+    pub env: &'a [(String, String)],
+    /// Kill what the test left behind when it exits.
+    pub kill_leftovers: bool,
+}
+
+impl RunScript<'_> {
+    /// The bash script the agent runs for one test attempt. Its stdout and
+    /// stderr are the test output; fd 3 is the control channel.
+    pub fn render(&self) -> String {
+        let w = shell_quote(self.workdir);
+        let t = format!("{w}/test-{}", self.id);
+        let mut s = String::from("set -u\n");
+        // Setup: a fresh test dir, packages, metadata, test.sh. Its output
+        // is kept apart and shown only when it fails.
+        let _ = writeln!(s, "T={t}\natex_setup() {{\nmkdir -p \"$T\" || return 1");
+        if !self.test.require.is_empty() || !self.test.recommend.is_empty() {
+            let _ = writeln!(
+                s,
+                "( set -e\n{} ) || return 1",
+                package_install(&self.test.require, &self.test.recommend)
+            );
+        }
+        let metadata =
+            serde_json::to_string_pretty(&self.test.metadata).unwrap_or_else(|_| "{}".into());
+        let _ = writeln!(
+            s,
+            "printf '%s\\n' {} > \"$T/metadata.yaml\" || return 1",
+            shell_quote(&metadata)
+        );
+        let mut body = String::from("#!/bin/bash\n");
+        body.push_str(
+            "if [ -f \"${TMT_PLAN_ENVIRONMENT_FILE:-}\" ]; then set -o allexport; . \"$TMT_PLAN_ENVIRONMENT_FILE\"; set +o allexport; fi\n",
+        );
+        let _ = writeln!(
+            body,
+            "if [ -d {w}/bin ]; then export PATH={w}/bin:\"$PATH\"; fi"
+        );
+        body.push_str("set -e -o pipefail\n");
+        body.push_str(&self.test.script);
+        let _ = writeln!(
+            s,
+            "printf '%s\\n' {} > \"$T/test.sh\" || return 1\n}}",
+            shell_quote(&body)
+        );
+        let _ = writeln!(
+            s,
+            "if ! atex_setup > \"$T.setup\" 2>&1; then cat \"$T.setup\"; exit {SETUP_FAILED}; fi"
+        );
+        // The wrapper part.
+        let dir = self.test.rel_dir.to_string_lossy();
+        let dir = if dir.is_empty() {
+            ".".to_string()
+        } else {
+            dir.into_owned()
+        };
+        let _ = writeln!(
+            s,
+            "cd {w}/tests/{} || exit {NO_TEST_DIR}",
+            shell_quote(&dir)
+        );
+        for (k, v) in self.env {
+            let _ = writeln!(s, "export {}={}", k, shell_quote(v));
+        }
+        s.push_str("export ATEX_TEST_CONTROL=3\n");
+        // Job control puts the test in a process group of its own, so what
+        // it leaves behind can be killed in one go (daemons that called
+        // setsid escape, as with upstream).
+        s.push_str("set -m\n");
+        if self.test.tty {
+            let _ = writeln!(
+                s,
+                "TERM=vt100 script -qefc {} /dev/null </dev/null &",
+                shell_quote(&format!(
+                    "stty cols 80 rows 24 2>/dev/null; exec bash {t}/test.sh"
+                ))
+            );
+        } else {
+            let _ = writeln!(s, "bash {t}/test.sh </dev/null &");
+        }
+        s.push_str("tpid=$!\nwait $tpid\nrc=$?\n");
+        if self.kill_leftovers {
+            s.push_str("kill -KILL -- -$tpid 2>/dev/null\n");
+        }
+        let _ = writeln!(s, "echo \"$rc\" > {w}/status-{}", self.id);
+        s.push_str("echo \"exitcode $rc\" >&3\nexit 0\n");
+        s
+    }
+}
+
+/// Untars stdin into `$1/tests` (replacing what was there).
+pub const UNPACK_TREE: &str =
+    r#"set -e; rm -rf "$1/tests"; mkdir -p "$1/tests"; tar -x -C "$1/tests" -f -"#;
+
+/// Runs a plan shell step with the plan environment file loaded.
+pub fn plan_shell(workdir: &str, script: &str) -> String {
+    let w = shell_quote(workdir);
+    format!(
+        "cd {w}/tests || exit 1\nif [ -f {w}/plan_env ]; then set -o allexport; . {w}/plan_env; set +o allexport; fi\nset -e -o pipefail\n{script}\n"
+    )
+}

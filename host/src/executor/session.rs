@@ -1,0 +1,933 @@
+//! One system: its persistent agent shell, setup and test runs.
+//!
+//! The agent (see [`super::scripts`]) is started once per system through
+//! the transport and kept running; every test attempt is one request to
+//! it. Time limits, cancellation and killing are decided here, on the host:
+//! when a test runs out of time its whole session on the system is killed
+//! with a separate command, then the agent reports the end as usual.
+
+use std::{
+    fs::OpenOptions,
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Child, ChildStdin, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::{
+    CancelToken, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
+    control::{ControlEvent, ControlParser, DurationChange, ResultWriter},
+    scripts::{self, RunScript},
+    transport::Transport,
+};
+use crate::backend::Connection;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// How long to wait for the agent to start.
+const AGENT_START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a killed test may take to be reported as ended.
+const KILL_GRACE: Duration = Duration::from_secs(15);
+
+/// Options for opening a system.
+#[derive(Debug, Clone)]
+pub struct SystemOptions {
+    /// Time limit for setup (upload and prepare steps).
+    pub setup_timeout: Option<Duration>,
+    /// Kill what a test leaves running in its session when it exits.
+    pub kill_leftovers: bool,
+}
+
+impl Default for SystemOptions {
+    fn default() -> Self {
+        SystemOptions {
+            setup_timeout: Some(Duration::from_secs(3600)),
+            kill_leftovers: true,
+        }
+    }
+}
+
+enum Recv {
+    Line(Vec<u8>),
+    Eof,
+    Timeout,
+}
+
+/// The running agent shell on the system.
+struct Agent {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Option<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Agent {
+    fn start(transport: &Transport, workdir: &str) -> Result<(Agent, String, String), String> {
+        let mut child = transport
+            .command(&["bash", "-c", scripts::AGENT, "atex-agent", workdir])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start the agent through {}: {e}",
+                    transport.connection()
+                )
+            })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            return Err("the agent has no pipes".into());
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        if tx.send(Some(line)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let err_buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&err_buf);
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut b) = sink.lock() {
+                    b.extend_from_slice(&chunk[..n]);
+                    let excess = b.len().saturating_sub(8192);
+                    b.drain(..excess);
+                }
+            }
+        });
+        let mut agent = Agent {
+            child,
+            stdin,
+            lines: rx,
+            stderr: err_buf,
+        };
+        match agent.recv(AGENT_START_LIMIT) {
+            Recv::Line(line) => {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                let mut parts = text.split(' ');
+                if parts.next() == Some("READY")
+                    && let (Some(w), Some(boot)) = (parts.next(), parts.next())
+                {
+                    return Ok((agent, w.to_string(), boot.to_string()));
+                }
+                agent.kill();
+                Err(format!("unexpected agent greeting {text:?}"))
+            }
+            Recv::Eof => {
+                let _ = agent.child.wait();
+                Err(format!(
+                    "the agent exited at start: {}",
+                    agent.stderr_text()
+                ))
+            }
+            Recv::Timeout => {
+                agent.kill();
+                Err(format!(
+                    "the agent did not start within {AGENT_START_LIMIT:?}"
+                ))
+            }
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn send(&mut self, line: &str) -> std::io::Result<()> {
+        self.stdin.write_all(line.as_bytes())?;
+        self.stdin.write_all(b"\n")?;
+        self.stdin.flush()
+    }
+
+    fn recv(&self, timeout: Duration) -> Recv {
+        match self.lines.recv_timeout(timeout) {
+            Ok(Some(line)) => Recv::Line(line),
+            Ok(None) | Err(RecvTimeoutError::Disconnected) => Recv::Eof,
+            Err(RecvTimeoutError::Timeout) => Recv::Timeout,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.send("exit");
+        // Give it a moment to go on its own, then make sure.
+        for _ in 0..20 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.kill();
+    }
+}
+
+/// One system tests run on, with its agent shell.
+pub struct System {
+    name: String,
+    transport: Transport,
+    agent: Option<Agent>,
+    workdir: String,
+    boot: String,
+    runs: u64,
+    options: SystemOptions,
+    plan: Option<PlanSpec>,
+}
+
+fn unreachable(system: &str, detail: impl Into<String>) -> ExecError {
+    ExecError::Unreachable {
+        system: system.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// Last `max` bytes of `text`, on a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+impl System {
+    /// Connects to the system and starts its agent.
+    pub fn open(
+        name: &str,
+        connection: Connection,
+        options: &SystemOptions,
+    ) -> Result<System, ExecError> {
+        let mut system = System {
+            name: name.to_string(),
+            transport: Transport::new(connection),
+            agent: None,
+            workdir: String::new(),
+            boot: String::new(),
+            runs: 0,
+            options: options.clone(),
+            plan: None,
+        };
+        system.ensure_agent().map_err(|e| unreachable(name, e))?;
+        Ok(system)
+    }
+
+    /// The system's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The agent's work directory on the system.
+    pub fn workdir(&self) -> &str {
+        &self.workdir
+    }
+
+    fn ensure_agent(&mut self) -> Result<(), String> {
+        if self
+            .agent
+            .as_mut()
+            .is_some_and(|a| matches!(a.child.try_wait(), Ok(None)))
+        {
+            return Ok(());
+        }
+        self.agent = None;
+        self.transport.connect(AGENT_START_LIMIT)?;
+        let (agent, workdir, boot) = Agent::start(&self.transport, &self.workdir)?;
+        self.agent = Some(agent);
+        self.workdir = workdir;
+        self.boot = boot;
+        Ok(())
+    }
+
+    /// Runs a one-off command on the system, feeding `input` to it, with a
+    /// time limit and cancellation. Returns (exit code, stdout+stderr).
+    fn oneoff(
+        &self,
+        argv: &[&str],
+        input: Option<&mut dyn Read>,
+        limit: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> Result<(Option<i32>, String), String> {
+        let mut child = self
+            .transport
+            .command(argv)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run a command through {}: {e}",
+                    self.transport.connection()
+                )
+            })?;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let sink = std::sync::Arc::clone(&output);
+            readers.push(std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut o) = sink.lock() {
+                        o.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }));
+        }
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A broken pipe shows up as the command's own failure below.
+            let _ = std::io::copy(input, &mut stdin);
+        }
+        let start = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            if cancel.is_cancelled() || limit.is_some_and(|l| start.elapsed() > l) {
+                kill_group(&mut child);
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let text = output
+            .lock()
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .unwrap_or_default();
+        match status {
+            Some(s) => Ok((s.code(), text)),
+            None if cancel.is_cancelled() => Err("cancelled".into()),
+            None => Err(format!(
+                "did not finish within {:?}: {}",
+                limit.unwrap_or_default(),
+                tail(&text, 2000)
+            )),
+        }
+    }
+
+    /// Uploads the tree (streamed with tar over the connection) and runs
+    /// the plan's prepare steps.
+    pub fn setup(
+        &mut self,
+        tree_root: &Path,
+        plan: &PlanSpec,
+        cancel: &CancelToken,
+    ) -> Result<(), ExecError> {
+        self.ensure_agent()
+            .map_err(|e| unreachable(&self.name, e))?;
+        let name = self.name.clone();
+        let setup_err = |detail: String| ExecError::Setup {
+            system: name.clone(),
+            detail,
+        };
+        let mut tar = std::process::Command::new("tar")
+            .args(["-c", "--exclude=.git", "-C"])
+            .arg(tree_root)
+            .arg(".")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| setup_err(format!("cannot run tar: {e}")))?;
+        let mut stream = tar
+            .stdout
+            .take()
+            .ok_or_else(|| setup_err("tar has no stdout".into()))?;
+        let unpack = self.oneoff(
+            &[
+                "bash",
+                "-c",
+                scripts::UNPACK_TREE,
+                "atex-unpack",
+                &self.workdir,
+            ],
+            Some(&mut stream),
+            self.options.setup_timeout,
+            cancel,
+        );
+        let tar_status = tar.wait().map_err(|e| setup_err(e.to_string()))?;
+        match unpack {
+            Ok((Some(0), _)) if tar_status.success() => {}
+            Ok((code, out)) => {
+                return Err(setup_err(format!(
+                    "uploading the tests failed ({code:?}): {}",
+                    tail(&out, 2000)
+                )));
+            }
+            Err(e) if cancel.is_cancelled() => {
+                let _ = e;
+                return Err(ExecError::Cancelled {
+                    system: self.name.clone(),
+                });
+            }
+            Err(e) => return Err(setup_err(format!("uploading the tests failed: {e}"))),
+        }
+        let plan_env_file = format!("{}/plan_env", self.workdir);
+        let mut env_args: Vec<String> = vec!["env".into()];
+        env_args.extend(plan.environment.iter().map(|(k, v)| format!("{k}={v}")));
+        env_args.push(format!("TMT_TREE={}/tests", self.workdir));
+        env_args.push(format!("TMT_PLAN_ENVIRONMENT_FILE={plan_env_file}"));
+        let (_, out) = self
+            .oneoff(
+                &["bash", "-c", ": > \"$1\"", "x", &plan_env_file],
+                None,
+                Some(Duration::from_secs(60)),
+                cancel,
+            )
+            .map_err(setup_err)?;
+        let _ = out;
+        for (i, step) in plan.prepare.iter().enumerate() {
+            let script = match step {
+                PrepareStep::Install(pkgs) => {
+                    format!("set -xe\n{}", scripts::package_install(pkgs, &[]))
+                }
+                PrepareStep::Shell(s) => scripts::plan_shell(&self.workdir, s),
+            };
+            let mut argv: Vec<&str> = env_args.iter().map(String::as_str).collect();
+            argv.extend(["bash", "-c", script.as_str()]);
+            match self.oneoff(&argv, None, self.options.setup_timeout, cancel) {
+                Ok((Some(0), _)) => {}
+                Ok((code, out)) => {
+                    return Err(setup_err(format!(
+                        "prepare step {} failed with {code:?}: {}",
+                        i + 1,
+                        tail(&out, 2000)
+                    )));
+                }
+                Err(_) if cancel.is_cancelled() => {
+                    return Err(ExecError::Cancelled {
+                        system: self.name.clone(),
+                    });
+                }
+                Err(e) => return Err(setup_err(format!("prepare step {} failed: {e}", i + 1))),
+            }
+        }
+        self.plan = Some(plan.clone());
+        Ok(())
+    }
+
+    fn kill_session(&self, pid: &str) {
+        let _ = self.oneoff(
+            &["bash", "-c", scripts::KILL_SESSION, "atex-kill", pid],
+            None,
+            Some(Duration::from_secs(30)),
+            &CancelToken::new(),
+        );
+    }
+
+    /// Runs one test into `artifacts` (an existing empty directory) and
+    /// returns how it ended; results and files are in `artifacts`.
+    pub fn run_test(
+        &mut self,
+        test: &TestSpec,
+        artifacts: &Path,
+        extra_env: &[(String, String)],
+        cancel: &CancelToken,
+    ) -> Result<TestOutcome, ExecError> {
+        let io = |context: &str, source: std::io::Error| ExecError::Io {
+            context: format!("{}: {context}", artifacts.display()),
+            source,
+        };
+        let start = Instant::now();
+        let mut writer =
+            ResultWriter::create(artifacts).map_err(|e| io("cannot create the artifacts", e))?;
+        let mut testout = OpenOptions::new()
+            .append(true)
+            .open(writer.testout_path())
+            .map_err(|e| io("cannot open testout.temp", e))?;
+        let mut run = TestRun {
+            deadline: start + test.duration,
+            saved: Vec::new(),
+            exit_code: None,
+            abort: None,
+            reboots: 0,
+            system_lost: false,
+        };
+        if let Err(e) = self.ensure_agent() {
+            return Err(unreachable(&self.name, e));
+        }
+        loop {
+            let id = {
+                self.runs += 1;
+                format!("{}-{}", std::process::id(), self.runs)
+            };
+            let env = self.environment(test, &id, extra_env, run.reboots);
+            let script = RunScript {
+                test,
+                workdir: &self.workdir,
+                id: &id,
+                env: &env,
+                kill_leftovers: self.options.kill_leftovers,
+            }
+            .render();
+            let request = format!("run {id} {}", B64.encode(script.as_bytes()));
+            let disconnected =
+                self.attempt(&id, &request, &mut run, &mut writer, &mut testout, cancel);
+            if !disconnected {
+                break;
+            }
+            // The test announced a reboot: wait for the system to come back.
+            match self.await_reconnect(&id, &mut run, &mut testout, cancel) {
+                Reconnect::Rebooted => {
+                    run.reboots += 1;
+                    continue;
+                }
+                Reconnect::Finished => break,
+                Reconnect::Failed => break,
+            }
+        }
+        let abort = run.abort.clone();
+        if let Err(e) = writer.finish(run.exit_code, abort.as_deref()) {
+            // The test's own results were unusable; record why.
+            let _ = writer.finish(None, Some(&e.to_string()));
+        }
+        drop(testout);
+        let _ = std::fs::remove_file(writer.testout_path());
+        let own = writer.own_result();
+        Ok(TestOutcome {
+            exit_code: run.exit_code,
+            status: own
+                .and_then(|r| r.get("status"))
+                .and_then(|s| s.as_str())
+                .unwrap_or("pass")
+                .to_string(),
+            note: own
+                .and_then(|r| r.get("note"))
+                .and_then(|s| s.as_str())
+                .map(str::to_string),
+            duration: start.elapsed(),
+            reboots: run.reboots,
+            system_lost: run.system_lost,
+        })
+    }
+
+    fn environment(
+        &self,
+        test: &TestSpec,
+        id: &str,
+        extra: &[(String, String)],
+        reboots: u32,
+    ) -> Vec<(String, String)> {
+        let w = &self.workdir;
+        let mut env: Vec<(String, String)> = Vec::new();
+        if let Some(plan) = &self.plan {
+            env.extend(plan.environment.iter().cloned());
+        }
+        env.push(("TMT_PLAN_ENVIRONMENT_FILE".into(), format!("{w}/plan_env")));
+        env.push(("TMT_TEST_NAME".into(), test.name.clone()));
+        env.push((
+            "TMT_TEST_METADATA".into(),
+            format!("{w}/test-{id}/metadata.yaml"),
+        ));
+        env.extend(test.environment.iter().cloned());
+        env.push(("TMT_TREE".into(), format!("{w}/tests")));
+        env.extend(extra.iter().cloned());
+        env.push(("TMT_REBOOT_COUNT".into(), reboots.to_string()));
+        env.push(("TMT_TEST_RESTART_COUNT".into(), reboots.to_string()));
+        env.retain(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        env
+    }
+
+    /// One start of the test. Returns true when the test sent `disconnect`.
+    fn attempt(
+        &mut self,
+        id: &str,
+        request: &str,
+        run: &mut TestRun,
+        writer: &mut ResultWriter,
+        testout: &mut std::fs::File,
+        cancel: &CancelToken,
+    ) -> bool {
+        let Some(agent) = self.agent.as_mut() else {
+            run.abort
+                .get_or_insert_with(|| "no connection to the system".into());
+            run.system_lost = true;
+            return false;
+        };
+        if let Err(e) = agent.send(request) {
+            run.abort = Some(format!("connection to the system lost: {e}"));
+            run.system_lost = true;
+            self.agent = None;
+            return false;
+        }
+        let mut parser = ControlParser::new();
+        let mut pid: Option<String> = None;
+        let mut killed_at: Option<Instant> = None;
+        let mut wrapper_rc: Option<i32> = None;
+        loop {
+            let now = Instant::now();
+            let wait = if killed_at.is_some() {
+                Duration::from_millis(200)
+            } else {
+                run.deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(200))
+            };
+            let Some(agent) = self.agent.as_mut() else {
+                break;
+            };
+            match agent.recv(wait) {
+                Recv::Line(line) => {
+                    let (kind, rest) = split_word(&line);
+                    let (line_id, payload) = split_word(rest);
+                    if line_id != id.as_bytes() {
+                        continue;
+                    }
+                    match kind {
+                        b"P" => pid = Some(String::from_utf8_lossy(payload).into_owned()),
+                        b"C" if run.abort.is_none() => {
+                            let data = B64.decode(payload).unwrap_or_default();
+                            match parser.feed(&data, writer) {
+                                Ok(events) => {
+                                    for event in events {
+                                        match event {
+                                            ControlEvent::ExitCode(c) => run.exit_code = Some(c),
+                                            ControlEvent::Duration(d) => run.change_duration(d),
+                                            ControlEvent::Disconnect => {
+                                                // Stop reading: the test's next
+                                                // control write fails, then it
+                                                // reboots.
+                                                self.agent = None;
+                                                self.transport.disconnect();
+                                                return true;
+                                            }
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    run.abort = Some(e.to_string());
+                                    if let Some(p) = &pid {
+                                        self.kill_session(p);
+                                    }
+                                    killed_at = Some(Instant::now());
+                                }
+                            }
+                        }
+                        b"O" => {
+                            let data = B64.decode(payload).unwrap_or_default();
+                            let _ = testout.write_all(&data);
+                        }
+                        b"E" => {
+                            wrapper_rc = std::str::from_utf8(payload)
+                                .ok()
+                                .and_then(|s| s.trim().parse().ok());
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                Recv::Eof => {
+                    let detail = agent.stderr_text();
+                    run.abort.get_or_insert_with(|| {
+                        format!(
+                            "connection to the system lost{}",
+                            if detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", tail(&detail, 500))
+                            }
+                        )
+                    });
+                    run.system_lost = true;
+                    self.agent = None;
+                    return false;
+                }
+                Recv::Timeout => {}
+            }
+            if let Some(at) = killed_at {
+                if at.elapsed() > KILL_GRACE {
+                    // The agent does not answer any more: drop it.
+                    run.system_lost = true;
+                    self.agent = None;
+                    return false;
+                }
+                continue;
+            }
+            let reason = if cancel.is_cancelled() {
+                Some("cancel requested".to_string())
+            } else if Instant::now() >= run.deadline {
+                Some("test duration timeout reached".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                run.abort = Some(reason);
+                if let Some(p) = &pid {
+                    self.kill_session(p);
+                }
+                killed_at = Some(Instant::now());
+            }
+        }
+        if run.abort.is_none()
+            && let Err(e) = parser.finish()
+        {
+            run.abort = Some(e.to_string());
+        }
+        if run.abort.is_none() {
+            match wrapper_rc {
+                Some(0) if run.exit_code.is_some() => {}
+                Some(0) => run.abort = Some("exitcode not reported by the wrapper".into()),
+                Some(scripts::SETUP_FAILED) => {
+                    let out = std::fs::read_to_string(writer.testout_path()).unwrap_or_default();
+                    run.abort = Some(format!("TestSetupError({})", tail(out.trim(), 1000)));
+                }
+                Some(scripts::NO_TEST_DIR) => {
+                    run.abort = Some("the test's directory does not exist on the system".into())
+                }
+                other => {
+                    run.abort = Some(format!("test wrapper unexpectedly exited with {other:?}"))
+                }
+            }
+        }
+        false
+    }
+
+    fn await_reconnect(
+        &mut self,
+        id: &str,
+        run: &mut TestRun,
+        testout: &mut std::fs::File,
+        cancel: &CancelToken,
+    ) -> Reconnect {
+        let old_boot = self.boot.clone();
+        loop {
+            if cancel.is_cancelled() {
+                run.abort = Some("cancel requested".into());
+                return Reconnect::Failed;
+            }
+            if Instant::now() >= run.deadline {
+                run.abort = Some(
+                    "test duration timeout reached while waiting for the system to come back"
+                        .into(),
+                );
+                run.system_lost = true;
+                return Reconnect::Failed;
+            }
+            if self.ensure_agent().is_err() {
+                self.transport.disconnect();
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            if self.boot != old_boot {
+                self.fetch_output(id, testout);
+                return Reconnect::Rebooted;
+            }
+            // Same boot: has the test ended without a reboot?
+            match self.request_line(&format!("status {id}"), b"S") {
+                Some(answer) if answer.starts_with(b"done") => {
+                    let rc = String::from_utf8_lossy(&answer[4..]).trim().parse().ok();
+                    run.exit_code = run.exit_code.or(rc);
+                    self.fetch_output(id, testout);
+                    return Reconnect::Finished;
+                }
+                Some(answer) if answer.starts_with(b"running") => {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Some(_) => {
+                    self.fetch_output(id, testout);
+                    run.abort =
+                        Some("the test disappeared after disconnect without a reboot".into());
+                    return Reconnect::Failed;
+                }
+                None => {
+                    self.agent = None;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+        }
+    }
+
+    /// Sends a request and returns the payload of the first answer line of
+    /// kind `kind` (after the id).
+    fn request_line(&mut self, request: &str, kind: &[u8]) -> Option<Vec<u8>> {
+        let agent = self.agent.as_mut()?;
+        agent.send(request).ok()?;
+        loop {
+            match agent.recv(Duration::from_secs(30)) {
+                Recv::Line(line) => {
+                    let (k, rest) = split_word(&line);
+                    if k == kind {
+                        return Some(split_word(rest).1.to_vec());
+                    }
+                }
+                Recv::Eof | Recv::Timeout => return None,
+            }
+        }
+    }
+
+    fn fetch_output(&mut self, id: &str, testout: &mut std::fs::File) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        if agent.send(&format!("fetch {id}")).is_err() {
+            return;
+        }
+        loop {
+            match agent.recv(Duration::from_secs(60)) {
+                Recv::Line(line) => {
+                    let (k, rest) = split_word(&line);
+                    match k {
+                        b"O" => {
+                            let data = B64.decode(split_word(rest).1).unwrap_or_default();
+                            let _ = testout.write_all(&data);
+                        }
+                        b"F" => return,
+                        _ => {}
+                    }
+                }
+                Recv::Eof | Recv::Timeout => return,
+            }
+        }
+    }
+
+    /// Whether the agent is still running (a cheap liveness check).
+    pub fn is_connected(&mut self) -> bool {
+        self.agent
+            .as_mut()
+            .is_some_and(|a| matches!(a.child.try_wait(), Ok(None)))
+    }
+
+    /// Runs the plan's finish steps (best effort), removes the work
+    /// directory and stops the agent and the ssh master.
+    pub fn close(mut self) {
+        let cancel = CancelToken::new();
+        if let Some(plan) = self.plan.take() {
+            for script in &plan.finish {
+                let s = scripts::plan_shell(&self.workdir, script);
+                let _ = self.oneoff(
+                    &["bash", "-c", &s],
+                    None,
+                    Some(Duration::from_secs(300)),
+                    &cancel,
+                );
+            }
+        }
+        if !self.workdir.is_empty() && self.agent.is_some() {
+            let _ = self.oneoff(
+                &["rm", "-rf", "--", &self.workdir],
+                None,
+                Some(Duration::from_secs(60)),
+                &cancel,
+            );
+        }
+        self.agent = None;
+        self.transport.disconnect();
+    }
+}
+
+enum Reconnect {
+    Rebooted,
+    Finished,
+    Failed,
+}
+
+struct TestRun {
+    deadline: Instant,
+    saved: Vec<Duration>,
+    exit_code: Option<i32>,
+    abort: Option<String>,
+    reboots: u32,
+    system_lost: bool,
+}
+
+impl TestRun {
+    fn change_duration(&mut self, change: DurationChange) {
+        let now = Instant::now();
+        match change {
+            DurationChange::Set(d) => self.deadline = now + d,
+            DurationChange::Extend(d) => self.deadline += d,
+            DurationChange::Shorten(d) => {
+                self.deadline = self.deadline.checked_sub(d).unwrap_or(now)
+            }
+            DurationChange::Save => self
+                .saved
+                .push(self.deadline.saturating_duration_since(now)),
+            DurationChange::Restore => {
+                // Nested saves: only the outermost restore counts.
+                if self.saved.len() == 1 {
+                    self.deadline = now + self.saved[0];
+                }
+                self.saved.pop();
+            }
+        }
+    }
+}
+
+fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &[]),
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: plain syscall; the child was put in its own process group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,255 @@
+//! The executor on real systems: the local host, and a podman container
+//! when the test image is available.
+
+use std::{path::Path, time::Duration};
+
+use atex::{
+    backend::Connection,
+    executor::{CancelToken, PlanSpec, PrepareStep, System, SystemOptions, TestSpec},
+};
+use atex_integration_tests::TestDir;
+use serde_json::Value;
+
+fn spec(name: &str, script: &str) -> TestSpec {
+    TestSpec {
+        name: name.into(),
+        rel_dir: "t".into(),
+        script: script.into(),
+        duration: Duration::from_secs(60),
+        environment: vec![("MY_VAR".into(), "my value".into())],
+        require: Vec::new(),
+        recommend: Vec::new(),
+        tty: false,
+        metadata: serde_json::json!({"test": script}),
+    }
+}
+
+struct Fixture {
+    tree: TestDir,
+    system: System,
+}
+
+fn open(conn: Connection) -> Fixture {
+    let tree = TestDir::new();
+    tree.create("t/helper.txt", "from the tree\n");
+    tree.create("t/sub/file", "x");
+    let mut system = System::open("test-system", conn, &SystemOptions::default()).expect("open");
+    let plan = PlanSpec {
+        environment: vec![("PLAN_VAR".into(), "plan".into())],
+        prepare: vec![PrepareStep::Shell("echo prepared > prepared.txt".into())],
+        finish: Vec::new(),
+    };
+    system
+        .setup(tree.path(), &plan, &CancelToken::new())
+        .expect("setup");
+    Fixture { tree, system }
+}
+
+fn results(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("results"))
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn run(f: &mut Fixture, test: &TestSpec) -> (tempfile::TempDir, atex::executor::TestOutcome) {
+    let artifacts = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let outcome = f
+        .system
+        .run_test(test, artifacts.path(), &[], &CancelToken::new())
+        .expect("run_test");
+    eprintln!(
+        "{}: {:?} {:?} in {:?}",
+        test.name,
+        outcome.status,
+        outcome.note,
+        started.elapsed()
+    );
+    (artifacts, outcome)
+}
+
+fn output(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("files/output.txt")).unwrap_or_default()
+}
+
+/// Passes when the process in `$TMT_TREE/bg.pid` is gone (a zombie
+/// waiting for init to reap it counts as gone).
+const GONE_OR_ZOMBIE: &str = r#"pid=$(cat "$TMT_TREE/bg.pid")
+s=$(cat /proc/$pid/stat 2>/dev/null) || exit 0
+s=${s##*) }
+[ "${s%% *}" = Z ]"#;
+
+/// Every behaviour, on one system.
+fn exercise(mut f: Fixture) {
+    // Fallback results from the exit code, with the output.
+    let (a, o) = run(&mut f, &spec("/pass", "echo hello; echo err >&2"));
+    assert_eq!(o.status, "pass");
+    assert_eq!(
+        results(a.path()),
+        vec![serde_json::json!({"status": "pass", "files": ["output.txt"]})]
+    );
+    assert_eq!(output(a.path()), "hello\nerr\n");
+    let (a, o) = run(&mut f, &spec("/fail", "exit 3"));
+    assert_eq!((o.status.as_str(), o.exit_code), ("fail", Some(3)));
+    assert_eq!(results(a.path())[0]["status"], "fail");
+
+    // Environment and working directory.
+    let (a, o) = run(
+        &mut f,
+        &spec(
+            "/env",
+            "pwd; cat helper.txt; echo \"$MY_VAR|$PLAN_VAR|$TMT_TEST_NAME|$TMT_REBOOT_COUNT\"; test -f \"$TMT_TEST_METADATA\"; cat \"$TMT_TREE/prepared.txt\"",
+        ),
+    );
+    let out = output(a.path());
+    assert_eq!(o.status, "pass", "{out}");
+    assert!(out.contains("/tests/t\n"), "{out}");
+    assert!(
+        out.contains("from the tree\nmy value|plan|/env|0\nprepared\n"),
+        "{out}"
+    );
+
+    // Results with files (names with /), partial merging and testout.
+    let script = r#"
+report() { printf 'result %s\n%s' "${#1}" "$1" >&$ATEX_TEST_CONTROL; }
+report '{"status":"fail","partial":true,"note":"first"}'
+json='{"name":"sub/one","status":"pass","files":[{"name":"logs/a.txt","length":6}]}'
+{ printf 'result %s\n%s' "${#json}" "$json"; printf 'hello\n'; } >&$ATEX_TEST_CONTROL
+report '{"partial":true,"note":"merged"}'
+report '{"name":"named","status":"info","testout":"out.log"}'
+echo output line
+"#;
+    let (a, o) = run(&mut f, &spec("/results", script));
+    let r = results(a.path());
+    assert_eq!(o.status, "fail", "{r:?}");
+    assert!(
+        r.contains(
+            &serde_json::json!({"name": "sub/one", "status": "pass", "files": ["logs/a.txt"]})
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.path().join("files/sub/one/logs/a.txt")).expect("file"),
+        "hello\n"
+    );
+    assert!(
+        r.contains(&serde_json::json!({"name": "named", "status": "info", "files": ["out.log"]})),
+        "{r:?}"
+    );
+    let own = r
+        .iter()
+        .find(|x| x.get("name").is_none())
+        .expect("own result");
+    assert_eq!(own["note"], "merged");
+    assert_eq!(own["files"], serde_json::json!(["output.txt"]));
+    assert!(output(a.path()).contains("output line"));
+
+    // exitcode from the test overrides nothing but is recorded; duration
+    // changes at run time extend the limit.
+    let mut t = spec(
+        "/duration-extend",
+        "echo 'duration +3' >&$ATEX_TEST_CONTROL; sleep 2; echo done",
+    );
+    t.duration = Duration::from_secs(1);
+    let (a, o) = run(&mut f, &t);
+    assert_eq!(o.status, "pass", "{:?}", results(a.path()));
+
+    // A timeout kills the test and everything it started.
+    let mut t = spec(
+        "/timeout",
+        "sleep 300 & echo $! > \"$TMT_TREE/bg.pid\"; sleep 300",
+    );
+    t.duration = Duration::from_secs(2);
+    let (a, o) = run(&mut f, &t);
+    assert_eq!(o.status, "infra");
+    assert_eq!(o.note.as_deref(), Some("test duration timeout reached"));
+    assert!(o.duration < Duration::from_secs(20), "{:?}", o.duration);
+    assert_eq!(
+        results(a.path())[0]["files"],
+        serde_json::json!(["output.txt"])
+    );
+    let (a, _) = run(&mut f, &spec("/check-bg", GONE_OR_ZOMBIE));
+    assert_eq!(
+        results(a.path())[0]["status"],
+        "pass",
+        "the background process survived the timeout"
+    );
+
+    // tty: true gives a terminal; without it there is none.
+    let mut t = spec("/tty", "test -t 1 && echo has-tty");
+    t.tty = true;
+    let (a, o) = run(&mut f, &t);
+    assert_eq!(o.status, "pass", "{}", output(a.path()));
+    assert!(output(a.path()).contains("has-tty"));
+    let (_, o) = run(&mut f, &spec("/no-tty", "test -t 1"));
+    assert_eq!(o.status, "fail");
+
+    // Bad input from the test becomes a result with a note, nothing else.
+    for (name, script, note) in [
+        (
+            "/bad-word",
+            "echo frobnicate >&$ATEX_TEST_CONTROL",
+            "unknown control word",
+        ),
+        (
+            "/bad-json",
+            "printf 'result 3\\n{x}' >&$ATEX_TEST_CONTROL",
+            "bad result JSON",
+        ),
+        (
+            "/bad-path",
+            r#"j='{"files":[{"name":"../../escape","length":1}]}'; printf 'result %s\n%sx' ${#j} "$j" >&$ATEX_TEST_CONTROL"#,
+            "not a safe relative path",
+        ),
+        (
+            "/bad-long",
+            "head -c 5000 /dev/zero | tr '\\0' x >&$ATEX_TEST_CONTROL",
+            "longer than 4096",
+        ),
+        (
+            "/bad-eof",
+            r#"j='{"files":[{"name":"f","length":100}]}'; printf 'result %s\n%sabc' ${#j} "$j" >&$ATEX_TEST_CONTROL"#,
+            "EOF",
+        ),
+        (
+            "/bad-empty",
+            "echo >&$ATEX_TEST_CONTROL",
+            "empty control line",
+        ),
+    ] {
+        let (a, o) = run(&mut f, &spec(name, script));
+        assert_eq!(o.status, "infra", "{name}: {:?}", results(a.path()));
+        assert!(
+            o.note.as_deref().unwrap_or("").contains(note),
+            "{name}: {:?}",
+            o.note
+        );
+        assert!(!a.path().parent().expect("parent").join("escape").exists());
+    }
+
+    // disconnect without a reboot: the test simply ends.
+    let (_, o) = run(
+        &mut f,
+        &spec(
+            "/disconnect-no-reboot",
+            "echo disconnect >&$ATEX_TEST_CONTROL; sleep 1; exit 0",
+        ),
+    );
+    assert_eq!(o.status, "pass", "{:?}", o.note);
+    assert_eq!(o.reboots, 0);
+
+    // The system is still usable after all of that.
+    let (_, o) = run(&mut f, &spec("/after", "true"));
+    assert_eq!(o.status, "pass");
+    let workdir = f.system.workdir().to_string();
+    drop(f.tree);
+    f.system.close();
+    let _ = workdir;
+}
+
+#[test]
+fn executor_on_the_local_host() {
+    exercise(open(Connection::Local));
+}
