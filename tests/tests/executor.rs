@@ -253,3 +253,76 @@ echo output line
 fn executor_on_the_local_host() {
     exercise(open(Connection::Local));
 }
+
+/// A podman provisioner from the real plugin, with the test setup's
+/// containers.conf (runc, lowered ulimits).
+fn podman(config: &str) -> atex::plugins::ForeignProvisioner {
+    use atex::backend::Provisioner;
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("containers.conf");
+    // SAFETY: set before any thread of this test starts podman; every
+    // test sets the same value.
+    unsafe { std::env::set_var("CONTAINERS_CONF", conf) };
+    let plugin = atex::plugins::load_plugin(&atex_integration_tests::plugin_lib("atex_podman"))
+        .expect("podman plugin");
+    let tmp = std::env::temp_dir();
+    let host = atex::plugins::PluginHost::new("atex-tests-executor", tmp);
+    let prov = plugin
+        .new_provisioner(&host, config)
+        .expect("podman provisioner");
+    prov.start().expect("start");
+    prov
+}
+
+fn podman_remote(prov: &atex::plugins::ForeignProvisioner) -> Box<dyn atex::backend::Remote> {
+    use atex::backend::Provisioner;
+    prov.provision(1);
+    prov.get_remote(Duration::from_secs(180))
+        .expect("get_remote")
+        .expect("a container (build the images with tests/images/build.sh)")
+}
+
+#[test]
+fn executor_on_a_podman_container() {
+    use atex::backend::Provisioner;
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    exercise(open(remote.connection().expect("connection")));
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}
+
+#[test]
+fn a_test_reboots_a_systemd_container_and_continues() {
+    use atex::backend::Provisioner;
+    let prov = podman("image: localhost/atex-test-systemd:bookworm\nsystemd: true\n");
+    let remote = podman_remote(&prov);
+    let mut f = open(remote.connection().expect("connection"));
+    let script = r#"
+echo "boot $TMT_REBOOT_COUNT"
+if [ "$TMT_REBOOT_COUNT" = 0 ]; then
+  echo before > "$TMT_TREE/state"
+  # As upstream's atex-reboot: survive the broken control pipe.
+  trap '' PIPE
+  echo disconnect >&$ATEX_TEST_CONTROL
+  while echo noop >&$ATEX_TEST_CONTROL 2>/dev/null; do sleep 0.1; done
+  sync
+  systemctl reboot
+  sleep infinity
+fi
+test "$(cat "$TMT_TREE/state")" = before
+echo "after reboot $TMT_REBOOT_COUNT"
+"#;
+    let mut t = spec("/reboot", script);
+    t.duration = Duration::from_secs(240);
+    let (a, o) = run(&mut f, &t);
+    let out = output(a.path());
+    assert_eq!(o.status, "pass", "{:?} {out}", o.note);
+    assert_eq!(o.reboots, 1);
+    assert!(
+        out.contains("boot 0") && out.contains("after reboot 1"),
+        "{out}"
+    );
+    f.system.close();
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}

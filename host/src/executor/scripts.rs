@@ -8,7 +8,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | (start) | `READY <workdir> <boot-token>` |
+//! | (start) | `READY <workdir> <boot-token> <agent pid>` |
 //! | `run <id> <base64 script>` | `P <id> <pid>`, then `C <id> <base64>` for each chunk of the test-control stream, then `O <id> <base64>` lines of the test output, then `E <id> <exit status of the script>` |
 //! | `status <id>` | `S <id> done <rc>`, `S <id> running` or `S <id> gone` |
 //! | `fetch <id>` | `O <id> <base64>` lines, then `F <id>` |
@@ -41,7 +41,7 @@ for r in /run /dev/shm /tmp; do
 done
 read -r boot < /proc/sys/kernel/random/boot_id 2>/dev/null
 read -r t < "$tok" 2>/dev/null
-echo "READY $W ${boot:-}-${t:-}"
+echo "READY $W ${boot:-}-${t:-} $$"
 ctl="$W/ctl.$$"
 rm -f "$ctl"; mkfifo "$ctl" || exit 1
 trap 'rm -f "$ctl"' EXIT

@@ -62,6 +62,8 @@ struct Agent {
     stdin: ChildStdin,
     lines: Receiver<Option<Vec<u8>>>,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// The agent's pid on the system.
+    remote_pid: String,
 }
 
 impl Agent {
@@ -126,14 +128,17 @@ impl Agent {
             stdin,
             lines: rx,
             stderr: err_buf,
+            remote_pid: String::new(),
         };
         match agent.recv(AGENT_START_LIMIT) {
             Recv::Line(line) => {
                 let text = String::from_utf8_lossy(&line).into_owned();
                 let mut parts = text.split(' ');
                 if parts.next() == Some("READY")
-                    && let (Some(w), Some(boot)) = (parts.next(), parts.next())
+                    && let (Some(w), Some(boot), Some(pid)) =
+                        (parts.next(), parts.next(), parts.next())
                 {
+                    agent.remote_pid = pid.to_string();
                     return Ok((agent, w.to_string(), boot.to_string()));
                 }
                 agent.kill();
@@ -645,9 +650,23 @@ impl System {
                                             ControlEvent::ExitCode(c) => run.exit_code = Some(c),
                                             ControlEvent::Duration(d) => run.change_duration(d),
                                             ControlEvent::Disconnect => {
-                                                // Stop reading: the test's next
+                                                // Stop reading: once the agent
+                                                // is gone, the test's next
                                                 // control write fails, then it
                                                 // reboots.
+                                                let agent_pid = self
+                                                    .agent
+                                                    .as_ref()
+                                                    .map(|a| a.remote_pid.clone())
+                                                    .unwrap_or_default();
+                                                if !agent_pid.is_empty() {
+                                                    let _ = self.oneoff(
+                                                        &["kill", "-KILL", &agent_pid],
+                                                        None,
+                                                        Some(Duration::from_secs(30)),
+                                                        &CancelToken::new(),
+                                                    );
+                                                }
                                                 self.agent = None;
                                                 self.transport.disconnect();
                                                 return true;
