@@ -8,6 +8,8 @@
 //! crate, so `target/<profile>/deps/` has them even after a bare
 //! `cargo test`.
 
+pub mod testing_farm_fake;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

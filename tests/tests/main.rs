@@ -2,3 +2,4 @@
 
 mod executor;
 mod plugins;
+mod testing_farm;

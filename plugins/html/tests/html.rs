@@ -1,0 +1,427 @@
+//! Integration tests of the html reporter, through its Rust API.
+//!
+//! `ATEX_BLESS=1 cargo test -p atex-html` rewrites tests/golden/.
+//! The browser tests use headless Chromium (`apt-get install chromium`) and
+//! skip, saying so, only when it is not installed. The 10,000-result timing
+//! is a benchmark, ignored by default:
+//! `cargo test -p atex-html --release -- --ignored --nocapture bench_10k`.
+
+#[path = "../../junit/tests/support/mod.rs"]
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use atex_html::{HtmlReporter, new};
+use atex_plugin_api::{ErrorKind, PluginError, RunSummary, StatusCount, sdk::ReporterImpl};
+use support::{R, RUN_START, check_golden, context, golden_run, result, run, which};
+
+fn reporter(config: &str, work_dir: &Path) -> Result<HtmlReporter, PluginError> {
+    new(context("html", config, work_dir))
+}
+
+fn render(config: &str) -> (support::Run, PathBuf, String) {
+    let run = golden_run();
+    let mut rep = reporter(config, run.results_dir()).expect("construct");
+    let paths = run.feed(&mut rep);
+    assert_eq!(paths.len(), 1);
+    assert!(
+        paths[0].is_file(),
+        "finish returned {paths:?}, which does not exist"
+    );
+    let text = std::fs::read_to_string(&paths[0]).expect("read report.html");
+    let path = paths[0].clone();
+    (run, path, text)
+}
+
+/// The embedded data, parsed.
+fn data(html: &str) -> serde_json::Value {
+    let start = html
+        .find("<script type=\"application/json\" id=\"atex-data\">")
+        .expect("data script")
+        + "<script type=\"application/json\" id=\"atex-data\">".len();
+    let end = start + html[start..].find("</script>").expect("end of data");
+    serde_json::from_str(&html[start..end]).expect("data is JSON")
+}
+
+#[test]
+fn golden_file() {
+    let (_run, _path, text) = render("max_log_bytes: 2048");
+    check_golden(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/report.html"),
+        &text,
+    );
+}
+
+#[test]
+fn self_contained_and_safe() {
+    let (_run, path, text) = render("");
+    assert!(path.ends_with("report.html"));
+    // Nothing is fetched: no external scripts, styles, images or fetch().
+    for bad in [
+        "<script src",
+        "<link",
+        "http://",
+        "https://",
+        "fetch(",
+        "XMLHttpRequest",
+        "import(",
+    ] {
+        assert!(!text.contains(bad), "the report contains {bad:?}");
+    }
+    // Exactly two scripts: the data and the code; no `</script>` inside.
+    assert_eq!(text.matches("<script").count(), 2);
+    assert_eq!(text.matches("</script>").count(), 2);
+    assert!(!text.contains('\x1b') && !text.contains('\0'));
+    let d = data(&text);
+    let tests = d["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 12);
+    // Failures first, in the data as on screen.
+    assert_eq!(tests[0]["s"], "infra");
+    assert_eq!(tests.last().expect("last")["s"], "pass");
+    // Two platforms, several systems: both columns.
+    assert_eq!(d["cols"]["platform"], true);
+    assert_eq!(d["cols"]["system"], true);
+    let weird = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/weird/chars")
+        .expect("weird");
+    assert_eq!(weird["o"], "bad \"quoted\" <tag> & ]]>  done");
+    assert!(
+        weird["l"]
+            .as_str()
+            .expect("log")
+            .contains("esc:red vt: ff:")
+    );
+    // The flaky test: its earlier attempt's log survived the rerun.
+    let flaky = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/flaky/network")
+        .expect("flaky");
+    assert_eq!(flaky["a"], 2);
+    assert_eq!(flaky["x"][0]["s"], "fail");
+    assert_eq!(flaky["x"][0]["l"], "attempt 1: connection reset by peer\n");
+    assert_eq!(flaky["l"], "attempt 2: all fine\n");
+    // The huge log is cut to max_log_bytes (default 16 KiB).
+    let huge = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/huge/log")
+        .expect("huge");
+    assert!(huge["l"].as_str().expect("tail").len() <= 16 * 1024);
+    assert_eq!(huge["lt"], 1);
+    let multi = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/suite/multi")
+        .expect("multi");
+    assert_eq!(multi["u"].as_array().expect("subs").len(), 4);
+}
+
+#[test]
+fn total_log_budget_goes_to_failures_first() {
+    let (_run, _path, text) = render("max_log_bytes: 1000\nmax_total_log_bytes: 150");
+    let d = data(&text);
+    let tests = d["tests"].as_array().expect("tests");
+    let shown: usize = tests
+        .iter()
+        .filter_map(|t| t["l"].as_str())
+        .map(str::len)
+        .sum();
+    assert!(shown <= 150, "{shown} bytes of logs");
+    let nfs = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/storage/nfs")
+        .expect("nfs");
+    assert!(nfs["l"].is_string(), "the infra test's log comes first");
+    let huge = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/huge/log")
+        .expect("huge");
+    assert_eq!(huge["lx"], 1, "a pass gets no log once the budget is spent");
+}
+
+#[test]
+fn output_option_and_relative_links() {
+    let run = golden_run();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("site/report.html");
+    let config = format!(
+        "output: {}\ntitle: Nightly <b>\nplatform_column: never\nsystem_column: always",
+        out.display()
+    );
+    let mut rep = reporter(&config, run.results_dir()).expect("construct");
+    assert_eq!(run.feed(&mut rep), vec![out.clone()]);
+    let text = std::fs::read_to_string(&out).expect("read");
+    assert!(text.contains("<title>Nightly &lt;b&gt;</title>"));
+    let d = data(&text);
+    let base = d["base"].as_str().expect("base");
+    assert!(base.starts_with("../../") && base.ends_with('/'), "{base}");
+    assert_eq!(d["cols"]["platform"], false);
+    let names: Vec<_> = std::fs::read_dir(out.parent().expect("dir"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["report.html".to_string()],
+        "only the report is left (atomic write)"
+    );
+}
+
+fn config_error(config: &str) -> PluginError {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match reporter(config, dir.path()) {
+        Ok(_) => panic!("configuration {config:?} was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    for config in [
+        "{[}",
+        "output: [",
+        "- a\n- b",
+        "bogus: 1",
+        "max_log_bytes: lots",
+        "platform_column: sometimes",
+    ] {
+        assert_eq!(config_error(config).kind, ErrorKind::CONFIG, "{config:?}");
+    }
+    assert!(config_error("- a").message.contains("must be a mapping"));
+}
+
+#[test]
+fn unwritable_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").expect("write");
+    let target = blocker.join("report.html");
+    let e = match reporter(&format!("output: {}", target.display()), dir.path()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    assert!(e.message.contains("cannot write the report to"), "{e}");
+    assert!(e.message.contains(&target.display().to_string()), "{e}");
+}
+
+// ---- headless Chromium ------------------------------------------------------
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(which)
+}
+
+fn browser(chromium: &Path, profile: &Path) -> Command {
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+fn file_url(path: &Path, hash: &str) -> String {
+    format!("file://{}#{hash}", path.display())
+}
+
+/// Opens `report#selftest`, which filters, searches, sorts and follows a
+/// deep link, and returns what it wrote into the page.
+fn selftest(chromium: &Path, report: &Path) -> serde_json::Value {
+    let profile = tempfile::tempdir().expect("profile");
+    let (ok, dom, err) = run(browser(chromium, profile.path())
+        .arg("--dump-dom")
+        .arg(file_url(report, "selftest")));
+    assert!(ok, "chromium --dump-dom failed: {err}");
+    let start = dom.find("<pre id=\"selftest-result\">").unwrap_or_else(|| {
+        panic!(
+            "no self-test result in the page; stderr: {err}\n{}",
+            &dom[..dom.len().min(2000)]
+        )
+    }) + "<pre id=\"selftest-result\">".len();
+    let end = start + dom[start..].find("</pre>").expect("end");
+    let json = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).expect("self-test JSON")
+}
+
+#[test]
+fn chromium_renders_filters_searches_and_screenshots() {
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let (_run, path, _) = render("");
+    let r = selftest(&chromium, &path);
+    eprintln!("self-test: {r}");
+    assert_eq!(r["total"], 12);
+    assert_eq!(r["rows"], 12, "every row is drawn");
+    assert_eq!(r["firstStatus"], "infra", "the worst first");
+    assert!(
+        r["opened"].as_u64().expect("opened") >= 5,
+        "failures are opened"
+    );
+    let fails = r["failFilter"].as_array().expect("fail filter");
+    assert_eq!(fails.len(), 4, "{fails:?}");
+    assert!(fails.iter().all(|k| k != "debian-12/tests/login/basic"));
+    assert_eq!(r["failPressed"], "true");
+    assert_eq!(r["afterAll"], 12);
+    assert_eq!(
+        r["search"],
+        serde_json::json!([
+            "debian-12/tests/login/bad-password",
+            "rhel-9.6@x86_64/tests/login/basic",
+            "debian-12/tests/login/basic"
+        ])
+    );
+    assert_eq!(
+        r["searchNote"],
+        serde_json::json!(["debian-12/tests/login/bad-password"])
+    );
+    assert_eq!(r["longest"], "rhel-9.6@x86_64/tests/custom/status");
+    assert_eq!(r["firstByName"], "debian-12/tests/broken/always");
+    assert_eq!(r["deepLinkShown"], r["deepLink"]);
+    assert_eq!(r["deepLinkOpen"], true);
+    assert!(r["logs"].as_u64().expect("logs") >= 5);
+    let links: Vec<&str> = r["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        links.contains(&"files/debian-12/tests/storage/nfs/output.txt"),
+        "{links:?}"
+    );
+
+    // A screenshot, for people (and the report) to look at.
+    let shot_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let shot = shot_dir.join("atex-html-report.png");
+    let profile = tempfile::tempdir().expect("profile");
+    let (ok, _, err) = run(browser(&chromium, profile.path())
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,900")
+        .arg(file_url(&path, "")));
+    assert!(ok, "screenshot failed: {err}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot is {} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// 10,000 results with 1 MB of logs in total: file size and the time
+/// Chromium takes to open and draw it. A benchmark: it reports, it does not
+/// assert on time.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn bench_10k() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut rep = reporter("", d).expect("construct");
+    let statuses = [
+        "pass", "pass", "pass", "pass", "pass", "pass", "fail", "error", "skip", "infra",
+    ];
+    let line = "x".repeat(99) + "\n"; // 100 bytes a test: 1 MB in all
+    for i in 0..10_000u32 {
+        let platform = if i % 2 == 0 { "debian-12" } else { "fedora-41" };
+        let test = format!("/tests/group-{:03}/test-{i:05}", i / 100);
+        let file = format!("files/{platform}{test}/output.txt");
+        let p = d.join(&file);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, &line).expect("write");
+        let status = statuses[(i % 10) as usize];
+        let note = (status != "pass").then(|| format!("note for test {i}"));
+        let files = [file.as_str()];
+        rep.on_result(&result(
+            d,
+            R {
+                platform,
+                test: &test,
+                status,
+                note: note.as_deref(),
+                files: &files,
+                start_s: u64::from(i),
+                dur_ms: u64::from(i * 37 % 100_000),
+                remote: ["r1", "r2", "r3", "r4"][(i % 4) as usize],
+                ..R::default()
+            },
+        ))
+        .expect("on_result");
+    }
+    let summary = RunSummary {
+        run_id: "bench".into(),
+        results_dir: d.to_string_lossy().as_ref().into(),
+        started_unix_ms: RUN_START,
+        duration_ms: 3_600_000,
+        tests_total: 10_000,
+        counts: vec![StatusCount {
+            status: "pass".into(),
+            count: 6000,
+        }]
+        .into(),
+        interrupted: false,
+        extra_json: "{}".into(),
+    };
+    let t = Instant::now();
+    let paths = rep.finish(&summary).expect("finish");
+    let write_ms = t.elapsed().as_millis();
+    let size = std::fs::metadata(&paths[0]).expect("stat").len();
+    println!(
+        "bench_10k: report written in {write_ms} ms, {size} bytes ({:.2} MB)",
+        size as f64 / 1e6
+    );
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-10k-report.html");
+    std::fs::copy(&paths[0], &keep).expect("keep a copy");
+    println!("bench_10k: a copy is in {}", keep.display());
+    let Some(chromium) = chromium() else {
+        println!("bench_10k: chromium not installed, no browser timing");
+        return;
+    };
+    for round in 1..=3 {
+        let profile = tempfile::tempdir().expect("profile");
+        let t = Instant::now();
+        let (ok, dom, err) = run(browser(&chromium, profile.path())
+            .arg("--dump-dom")
+            .arg(file_url(&paths[0], "timing")));
+        let wall = t.elapsed().as_millis();
+        assert!(ok, "chromium: {err}");
+        let ready = dom
+            .split("data-render-ms=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "bench_10k: open {round}: page drawn {ready} ms after navigation start; \
+             chromium process wall time {wall} ms (includes browser start-up)"
+        );
+    }
+    for round in 1..=1 {
+        let t = Instant::now();
+        let r = selftest(&chromium, &paths[0]);
+        let wall = t.elapsed().as_millis();
+        println!(
+            "bench_10k: self-test {round}: page drawn {} ms after navigation start (script {} ms), \
+             self-test steps {} ms; chromium process wall time {wall} ms",
+            r["renderMs"], r["scriptMs"], r["selftestMs"]
+        );
+        assert_eq!(r["total"], 10_000);
+    }
+}

@@ -1,0 +1,360 @@
+//! Integration tests of the junit reporter, through its Rust API.
+//!
+//! `ATEX_BLESS=1 cargo test -p atex-junit` rewrites tests/golden/.
+//! Schema validation uses `xmllint` (Debian libxml2-utils) and the Jenkins
+//! the vendored `tests/junit-10.xsd` (or `ATEX_JUNIT_XSD`).
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use atex_junit::{JunitReporter, new};
+use atex_plugin_api::{ErrorKind, PluginError, sdk::ReporterImpl};
+use support::{check_golden, context, golden_run, run, which};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn reporter(config: &str, work_dir: &Path) -> Result<JunitReporter, PluginError> {
+    new(context("junit", config, work_dir))
+}
+
+/// Runs the golden run with `config`; returns the file's text and path.
+fn render(config: &str) -> (support::Run, PathBuf, String) {
+    let run = golden_run();
+    let mut rep = reporter(config, run.results_dir()).expect("construct");
+    let paths = run.feed(&mut rep);
+    assert_eq!(paths.len(), 1);
+    assert!(
+        paths[0].is_file(),
+        "finish returned {paths:?}, which does not exist"
+    );
+    let text = std::fs::read_to_string(&paths[0]).expect("read junit.xml");
+    let path = paths[0].clone();
+    (run, path, text)
+}
+
+fn xsd() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ATEX_JUNIT_XSD") {
+        return Some(PathBuf::from(p));
+    }
+    // Vendored from the Jenkins xUnit plugin (MIT, notice kept in the file).
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/junit-10.xsd");
+    p.is_file().then_some(p)
+}
+
+/// Validates with `xmllint --schema`; false (after saying why) when the
+/// tool or the schema is missing.
+fn validate(file: &Path) -> bool {
+    let Some(xmllint) = which("xmllint") else {
+        eprintln!("skipped: xmllint not installed (apt-get install libxml2-utils)");
+        return false;
+    };
+    let Some(xsd) = xsd() else {
+        eprintln!("skipped: junit-10.xsd not found (set ATEX_JUNIT_XSD)");
+        return false;
+    };
+    let (ok, out, err) = run(Command::new(xmllint)
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd)
+        .arg(file));
+    assert!(
+        ok,
+        "{} does not validate against {}:\n{out}{err}",
+        file.display(),
+        xsd.display()
+    );
+    true
+}
+
+fn xpath(file: &Path, expr: &str) -> Option<String> {
+    let xmllint = which("xmllint")?;
+    let (ok, out, err) = run(Command::new(xmllint).arg("--xpath").arg(expr).arg(file));
+    assert!(ok, "xmllint --xpath {expr}: {err}");
+    Some(out.trim().to_string())
+}
+
+/// The text of the first testcase called `name`.
+fn case_of<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text
+        .find(&format!("<testcase name=\"{name}\""))
+        .expect("testcase");
+    let rest = &text[start..];
+    let end = [rest.find("/>"), rest.find("</testcase>")]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("end");
+    &rest[..end]
+}
+
+#[test]
+fn golden_file() {
+    let (_run, _path, text) = render("max_output_bytes: 2048");
+    check_golden(&golden_dir().join("junit.xml"), &text);
+}
+
+#[test]
+fn golden_output_validates_against_junit_10_xsd() {
+    let (_run, path, _) = render("max_output_bytes: 2048");
+    if validate(&path) {
+        eprintln!("validated {} against junit-10.xsd", path.display());
+    }
+    // The committed golden file too, so a review of it is a review of valid XML.
+    validate(&golden_dir().join("junit.xml"));
+}
+
+#[test]
+fn default_options_validate_and_cap_output() {
+    let (_run, path, text) = render("");
+    validate(&path);
+    assert!(path.ends_with("junit.xml"));
+    // The 1 MiB log is cut to its last 64 KiB, with the full file named.
+    let case = case_of(&text, "/tests/huge/log");
+    assert!(case.contains("[atex: last "), "no truncation header");
+    let total = support::big_log(1 << 20).len();
+    assert!(case.contains(&format!(
+        "of {total} bytes shown; full output: files/rhel-9.6@x86_64/tests/huge/log/output.txt]"
+    )));
+    assert!(
+        case.len() < 64 * 1024 + 1024,
+        "system-out is {} bytes",
+        case.len()
+    );
+    let log = String::from_utf8(support::big_log(1 << 20)).expect("utf-8");
+    let last_line = log.lines().last().expect("a line");
+    assert!(
+        case.contains(&format!("{last_line}\n</system-out>")),
+        "the last line is kept"
+    );
+}
+
+#[test]
+fn counts_outcomes_and_reruns() {
+    let (_run, path, text) = render("max_output_bytes: 2048");
+    assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"atex\" tests=\"16\" failures=\"5\" errors=\"4\" time=\"754.321\">"));
+    let Some(n) = xpath(&path, "count(//testcase)") else {
+        eprintln!("skipped: xmllint not installed");
+        return;
+    };
+    assert_eq!(n, "16");
+    assert_eq!(
+        xpath(&path, "count(//testcase/failure)").as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        xpath(&path, "count(//testcase/error)").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        xpath(&path, "count(//testcase/skipped)").as_deref(),
+        Some("1")
+    );
+    // Flaky: passed on attempt 2 after a failure.
+    let flaky = "//testsuite[@name='debian-12/tests/flaky/network']";
+    assert_eq!(
+        xpath(&path, &format!("count({flaky}/testcase/flakyFailure)")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        xpath(&path, &format!("count({flaky}/testcase/failure)")).as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        xpath(
+            &path,
+            &format!("string({flaky}/properties/property[@name='attempt.1.status']/@value)")
+        )
+        .as_deref(),
+        Some("fail")
+    );
+    // The earlier attempt's own output survived the rerun overwriting it.
+    assert!(
+        xpath(
+            &path,
+            &format!("string({flaky}/testcase/flakyFailure/system-out)")
+        )
+        .expect("xpath")
+        .contains("attempt 1: connection reset by peer")
+    );
+    // Failed every time: rerunError for attempt 1, failure for attempt 2.
+    let broken = "//testsuite[@name='debian-12/tests/broken/always']/testcase";
+    assert_eq!(
+        xpath(&path, &format!("count({broken}/rerunError)")).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        xpath(&path, &format!("string({broken}/failure/@message)")).as_deref(),
+        Some("assertion failed")
+    );
+    // Sub-results are testcases named after their test, same classname.
+    assert_eq!(
+        xpath(
+            &path,
+            "string(//testcase[@name='/tests/suite/multi/check-a']/@classname)"
+        )
+        .as_deref(),
+        Some("debian-12/tests/suite/multi")
+    );
+    // Dots in the platform would make Jenkins see a package.
+    assert_eq!(
+        xpath(
+            &path,
+            "string(//testsuite[@name='rhel-9.6@x86_64/tests/login/basic']/testcase/@classname)"
+        )
+        .as_deref(),
+        Some("rhel-9_6@x86_64/tests/login/basic")
+    );
+    // Timestamps carry a zone.
+    assert_eq!(
+        xpath(
+            &path,
+            "string(//testsuite[@name='debian-12/tests/login/basic']/@timestamp)"
+        )
+        .as_deref(),
+        Some("2026-01-02T03:04:06Z")
+    );
+}
+
+#[test]
+fn strips_characters_xml_forbids() {
+    let (_run, path, text) = render("max_output_bytes: 2048");
+    for c in [
+        '\0', '\x01', '\x07', '\x0b', '\x0c', '\x1b', '\u{fffe}', '\u{ffff}', '\u{9b}',
+    ] {
+        assert!(!text.contains(c), "{c:?} left in the file");
+    }
+    assert!(!text.contains("]]>"), "a raw ]]> is left");
+    assert!(text.contains("]]&gt; &lt;![CDATA[x]]&gt; &lt;/script&gt;&lt;b&gt;&amp;amp;"));
+    assert!(text.contains("message=\"bad &quot;quoted&quot; &lt;tag&gt; &amp; ]]&gt;  done\""));
+    assert!(text.contains("ümlaut ✓"));
+    if let Some(v) = xpath(
+        &path,
+        "string(//testcase[@name='/tests/weird/chars']/failure/@message)",
+    ) {
+        assert_eq!(v, "bad \"quoted\" <tag> & ]]>  done");
+    }
+}
+
+#[test]
+fn interrupted_run_is_an_error_and_valid() {
+    let mut run = golden_run();
+    run.summary.interrupted = true;
+    let mut rep = reporter("include_output: none", run.results_dir()).expect("construct");
+    let paths = run.feed(&mut rep);
+    let text = std::fs::read_to_string(&paths[0]).expect("read");
+    assert!(text.contains("<testcase name=\"run interrupted\" classname=\"atex\""));
+    assert!(!text.contains("<system-out>"), "include_output: none");
+    assert!(text.contains("tests=\"17\" failures=\"5\" errors=\"5\""));
+    validate(&paths[0]);
+}
+
+#[test]
+fn output_option_and_relative_links() {
+    let run = golden_run();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("ci/report/junit.xml");
+    let mut rep = reporter(&format!("output: {}\nmax_output_bytes: 100\ninclude_output: failures\nname: nightly\nstatus_map: {{warn: failure, timeout: skipped}}", out.display()), run.results_dir())
+        .expect("construct");
+    let paths = run.feed(&mut rep);
+    assert_eq!(paths, vec![out.clone()]);
+    let text = std::fs::read_to_string(&out).expect("read");
+    assert!(
+        text.contains("<testsuites name=\"nightly\" tests=\"16\" failures=\"6\" errors=\"2\""),
+        "{}",
+        &text[..200]
+    );
+    // Links go from the report's directory to the results directory.
+    let rel = atex_junit_rel(out.parent().expect("dir"), run.results_dir());
+    assert!(text.contains(&format!(
+        "full output: {rel}/files/debian-12/tests/login/bad-password/output.txt"
+    )));
+    // Passing testcases carry no output with include_output: failures.
+    let case = case_of(&text, "/tests/login/basic");
+    assert!(!case.contains("system-out"));
+    validate(&out);
+    // Nothing but the report is left in its directory (atomic write).
+    let names: Vec<_> = std::fs::read_dir(out.parent().expect("dir"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["junit.xml".to_string()]);
+}
+
+fn atex_junit_rel(from: &Path, to: &Path) -> String {
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = (common..a.len()).map(|_| "..".to_string()).collect();
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+fn config_error(config: &str) -> PluginError {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match reporter(config, dir.path()) {
+        Ok(_) => panic!("configuration {config:?} was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    for config in [
+        "output: [",
+        "- a\n- b",
+        "[1, 2]",
+        "bogus: 1",
+        "max_output_bytes: -1",
+        "include_output: some",
+        "42",
+    ] {
+        let e = config_error(config);
+        assert_eq!(e.kind, ErrorKind::CONFIG, "{config:?}: {e}");
+    }
+    assert!(config_error("- a").message.contains("must be a mapping"));
+    assert!(
+        config_error("bogus: 1")
+            .message
+            .contains("unknown field `bogus`")
+    );
+}
+
+#[test]
+fn unwritable_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").expect("write");
+    let target = blocker.join("junit.xml");
+    let e = match reporter(&format!("output: {}", target.display()), dir.path()) {
+        Ok(_) => panic!("a path under a file was accepted"),
+        Err(e) => e,
+    };
+    assert!(e.message.contains("cannot write the report to"), "{e}");
+    assert!(e.message.contains(&target.display().to_string()), "{e}");
+    // A directory in the way.
+    let e = match reporter(&format!("output: {}", dir.path().display()), dir.path()) {
+        Ok(_) => panic!("a directory was accepted as output"),
+        Err(e) => e,
+    };
+    assert!(e.message.contains("is a directory"), "{e}");
+}
+
+#[test]
+fn finish_without_results_writes_an_empty_valid_file() {
+    let run = golden_run();
+    let mut rep = reporter("", run.results_dir()).expect("construct");
+    let paths = rep.finish(&run.summary).expect("finish");
+    let text = std::fs::read_to_string(&paths[0]).expect("read");
+    assert!(text.contains("tests=\"0\""));
+    validate(&paths[0]);
+}

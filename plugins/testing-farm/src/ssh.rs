@@ -1,0 +1,135 @@
+//! The provisioner's ssh key pair and the "does ssh with our key work yet"
+//! probe.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::Engine as _;
+
+/// Options of the probe: never prompt, never remember host keys of
+/// throw-away machines, give up on a dead address quickly.
+const PROBE_OPTIONS: &[&str] = &[
+    "BatchMode=yes",
+    "StrictHostKeyChecking=no",
+    "UserKnownHostsFile=/dev/null",
+    "LogLevel=ERROR",
+    "ConnectTimeout=10",
+    "ConnectionAttempts=1",
+    "IdentitiesOnly=yes",
+    "RequestTTY=no",
+    "PasswordAuthentication=no",
+];
+
+/// A key pair in a private temporary directory (0700), removed on drop.
+pub struct KeyPair {
+    dir: tempfile::TempDir,
+    public: String,
+}
+
+impl KeyPair {
+    /// Generates an ed25519 key pair with `ssh-keygen`.
+    pub fn generate() -> Result<KeyPair, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("atex-testing-farm-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a directory for the ssh key: {e}"))?;
+        let key = dir.path().join("key");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "atex", "-f"])
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ssh-keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .map_err(|e| format!("cannot read the public key: {e}"))?;
+        Ok(KeyPair {
+            dir,
+            public: public.trim().to_string(),
+        })
+    }
+
+    /// The private key file.
+    pub fn private_path(&self) -> PathBuf {
+        self.dir.path().join("key")
+    }
+
+    /// `TF_RESERVATION_AUTHORIZED_KEYS_BASE64`: the public key line, with a
+    /// neutral comment, base64-encoded.
+    pub fn authorized_keys_base64(&self) -> String {
+        let mut parts = self.public.split_whitespace();
+        let line = match (parts.next(), parts.next()) {
+            (Some(kind), Some(key)) => format!("{kind} {key} atex@testing-farm\n"),
+            _ => format!("{}\n", self.public),
+        };
+        base64::engine::general_purpose::STANDARD.encode(line)
+    }
+}
+
+/// Whether `s` is safe as an ssh host or user (no option injection).
+pub fn valid_login_part(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+}
+
+/// Runs `exit 123` on the machine; true when it ran (ssh works with our key).
+pub fn probe(key: &Path, user: &str, host: &str, port: u16) -> bool {
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-T");
+    for opt in PROBE_OPTIONS {
+        cmd.arg("-o").arg(opt);
+    }
+    cmd.arg("-i")
+        .arg(key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-l")
+        .arg(user)
+        .arg(host)
+        .arg("exit 123")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code() == Some(123),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_parts_are_checked() {
+        assert!(valid_login_part("root"));
+        assert!(valid_login_part("127.0.0.100"));
+        assert!(valid_login_part("ip-10-0-0-1.ec2.internal"));
+        assert!(!valid_login_part("-oProxyCommand=x"));
+        assert!(!valid_login_part("a b"));
+        assert!(!valid_login_part(""));
+    }
+}

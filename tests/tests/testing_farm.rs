@@ -1,0 +1,610 @@
+//! The testing-farm provisioner against the local Testing Farm stand-in
+//! (`atex_integration_tests::testing_farm_fake`): real reservations of real
+//! (container) machines over ssh, with faults injected.
+//!
+//! Tests that start machines need podman and the image
+//! `localhost/atex-test-ssh:bookworm` (built on demand by
+//! `tests/images/build.sh ssh`).
+
+use std::{
+    process::{Command, Stdio},
+    sync::{
+        Once,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use atex::{
+    backend::{Connection, Provisioner, Remote},
+    executor::transport::command_for,
+    plugins::{LoadedPlugin, PluginHost, load_plugin},
+};
+use atex_integration_tests::{
+    atex_bin, plugin_lib, stderr, stdout,
+    testing_farm_fake::{self as fake, FakeOptions, FakeTf},
+};
+use atex_testing_farm::api::{Api, ApiError, RetryPolicy, Secret};
+
+fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        fake::ensure_ssh_image();
+        fake::remove_all_fake_containers();
+    });
+}
+
+/// Options for a fast client (short polls and backoffs); `extra` lines
+/// (`key: value`) replace or add to them.
+fn config(fake: &FakeTf, extra: &str) -> String {
+    let defaults = format!(
+        "api_url: {}\ntoken: {}\ncompose: Fedora-Rawhide\npoll_interval: 0.2\nmin_interval: 0.01\n\
+         http_backoff: 0.2\nhttp_timeout: 3\nssh_timeout: 30\n",
+        fake.url(),
+        fake::TOKEN
+    );
+    let key = |l: &str| l.split(':').next().unwrap_or_default().trim().to_string();
+    let overridden: Vec<String> = extra.lines().map(key).collect();
+    let mut lines: Vec<&str> = defaults
+        .lines()
+        .filter(|l| !overridden.contains(&key(l)))
+        .collect();
+    lines.extend(extra.lines());
+    lines.join("\n") + "\n"
+}
+
+struct Plugin {
+    _lib: LoadedPlugin,
+    _host: PluginHost,
+    prov: Box<dyn Provisioner>,
+    _dir: tempfile::TempDir,
+}
+
+fn provisioner(fake: &FakeTf, extra: &str) -> Plugin {
+    let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("plugin loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new("tf-test", dir.path());
+    let prov = lib
+        .new_provisioner(&host, &config(fake, extra))
+        .expect("constructs");
+    Plugin {
+        _lib: lib,
+        _host: host,
+        prov: Box::new(prov),
+        _dir: dir,
+    }
+}
+
+fn run(remote: &dyn Remote, script: &str) -> (i32, String) {
+    let conn = remote.connection().expect("connection");
+    let out = command_for(&conn, &["bash", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Gets `n` remotes, runs a command on each over ssh, releases them.
+fn use_machines(p: &Plugin, n: u32) -> Vec<String> {
+    p.prov.start().expect("start");
+    p.prov.provision(n);
+    let mut remotes = Vec::new();
+    for _ in 0..n {
+        let r = p
+            .prov
+            .get_remote(Duration::from_secs(120))
+            .expect("get_remote")
+            .expect("a remote within 120 s");
+        remotes.push(r);
+    }
+    let mut hosts = Vec::new();
+    for r in &remotes {
+        let Connection::Ssh(target) = r.connection().expect("connection") else {
+            panic!("not an ssh connection");
+        };
+        assert_eq!(target.port, 22);
+        assert_eq!(target.user, "root");
+        assert!(target.host.starts_with("127.0.0."), "{}", target.host);
+        let (code, out) = run(r.as_ref(), "echo hello from $(hostname); exit 7");
+        assert_eq!(code, 7, "{out}");
+        assert!(out.starts_with("hello from "), "{out}");
+        assert!(r.alive().expect("alive"));
+        assert_eq!(r.platform(), "Fedora-Rawhide@x86_64");
+        hosts.push(target.host.clone());
+    }
+    for r in &remotes {
+        r.release().expect("release");
+        r.release().expect("second release");
+        assert!(!r.alive().unwrap_or(false));
+    }
+    p.prov.stop().expect("stop");
+    hosts
+}
+
+fn count(fake: &FakeTf, method: &str, status: u16) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|c| c.method == method && c.status == status)
+        .count()
+}
+
+fn api(fake: &FakeTf, token: Option<&str>) -> Api {
+    Api::new(
+        fake.url(),
+        token.map(Secret::new),
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            min_interval: Duration::ZERO,
+            http_timeout: Duration::from_secs(5),
+        },
+    )
+}
+
+#[test]
+fn the_fake_speaks_the_testing_farm_api() {
+    let fake = FakeTf::start();
+    let never = AtomicBool::new(false);
+    let anon = api(&fake, None);
+    let about = anon.get_json("/v0.1/about", false, &never).expect("about");
+    assert!(about["version"].is_string());
+    match api(&fake, Some("wrong")).whoami(&never) {
+        Err(ApiError::Status {
+            status: 401,
+            message,
+        }) => {
+            assert_eq!(message, "Not authorized to perform this action");
+        }
+        other => panic!("{other:?}"),
+    }
+    match api(&fake, Some(fake::EXPIRED_TOKEN)).whoami(&never) {
+        Err(ApiError::Status {
+            status: 401,
+            message,
+        }) => assert_eq!(message, "Token has expired"),
+        other => panic!("{other:?}"),
+    }
+    let me = api(&fake, Some(fake::TOKEN))
+        .whoami(&never)
+        .expect("whoami");
+    assert_eq!(me.ranch, "public");
+    let composes = anon.composes("public", &never).expect("composes");
+    assert!(composes.contains(&("Fedora-Rawhide".to_string(), false)));
+    assert!(composes.iter().any(|(_, re)| *re));
+    // Search needs a state; nothing found is `null`.
+    match anon.get_json("/v0.1/requests", false, &never) {
+        Err(ApiError::Status { status: 422, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let none = anon
+        .search_requests("running", &me.token_id, "2000-01-01T00:00:00", &never)
+        .expect("search");
+    assert!(none.is_empty());
+    match anon.get_request("not-a-uuid", &never) {
+        Err(ApiError::Status { status: 422, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match anon.get_request("7d6a6cbf-3cd5-49fb-aca1-f76ffa0734aa", &never) {
+        Err(ApiError::Status { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A request without a test is refused; one with a test gets a uuid4 id
+    // and goes new → queued → running → (no compose) error.
+    let authed = api(&fake, Some(fake::TOKEN));
+    let nofind = || Ok(None);
+    match authed.submit_request(&serde_json::json!({"environments": []}), &never, &nofind) {
+        Err(ApiError::Status {
+            status: 400,
+            message,
+        }) => {
+            assert!(message.contains("Test section"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = serde_json::json!({
+        "test": {"fmf": {"url": "https://example.invalid/x"}},
+        "environments": [{"arch": "x86_64", "os": {"compose": "NoSuchCompose"},
+                          "secrets": {"S": "secret-value"}}],
+    });
+    let created = authed
+        .submit_request(&body, &never, &nofind)
+        .expect("submitted");
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(id.as_bytes()[14], b'4', "uuid4: {id}");
+    assert_eq!(created["state"], "new");
+    // Secrets are masked for anyone but the owner.
+    let seen = anon.get_request(&id, &never).expect("get");
+    assert_eq!(seen["environments_requested"][0]["secrets"]["S"], "hidden");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = anon.get_request(&id, &never).expect("get");
+        if r["state"] == "error" {
+            assert!(
+                r["result"]["summary"]
+                    .as_str()
+                    .expect("summary")
+                    .contains("NoSuchCompose")
+            );
+            break;
+        }
+        assert!(Instant::now() < end, "{r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Cancelling a finished request: 409; unknown: 404.
+    assert!(matches!(
+        authed.cancel_request("7d6a6cbf-3cd5-49fb-aca1-f76ffa0734aa"),
+        Err(ApiError::Status { status: 404, .. })
+    ));
+    assert_eq!(authed.cancel_request(&id).expect("409 is fine"), 409);
+    let states = &fake.requests()[0].history;
+    assert_eq!(states, &["new", "queued", "error"]);
+}
+
+#[test]
+fn three_machines_are_reserved_used_and_cancelled() {
+    setup();
+    let fake = FakeTf::start();
+    let p = provisioner(&fake, "max: 3\n");
+    let hosts = use_machines(&p, 3);
+    let mut distinct = hosts.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{hosts:?}");
+    fake.assert_all_cancelled();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3);
+    // What the reserve request carries.
+    let env = &reqs[0].body["environments"][0];
+    assert_eq!(reqs[0].body["test"]["fmf"]["name"], "/testing-farm/reserve");
+    assert_eq!(env["os"]["compose"], "Fedora-Rawhide");
+    assert_eq!(
+        env["settings"]["provisioning"]["tags"]["ArtemisUseSpot"],
+        "false"
+    );
+    assert!(env["secrets"]["TF_RESERVATION_AUTHORIZED_KEYS_BASE64"].is_string());
+    assert_eq!(reqs[0].body["settings"]["pipeline"]["timeout"], 60);
+    // pipeline.log was read with HEAD, then ranged GETs.
+    let calls = fake.calls();
+    assert!(calls.iter().any(|c| c.method == "HEAD" && c.status == 200));
+    assert!(count(&fake, "GET", 206) >= 3);
+    assert_eq!(count(&fake, "POST", 200), 3);
+    assert_eq!(count(&fake, "DELETE", 200), 3);
+}
+
+#[test]
+fn fault_rate_limits_and_server_errors_are_retried() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| {
+        f.rate_limit = 3;
+        f.retry_after = 1;
+    });
+    let p = provisioner(&fake, "");
+    let start = Instant::now();
+    p.prov.start().expect("start survives 429s");
+    // whoami was refused three times with Retry-After: 1.
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    fake.faults(|f| f.server_errors = 5);
+    p.prov.provision(2);
+    let a = p
+        .prov
+        .get_remote(Duration::from_secs(120))
+        .expect("ok")
+        .expect("remote");
+    fake.faults(|f| {
+        f.rate_limit = 2;
+        f.server_errors = 2;
+    });
+    let b = p
+        .prov
+        .get_remote(Duration::from_secs(120))
+        .expect("ok")
+        .expect("remote");
+    assert_eq!(run(a.as_ref(), "exit 0").0, 0);
+    assert_eq!(run(b.as_ref(), "exit 0").0, 0);
+    p.prov.stop().expect("stop");
+    assert!(count(&fake, "GET", 429) + count(&fake, "POST", 429) >= 3);
+    assert!(fake.calls().iter().filter(|c| c.status >= 500).count() >= 5);
+    fake.assert_all_cancelled();
+    assert_eq!(fake.requests().len(), 2, "no duplicate requests");
+}
+
+#[test]
+fn fault_dropped_post_response_creates_no_duplicate() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| f.drop_post_responses = 2);
+    let p = provisioner(&fake, "");
+    let hosts = use_machines(&p, 2);
+    assert_eq!(hosts.len(), 2);
+    let calls = fake.calls();
+    let posts: Vec<u16> = calls
+        .iter()
+        .filter(|c| c.method == "POST")
+        .map(|c| c.status)
+        .collect();
+    // Both replies were lost (status 0: no answer); the client searched
+    // its own requests and found them instead of submitting again.
+    assert_eq!(posts, vec![0, 0], "{posts:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "GET" && c.path.starts_with("/v0.1/requests?state="))
+    );
+    assert_eq!(fake.requests().len(), 2, "no duplicate requests");
+    fake.assert_all_cancelled();
+}
+
+#[test]
+fn fault_hung_socket_and_log_race() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| {
+        f.hang = 2;
+        f.hang_for = Duration::from_secs(6);
+        f.log_404 = 3;
+    });
+    let p = provisioner(&fake, "");
+    use_machines(&p, 1);
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c.method == "HEAD" && c.status == 404)
+    );
+    assert_eq!(fake.requests().len(), 1);
+    fake.assert_all_cancelled();
+}
+
+#[test]
+fn fault_errored_request_is_replaced_with_its_reason_logged() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| {
+        f.error_requests = 1;
+        f.error_summary = "Guest provisioning failed: pool exhausted".into();
+    });
+    let p = provisioner(&fake, "");
+    use_machines(&p, 1);
+    fake.assert_all_cancelled();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2, "one failed request, one replacement");
+    assert_eq!(reqs[0].state, "error");
+    assert_eq!(reqs[1].state, "canceled");
+}
+
+#[test]
+fn fault_permanent_errors_fail_with_one_line_after_the_budget() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| {
+        f.error_requests = 100;
+        f.error_summary = "Guest provisioning failed: pool exhausted".into();
+    });
+    let p = provisioner(&fake, "retries: 2\n");
+    p.prov.start().expect("start");
+    p.prov.provision(1);
+    let err = p
+        .prov
+        .get_remote(Duration::from_secs(60))
+        .err()
+        .expect("must fail");
+    let text = err.to_string();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains("3 failed reservation") && text.contains("pool exhausted"),
+        "{text}"
+    );
+    p.prov.stop().expect("stop");
+    assert_eq!(fake.requests().len(), 3, "budget of 2 retries");
+    fake.assert_all_cancelled();
+}
+
+#[test]
+fn fault_slow_queue_and_ssh_that_never_comes_up() {
+    setup();
+    let fake = FakeTf::start();
+    fake.faults(|f| {
+        f.slow_queue = Duration::from_secs(3);
+        f.ssh_never_up = 1;
+    });
+    let p = provisioner(&fake, "ssh_timeout: 4\n");
+    use_machines(&p, 1);
+    fake.assert_all_cancelled();
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2, "the machine without ssh was replaced");
+    assert!(reqs.iter().all(|r| r.state == "canceled"));
+}
+
+#[test]
+fn wrong_token_or_compose_fails_at_start_with_one_line() {
+    let fake = FakeTf::start();
+    for (extra, expect) in [
+        ("token: nope\n", "token was refused"),
+        (
+            &format!("token: {}\n", fake::EXPIRED_TOKEN) as &str,
+            "Token has expired",
+        ),
+        ("compose: Fedora-1\n", "compose `Fedora-1` is not offered"),
+    ] {
+        let text = config(&fake, extra);
+        let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("loads");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = PluginHost::new("tf-test", dir.path());
+        let prov = lib.new_provisioner(&host, &text).expect("constructs");
+        let err = prov.start().expect_err("start must fail").to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expect), "{err}");
+        assert!(!err.contains(fake::TOKEN), "{err}");
+        prov.stop().expect("stop");
+    }
+    assert!(fake.requests().is_empty());
+    // No token at all.
+    let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new("tf-test", dir.path());
+    let text = format!("api_url: {}\ncompose: Fedora-Rawhide\n", fake.url());
+    let prov = lib.new_provisioner(&host, &text).expect("constructs");
+    if std::env::var_os("TESTING_FARM_API_TOKEN").is_none() {
+        let err = prov.start().expect_err("no token").to_string();
+        assert!(err.contains("TESTING_FARM_API_TOKEN"), "{err}");
+    }
+    let _ = prov.stop();
+}
+
+#[test]
+fn passes_atex_plugin_check_against_the_fake() {
+    setup();
+    let fake = FakeTf::start();
+    let lib = plugin_lib("atex_testing_farm");
+    let opts = format!(
+        "api_url={},compose=Fedora-Rawhide,max=10,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=30",
+        fake.url()
+    );
+    let mut cmd = Command::new(atex_bin());
+    cmd.args([
+        "plugin",
+        "check",
+        lib.to_str().expect("utf-8"),
+        "--timeout",
+        "120",
+    ]);
+    for o in opts.split(',') {
+        cmd.args(["-o", o]);
+    }
+    // The token comes from the environment, as users give it.
+    let out = cmd
+        .env("TESTING_FARM_API_TOKEN", fake::TOKEN)
+        // Debug logs too must not show the token or the private key.
+        .env("RUST_LOG", "debug")
+        .env_remove("ATEX_PLUGIN_PATH")
+        .env_remove("TESTING_FARM_API_URL")
+        .output()
+        .expect("run atex");
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "conformance failed:\n{text}\n{}",
+        stderr(&out)
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap_or_default()
+            .ends_with(" passed, 0 failed"),
+        "{text}"
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains("atex_testing_farm"),
+        "debug log expected:\n{log}"
+    );
+    assert!(!text.contains(fake::TOKEN) && !log.contains(fake::TOKEN));
+    assert!(!log.contains("PRIVATE KEY") && !log.contains("TF_RESERVATION_AUTHORIZED_KEYS"));
+    fake.assert_all_cancelled();
+}
+
+static SIGINT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    SIGINT.store(true, Ordering::SeqCst);
+}
+
+/// The child of `sigint_cancels_every_reservation`: does nothing unless
+/// started by it.
+#[test]
+fn sigint_child_process() {
+    let Ok(url) = std::env::var("ATEX_TF_SIGINT_CHILD_URL") else {
+        return;
+    };
+    // SAFETY: installs an async-signal-safe handler (one atomic store).
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+    let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("plugin loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new("tf-sigint", dir.path());
+    let text = format!(
+        "api_url: {url}\ntoken: {}\ncompose: Fedora-Rawhide\npoll_interval: 0.2\nmin_interval: 0.01\nssh_timeout: 300\n",
+        fake::TOKEN
+    );
+    let prov = lib.new_provisioner(&host, &text).expect("constructs");
+    prov.start().expect("start");
+    prov.provision(3);
+    println!("CHILD PROVISIONING");
+    loop {
+        if SIGINT.load(Ordering::SeqCst) {
+            // What the host does on Ctrl-C: cancel, then stop.
+            host.cancel.store(true, Ordering::SeqCst);
+            prov.stop().expect("stop");
+            println!("CHILD STOPPED");
+            std::process::exit(0);
+        }
+        if let Ok(Some(_)) = prov.get_remote(Duration::from_millis(200)) {
+            panic!("no machine should be ready: its key is installed late");
+        }
+    }
+}
+
+#[test]
+fn sigint_cancels_every_reservation() {
+    setup();
+    let fake = FakeTf::with_options(FakeOptions {
+        // Machines run but their key comes late: reservations in flight.
+        key_delay: Duration::from_secs(120),
+        ..FakeOptions::default()
+    });
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            // A substring: the module is `testing_farm::` in the main test
+            // binary and the root in its own.
+            "sigint_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ATEX_TF_SIGINT_CHILD_URL", fake.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let end = Instant::now() + Duration::from_secs(90);
+    while fake.live_containers().len() < 3 {
+        assert!(Instant::now() < end, "3 machines never started");
+        assert!(child.try_wait().expect("wait").is_none(), "child exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let running = fake
+        .requests()
+        .iter()
+        .filter(|r| r.state == "running")
+        .count();
+    assert_eq!(running, 3);
+    // SAFETY: signalling our own child.
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < end, "child did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        status.success() && stdout(&out).contains("CHILD STOPPED"),
+        "{status:?}\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    fake.assert_all_cancelled();
+    assert_eq!(fake.requests().len(), 3);
+    assert!(fake.live_containers().is_empty());
+}
