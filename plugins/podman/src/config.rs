@@ -1,0 +1,245 @@
+//! The plugin's options, as users write them after `-p podman:` or in a
+//! configuration file, and their defaults.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Deserializer};
+
+/// The image used when none is configured: the test image that
+/// `tests/images/build.sh` builds.
+pub const DEFAULT_IMAGE: &str = "localhost/atex-test:bookworm";
+
+/// Options of the podman provisioner.
+///
+/// Lists (`run_options`, `command`) may also be given as one string, split
+/// at white space (`run_options: "--network host --cap-add SYS_ADMIN"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodmanConfig {
+    /// Image to start containers from. It is never pulled (`--pull never`):
+    /// build or pull it beforehand.
+    pub image: String,
+    /// The most containers existing at once (starting, ready or handed out).
+    #[serde(alias = "max_remotes")]
+    pub max: u32,
+    /// Extra options for `podman run`, placed before the image.
+    #[serde(deserialize_with = "string_or_list")]
+    pub run_options: Vec<String>,
+    /// The command that keeps the container alive. Default: `sleep
+    /// infinity`, or `/sbin/init` in systemd mode.
+    #[serde(deserialize_with = "opt_string_or_list")]
+    pub command: Option<Vec<String>>,
+    /// OCI runtime for `podman run --runtime` (e.g. `runc`). Default: the
+    /// one containers.conf names. `podman exec` needs no such flag: a
+    /// container remembers its runtime.
+    pub runtime: Option<String>,
+    /// Systemd mode, for tests that reboot: the container runs systemd as
+    /// init (`--systemd=always`) with `--restart=always`, so that a reboot
+    /// inside restarts the same container. A remote is handed out once
+    /// `systemctl is-system-running` says `running` or `degraded`.
+    pub systemd: bool,
+    /// Value of the `atex.run` label on every container. Default: the run id.
+    pub label: Option<String>,
+    /// Platform name results are filed under. Default: the image's name and
+    /// tag, e.g. `atex-test-bookworm`.
+    pub platform: Option<String>,
+    /// Seconds to wait for systemd to boot in systemd mode, and the longest
+    /// a restarting container still counts as alive.
+    pub boot_timeout: u64,
+    /// Seconds any single podman command may take before it is killed.
+    pub command_timeout: u64,
+    /// How many times a `podman run` that failed with a known transient
+    /// error is retried.
+    pub retries: u32,
+    /// A containers.conf(5) for the podman commands the plugin runs (it
+    /// sets `CONTAINERS_CONF` for them). Default: inherited from the
+    /// environment. The connection prefix does not need it.
+    pub containers_conf: Option<PathBuf>,
+}
+
+impl Default for PodmanConfig {
+    fn default() -> Self {
+        PodmanConfig {
+            image: DEFAULT_IMAGE.to_string(),
+            max: 4,
+            run_options: Vec::new(),
+            command: None,
+            runtime: None,
+            systemd: false,
+            label: None,
+            platform: None,
+            boot_timeout: 120,
+            command_timeout: 300,
+            retries: 3,
+            containers_conf: None,
+        }
+    }
+}
+
+impl PodmanConfig {
+    /// A configuration for `image` with every other option at its default.
+    pub fn for_image(image: impl Into<String>) -> Self {
+        PodmanConfig {
+            image: image.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks values serde cannot check.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.image.trim().is_empty() {
+            return Err("`image` must not be empty".into());
+        }
+        if self.max == 0 {
+            return Err("`max` must be at least 1".into());
+        }
+        if self.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err("`command` must not be empty".into());
+        }
+        if let Some(label) = &self.label
+            && (label.is_empty() || label.contains(['=', ',', '\n']))
+        {
+            return Err(format!(
+                "`label` {label:?} must be non-empty, without `=`, `,` or newlines"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The command the container runs.
+    pub(crate) fn effective_command(&self) -> Vec<String> {
+        match &self.command {
+            Some(c) => c.clone(),
+            None if self.systemd => vec!["/sbin/init".into()],
+            None => vec!["sleep".into(), "infinity".into()],
+        }
+    }
+
+    /// The platform name results are filed under.
+    pub(crate) fn effective_platform(&self) -> String {
+        self.platform
+            .clone()
+            .unwrap_or_else(|| platform_from_image(&self.image))
+    }
+
+    pub(crate) fn boot_timeout(&self) -> Duration {
+        Duration::from_secs(self.boot_timeout)
+    }
+
+    pub(crate) fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout.max(1))
+    }
+}
+
+/// `registry/path/name:tag@digest` -> `name-tag`: the last path element,
+/// without a digest, with `:` replaced so the name is safe in file names
+/// (tar reads `a:b` as a remote archive).
+pub(crate) fn platform_from_image(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let last = last.split('@').next().unwrap_or(last);
+    last.replace(':', "-")
+}
+
+fn split_words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => split_words(&s),
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<StringOrList>::deserialize(d)?
+        .map(StringOrList::into_vec)
+        .unwrap_or_default())
+}
+
+fn opt_string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(Option::<StringOrList>::deserialize(d)?.map(StringOrList::into_vec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> PodmanConfig {
+        match serde_yaml::from_str(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("{yaml}: {e}"),
+        }
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        assert_eq!(parse("{}"), PodmanConfig::default());
+    }
+
+    #[test]
+    fn lists_may_be_strings() {
+        let c = parse("run_options: --network host --cap-add X\ncommand: [sleep, '1000']");
+        assert_eq!(c.run_options, ["--network", "host", "--cap-add", "X"]);
+        assert_eq!(
+            c.command,
+            Some(vec!["sleep".to_string(), "1000".to_string()])
+        );
+        let c = parse("run_options: [--env, A=b c]\ncommand: /sbin/init --log-level=debug");
+        assert_eq!(c.run_options, ["--env", "A=b c"]);
+        assert_eq!(
+            c.command,
+            Some(vec![
+                "/sbin/init".to_string(),
+                "--log-level=debug".to_string()
+            ])
+        );
+    }
+
+    #[test]
+    fn unknown_option_is_refused() {
+        let e = serde_yaml::from_str::<PodmanConfig>("imgae: x").err();
+        assert!(e.is_some_and(|e| e.to_string().contains("imgae")));
+    }
+
+    #[test]
+    fn max_remotes_is_an_alias() {
+        assert_eq!(parse("max_remotes: 7").max, 7);
+        assert_eq!(parse("max: 2").max, 2);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(parse("max: 0").validate().is_err());
+        assert!(parse("image: ''").validate().is_err());
+        assert!(parse("label: a=b").validate().is_err());
+        assert!(parse("command: []").validate().is_err());
+        assert!(parse("label: run-1").validate().is_ok());
+    }
+
+    #[test]
+    fn platform_and_command_defaults() {
+        assert_eq!(
+            platform_from_image("localhost/atex-test:bookworm"),
+            "atex-test-bookworm"
+        );
+        assert_eq!(platform_from_image("quay.io/fedora/fedora:41"), "fedora-41");
+        assert_eq!(platform_from_image("debian@sha256:abc"), "debian");
+        assert_eq!(platform_from_image("alpine"), "alpine");
+        let mut c = PodmanConfig::default();
+        assert_eq!(c.effective_command(), ["sleep", "infinity"]);
+        c.systemd = true;
+        assert_eq!(c.effective_command(), ["/sbin/init"]);
+        c.platform = Some("debian-12".into());
+        assert_eq!(c.effective_platform(), "debian-12");
+    }
+}

@@ -1,0 +1,84 @@
+//! The `podman` provisioner: containers on the user's own machine.
+//!
+//! Containers are started on background threads from a local image (never
+//! pulled) and handed out when ready; at most `max` exist at once. Every
+//! container carries the labels `atex.run=<run id>` and
+//! `atex.provisioner=<random token of this provisioner>`; `stop` removes
+//! all containers with its token. After a run killed with SIGKILL, remove
+//! what it left with [`remove_leftovers`] or
+//! `podman rm -f -t 0 $(podman ps -aq --filter label=atex.run=RUN_ID)`.
+//!
+//! # Options
+//!
+//! | option            | default                          | meaning |
+//! |-------------------|----------------------------------|---------|
+//! | `image`           | `localhost/atex-test:bookworm`   | image to run (`--pull=never`) |
+//! | `max`             | 4                                | containers existing at once |
+//! | `run_options`     | none                             | extra `podman run` options (list, or one string split at spaces) |
+//! | `command`         | `sleep infinity` (`/sbin/init` in systemd mode) | what keeps the container alive |
+//! | `runtime`         | containers.conf's                | `podman run --runtime` |
+//! | `systemd`         | false                            | systemd as init, `--restart=always`: reboots work |
+//! | `label`           | the run id                       | value of the `atex.run` label |
+//! | `platform`        | image name and tag, e.g. `atex-test-bookworm` | platform results are filed under |
+//! | `boot_timeout`    | 120                              | seconds for systemd to boot / a reboot to finish |
+//! | `command_timeout` | 300                              | seconds any podman command may take |
+//! | `retries`         | 3                                | retries of a `podman run` that failed transiently |
+//! | `containers_conf` | inherited `CONTAINERS_CONF`      | containers.conf(5) for the plugin's podman commands |
+//!
+//! # Requests
+//!
+//! `provision(n)` asks for `n` more containers, `provision(u32::MAX)` for
+//! `max` at all times until `clear`. `clear` drops requests not started
+//! yet, except those that callers blocked in `get_remote` right now are
+//! waiting for (and that no starting or ready container will serve):
+//! whoever is still asking still gets a container. Containers already
+//! starting or ready stay until handed out or `stop`.
+//!
+//! # The connection
+//!
+//! A remote's connection is [`Connection::command`] with the prefix
+//! `["podman", "exec", "--interactive", "<full container id>"]`: the host
+//! appends an argv and runs the result as a local process. It passes stdin
+//! through, never allocates a TTY (no `--tty`), returns the command's exit
+//! status (podman's own failures exit 125-127; a command killed by a signal
+//! gives 128+N), starts the command with default signal dispositions
+//! (SIGPIPE is not ignored: `yes | head -1` ends), runs as the image's user
+//! (root) in `/`, and does not depend on the plugin's configuration: a
+//! container remembers its OCI runtime, so `exec` needs no `--runtime`, and
+//! the prefix works without `CONTAINERS_CONF`. In systemd mode a reboot
+//! restarts the same container (same id), so the same prefix works again
+//! once it is running; commands in flight during the reboot end with an
+//! error.
+//!
+//! # Liveness
+//!
+//! `alive()` is false once released, when the container no longer exists,
+//! or when it is not running. In systemd mode a container that is not
+//! running but has the `always` restart policy is still alive (it is
+//! rebooting) until it has been down for `boot_timeout` seconds.
+//!
+//! [`Connection::command`]: atex_plugin_api::Connection::command
+
+#![deny(clippy::unwrap_used)]
+
+mod cleanup;
+mod config;
+mod podman;
+mod provisioner;
+
+pub use cleanup::{list_containers, remove_containers, remove_leftovers};
+pub use config::{DEFAULT_IMAGE, PodmanConfig};
+pub use podman::PodmanError;
+pub use provisioner::{CancelFn, PodmanProvisioner, PodmanRemote, command_prefix};
+
+/// Label carrying the run id (or the configured `label`).
+pub const RUN_LABEL: &str = "atex.run";
+/// Label carrying a token unique to one provisioner.
+pub const PROVISIONER_LABEL: &str = "atex.provisioner";
+
+atex_plugin_api::export_plugin! {
+    name: "podman",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "containers on this machine, started with podman (systemd mode for reboots)",
+    provisioner: PodmanProvisioner::new,
+}

@@ -1,0 +1,297 @@
+//! Running the `podman` CLI: one function that runs a command with a time
+//! limit and turns a failure into an error carrying podman's own message and
+//! the command line, and the list of failures known to be transient.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The program run for every podman command; found on `PATH`.
+pub const PODMAN: &str = "podman";
+
+/// What went wrong talking to podman.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PodmanError {
+    /// podman ran and failed; `message` is what it printed, on one line.
+    #[error("`{command}` failed: {message}")]
+    Failed {
+        /// The command line, shell-quoted.
+        command: String,
+        /// podman's message (its `Error: ` prefix removed) or the exit status.
+        message: String,
+        /// Exit code, when podman exited normally.
+        code: Option<i32>,
+    },
+    /// The image is not in local storage (podman is never asked to pull).
+    #[error(
+        "image {image} is not in podman's local storage (atex never pulls: build or pull it first): `{command}`: {message}"
+    )]
+    ImageMissing {
+        /// The image as configured.
+        image: String,
+        /// The command line, shell-quoted.
+        command: String,
+        /// podman's message.
+        message: String,
+    },
+    /// podman could not be started at all.
+    #[error("cannot run `{command}`: {message}")]
+    Spawn {
+        /// The command line, shell-quoted.
+        command: String,
+        /// The operating system's error.
+        message: String,
+    },
+    /// podman did not finish in time and was killed.
+    #[error("`{command}` did not finish within {seconds} s and was killed")]
+    Timeout {
+        /// The command line, shell-quoted.
+        command: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// Waiting for a container to be usable failed.
+    #[error("container {container}: {message}")]
+    Container {
+        /// Container name or id.
+        container: String,
+        /// What happened.
+        message: String,
+    },
+    /// The provisioner was stopped or the host cancelled the run.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl PodmanError {
+    /// Whether retrying the same command may succeed: failures seen when
+    /// many podman commands run at once (lock contention, a racing runtime
+    /// or network setup), never configuration errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PodmanError::Failed { message, .. } => is_transient_message(message),
+            PodmanError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Messages of failures that come and go under parallel load.
+const TRANSIENT: &[&str] = &[
+    // boltdb/sqlite state database or a container lock held by another podman
+    "database is locked",
+    "resource temporarily unavailable",
+    "timeout waiting",
+    "timed out",
+    "try again",
+    // iptables/netavark setting up the network of several containers at once
+    "xtables lock",
+    "iptables",
+    "netavark",
+    "error creating network namespace",
+    // runc racing with another runc or with cgroup setup
+    "error reading from ready pipe",
+    "reading container (probably exited) json message: eof",
+    "device or resource busy",
+    "no such file or directory: oci runtime",
+    "cannot allocate memory",
+    "signal: killed",
+    "exit status 137",
+    "unexpected eof",
+];
+
+fn is_transient_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    if m.contains("image not known") || m.contains("executable file not found") {
+        return false;
+    }
+    TRANSIENT.iter().any(|t| m.contains(t))
+}
+
+/// What a podman command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// Standard output, trimmed.
+    pub stdout: String,
+}
+
+/// Quotes an argv for messages, the way a shell would need it.
+pub fn command_line(args: &[String]) -> String {
+    std::iter::once(PODMAN)
+        .chain(args.iter().map(String::as_str))
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+            {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// podman's stderr on one line: lines joined with `; `, `Error: ` dropped.
+pub fn one_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("Error: ").unwrap_or(l))
+        .collect();
+    lines.join("; ")
+}
+
+/// How podman commands are run: a time limit and, optionally, the
+/// containers.conf to use instead of the inherited `CONTAINERS_CONF`.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// The longest any one command may take.
+    pub timeout: Duration,
+    /// Sets `CONTAINERS_CONF` for the commands.
+    pub containers_conf: Option<PathBuf>,
+}
+
+impl Runner {
+    /// Runs `podman ARGS...` with stdin closed, waiting at most `timeout`.
+    pub fn run(&self, args: &[String]) -> Result<Output, PodmanError> {
+        run_with(args, self.timeout, self.containers_conf.as_deref())
+    }
+}
+
+/// Runs `podman ARGS...` with stdin closed, waiting at most `timeout`.
+pub fn run_with(
+    args: &[String],
+    timeout: Duration,
+    containers_conf: Option<&Path>,
+) -> Result<Output, PodmanError> {
+    let command = command_line(args);
+    tracing::debug!(target: "atex_podman::cmd", "{command}");
+    let mut cmd = Command::new(PODMAN);
+    if let Some(conf) = containers_conf {
+        cmd.env("CONTAINERS_CONF", conf);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PodmanError::Spawn {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_with_timeout(&mut child, timeout);
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let status = match status {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            return Err(PodmanError::Timeout {
+                command,
+                seconds: timeout.as_secs(),
+            });
+        }
+        Err(e) => {
+            return Err(PodmanError::Spawn {
+                command,
+                message: e.to_string(),
+            });
+        }
+    };
+    if status.success() {
+        Ok(Output {
+            stdout: stdout.trim().to_string(),
+        })
+    } else {
+        let mut message = one_line(&stderr);
+        if message.is_empty() {
+            message = format!("podman exited with {status}");
+        }
+        Err(PodmanError::Failed {
+            command,
+            message,
+            code: status.code(),
+        })
+    }
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for `child`; `Ok(None)` when it was killed after `timeout`.
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// `args` as owned strings.
+pub fn args<I, S>(items: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    items.into_iter().map(|s| s.as_ref().to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(
+            one_line("Error: localhost/nope:1: image not known\n"),
+            "localhost/nope:1: image not known"
+        );
+        assert_eq!(one_line("warn: x\n\nError: y\n"), "warn: x; y");
+    }
+
+    #[test]
+    fn command_lines_are_quoted() {
+        assert_eq!(
+            command_line(&args(["run", "--label", "atex.run=r 1", "img:1"])),
+            "podman run --label 'atex.run=r 1' img:1"
+        );
+    }
+
+    #[test]
+    fn transient_classification() {
+        let failed = |m: &str| PodmanError::Failed {
+            command: "podman run".into(),
+            message: m.into(),
+            code: Some(125),
+        };
+        assert!(failed("netavark: iptables: Resource temporarily unavailable").is_transient());
+        assert!(failed("database is locked").is_transient());
+        assert!(!failed("localhost/nope: image not known").is_transient());
+        assert!(!failed("unknown flag: --bogus").is_transient());
+    }
+}

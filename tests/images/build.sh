@@ -1,0 +1,141 @@
+#!/bin/bash
+# Builds the container images atex's tests use (and users may copy):
+#
+#   localhost/atex-test:bookworm          Debian minbase + bash (coreutils, tar)
+#   localhost/atex-test-ssh:bookworm      + openssh-server; `/usr/sbin/sshd -D -e`
+#                                         works as is (host keys, /run/sshd,
+#                                         root login with a key)
+#   localhost/atex-test-systemd:bookworm  + systemd, systemd-sysv, openssh-server;
+#                                         CMD /sbin/init, for reboot tests
+#
+# No registry is needed: each root file system is made by mmdebstrap from the
+# host's apt sources and loaded with `podman import`.
+#
+# Idempotent and cached: an image that exists and was made by this version
+# of the recipe (label atex.recipe, see `recipe=` below) is left alone; a
+# missing or outdated one is built. Usage:
+#
+#   tests/images/build.sh [--force] [base|ssh|systemd]...   (default: all three)
+#
+# Environment:
+#   CONTAINERS_CONF   defaults to tests/containers.conf next to this script
+#   ATEX_IMAGE_SOURCES  mmdebstrap MIRROR arguments (space separated); default:
+#                     the host's active apt sources files
+#   ATEX_IMAGE_SUITE  Debian suite, default bookworm (it is also the tag)
+#
+# Several callers (test binaries running at once) may call it together: a
+# lock serialises them, and the second finds the images built.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/../containers.conf}
+suite=${ATEX_IMAGE_SUITE:-bookworm}
+
+force=0
+wanted=()
+for arg in "$@"; do
+    case $arg in
+        --force) force=1 ;;
+        base|ssh|systemd) wanted+=("$arg") ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+        *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(base ssh systemd)
+
+for tool in podman mmdebstrap; do
+    command -v "$tool" >/dev/null || {
+        echo "build.sh: $tool is missing (apt-get install -y podman runc mmdebstrap)" >&2
+        exit 1
+    }
+done
+
+# The host's apt sources, as mmdebstrap MIRROR arguments (a file's contents
+# are pasted into the image's sources.list; deb822 files work too).
+sources=()
+if [[ -n ${ATEX_IMAGE_SOURCES:-} ]]; then
+    read -r -a sources <<<"$ATEX_IMAGE_SOURCES"
+else
+    if [[ -f /etc/apt/sources.list ]] && grep -q '^[[:space:]]*deb' /etc/apt/sources.list; then
+        sources+=(/etc/apt/sources.list)
+    fi
+    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [[ -f $f ]] && sources+=("$f")
+    done
+fi
+[[ ${#sources[@]} -gt 0 ]] || { echo "build.sh: no apt sources found on the host" >&2; exit 1; }
+
+# The recipe's version, stored in the image label atex.recipe: images with
+# another value are rebuilt. Give it a new value whenever what goes into an
+# image changes.
+recipe=f9bdf6efcc7f8cfe
+
+exec 9>"${TMPDIR:-/tmp}/atex-test-images.lock"
+flock 9
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/atex-images.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# Leave documentation out: smaller images, faster imports.
+nodocs=(
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+)
+
+# sshd in a container: keys made at build time, privilege separation dir,
+# root may log in with a key, and pam_loginuid (which needs CAP_AUDIT_CONTROL)
+# must not refuse the session.
+ssh_hooks=(
+    --customize-hook='chroot "$1" ssh-keygen -A'
+    --customize-hook='mkdir -p "$1/root/.ssh" && chmod 700 "$1/root/.ssh"'
+    # mmdebstrap empties /run at the end; keep only /run/lock and /run/sshd.
+    --customize-hook='find "$1/run" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} + && mkdir -p "$1/run/sshd"'
+    --skip=cleanup/run
+    --customize-hook='printf "PermitRootLogin prohibit-password\nUseDNS no\n" > "$1/etc/ssh/sshd_config.d/atex.conf"'
+    --customize-hook='sed -i "s/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/" "$1/etc/pam.d/sshd"'
+)
+
+build() { # name includes cmd-json [mmdebstrap options...]
+    local name=$1 include=$2 cmd=$3
+    shift 3
+    local ref=localhost/$name:$suite
+    if [[ $force == 0 ]] && podman image exists "$ref" &&
+        [[ $(podman image inspect --format '{{index .Labels "atex.recipe"}}' "$ref") == "$recipe" ]]; then
+        echo "build.sh: $ref exists" >&2
+        return 0
+    fi
+    local start=$SECONDS old
+    old=$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
+    echo "build.sh: building $ref" >&2
+    mmdebstrap --quiet --variant=minbase --include="$include" "${nodocs[@]}" \
+        "$@" "$suite" "$work/$name.tar" "${sources[@]}"
+    podman import --quiet --change "CMD $cmd" --change "LABEL atex.recipe=$recipe" \
+        --message "atex test image: minbase + $include" \
+        "$work/$name.tar" "$ref" >/dev/null
+    rm -f "$work/$name.tar"
+    # The outdated image is now untagged; drop it unless a container uses it.
+    [[ -z $old ]] || podman image rm "$old" >/dev/null 2>&1 || true
+    echo "build.sh: built $ref in $((SECONDS - start)) s" >&2
+}
+
+for what in "${wanted[@]}"; do
+    case $what in
+        base)
+            build atex-test bash '["/bin/bash"]'
+            ;;
+        ssh)
+            build atex-test-ssh bash,openssh-server '["/usr/sbin/sshd","-D","-e"]' \
+                "${ssh_hooks[@]}"
+            ;;
+        systemd)
+            # DefaultTimeoutStopSec: a hung unit must not stall a reboot for
+            # the default 90 s.
+            build atex-test-systemd bash,systemd,systemd-sysv,openssh-server '["/sbin/init"]' \
+                "${ssh_hooks[@]}" \
+                --customize-hook='mkdir -p "$1/etc/systemd/system.conf.d" && printf "[Manager]\nDefaultTimeoutStopSec=10s\n" > "$1/etc/systemd/system.conf.d/atex-container.conf"'
+            ;;
+    esac
+done
