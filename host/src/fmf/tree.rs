@@ -1,0 +1,882 @@
+//! Loading an FMF tree the way python fmf 1.7.0 does (`fmf.Tree`): finding
+//! the root and its `.fmf/version` and `.fmf/config`, walking directories
+//! (hidden entries, `explore.include`, symlinked directories visited once,
+//! nested trees skipped), naming nodes from files and `/child` keys,
+//! scattered definitions, directives, pruning of empty directories, and
+//! inheritance with the merge operators. Then [`Tree::adjust`] applies
+//! `adjust` rules against a context.
+//!
+//! Loading runs in three steps: the directory walk (which does not depend
+//! on file contents), parsing all files in parallel, then replaying the
+//! reference's `grow()` in walk order over the parsed data, so the result
+//! and the first error reported are those of a sequential walk.
+
+use std::{
+    fs,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use super::{
+    context::{Context, Evaluator, RuleError},
+    error::{Error, Result},
+    merge::merge_special,
+    yaml::{self, Yaml},
+};
+
+/// Index of a node in its [`Tree`].
+pub type NodeId = usize;
+
+/// The `/` directives of a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Directives {
+    /// `inherit: false` stops inheritance from the parent.
+    pub inherit: Option<bool>,
+    /// `select` overrides leaf/branch selection.
+    pub select: Option<bool>,
+}
+
+/// One node of a tree.
+#[derive(Debug, Clone)]
+pub struct Node {
+    name: String,
+    parent: Option<NodeId>,
+    children: IndexMap<String, NodeId>,
+    data: Map<String, Value>,
+    directives: Directives,
+    sources: Vec<Arc<Path>>,
+    updated: bool,
+}
+
+impl Node {
+    /// Full name, e.g. `/tests/smoke`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The node's data (after inheritance, and after adjust once applied).
+    pub fn data(&self) -> &Map<String, Value> {
+        &self.data
+    }
+    /// The `.fmf` files that contributed, parents first.
+    pub fn sources(&self) -> &[Arc<Path>] {
+        &self.sources
+    }
+    /// Children in insertion (walk) order.
+    pub fn children(&self) -> impl Iterator<Item = (&str, NodeId)> {
+        self.children.iter().map(|(k, &v)| (k.as_str(), v))
+    }
+    /// The parent node, `None` for the root.
+    pub fn parent(&self) -> Option<NodeId> {
+        self.parent
+    }
+    /// The node's directives.
+    pub fn directives(&self) -> Directives {
+        self.directives
+    }
+    /// Whether `climb` yields it without `whole`: the `select` directive,
+    /// else "has no children".
+    pub fn is_selected(&self) -> bool {
+        self.directives.select.unwrap_or(self.children.is_empty())
+    }
+}
+
+/// How [`Tree::adjust`] runs (`fmf.Tree.adjust` parameters).
+#[derive(Debug, Clone)]
+pub struct AdjustOptions {
+    /// Key holding the rules (`adjust`).
+    pub key: String,
+    /// `true`: undecidable rules are an error (`undecided="raise"`);
+    /// `false`: they are skipped.
+    pub undecided_raise: bool,
+    /// Case-sensitive comparison of values (fmf default `true`, tmt `false`).
+    pub case_sensitive: bool,
+    /// Rules applied to every node after its own (tmt `adjust-tests`).
+    pub additional_rules: Vec<Value>,
+    /// Record every decision (for the conformance corpus).
+    pub record_decisions: bool,
+}
+
+impl Default for AdjustOptions {
+    fn default() -> Self {
+        AdjustOptions {
+            key: "adjust".into(),
+            undecided_raise: false,
+            case_sensitive: true,
+            additional_rules: Vec::new(),
+            record_decisions: false,
+        }
+    }
+}
+
+/// One evaluated adjust rule: node, raw `when` (null when missing), and
+/// the outcome (`None`: could not decide).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Node name.
+    pub node: String,
+    /// The rule's `when` value.
+    pub when: Value,
+    /// Applied, not applied, or undecided.
+    pub outcome: Option<bool>,
+}
+
+/// A loaded FMF tree.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: PathBuf,
+    version: i64,
+    nodes: Vec<Node>,
+}
+
+/// What the walk found in one directory.
+#[derive(Default)]
+struct DirPlan {
+    /// `.fmf` files in processing order, with their index in the file list.
+    files: Vec<(String, usize)>,
+    /// Sub-directories to grow, in order.
+    dirs: Vec<(String, DirPlan)>,
+}
+
+struct Walker {
+    include: Vec<String>,
+    symlinkdirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+/// Python `os.path.abspath`: absolute and lexically normalised.
+fn abspath(path: &Path) -> Result<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            message: format!("cannot get the current directory: {e}"),
+        })?;
+        cwd.join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn is_dir_following(path: &Path) -> bool {
+    fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+/// Python `int(text)` for `.fmf/version`.
+fn parse_version(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|&c| c != '_').collect();
+    if !clean.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let v: i64 = clean.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+fn join_name(parent: &str, name: &str) -> String {
+    if parent.ends_with('/') {
+        format!("{parent}{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+impl Walker {
+    fn walk(&mut self, path: &Path) -> DirPlan {
+        let mut plan = DirPlan::default();
+        if [Path::new("/dev"), Path::new("/proc"), Path::new("/sys")].contains(&path) {
+            return plan;
+        }
+        let Ok(entries) = fs::read_dir(path) else {
+            return plan;
+        };
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        let mut dirs: Vec<(String, bool, PathBuf)> = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(ft) = entry.file_type() else { continue };
+            let is_link = ft.is_symlink();
+            let is_dir = if is_link {
+                is_dir_following(&entry.path())
+            } else {
+                ft.is_dir()
+            };
+            if is_dir {
+                dirs.push((name, is_link, entry.path()));
+            } else if name.ends_with(".fmf") {
+                files.push((name, entry.path()));
+            }
+        }
+        files.sort_unstable();
+        if let Some(pos) = files.iter().position(|(f, _)| f == "main.fmf") {
+            let main = files.remove(pos);
+            files.insert(0, main);
+        }
+        for (name, full) in files {
+            if name.starts_with('.') && !self.include.contains(&name) {
+                continue;
+            }
+            self.files.push(full);
+            plan.files.push((name, self.files.len() - 1));
+        }
+        dirs.sort_unstable();
+        for (name, is_link, full) in dirs {
+            if name.starts_with('.') && !self.include.contains(&name) {
+                continue;
+            }
+            if is_link {
+                let real = fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
+                if self.symlinkdirs.contains(&real) {
+                    continue;
+                }
+                self.symlinkdirs.push(real);
+            }
+            if is_dir_following(&full.join(".fmf")) {
+                continue;
+            }
+            let sub = self.walk(&full);
+            plan.dirs.push((name, sub));
+        }
+        plan
+    }
+}
+
+/// Read and parse one file.
+fn load_file(path: &Path) -> Result<Yaml> {
+    let bytes = fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Yaml {
+        path: path.to_path_buf(),
+        line: Some(
+            bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
+        ),
+        message: format!("invalid UTF-8: {e}"),
+    })?;
+    yaml::parse(text, path)
+}
+
+/// Parse every file, in parallel when there are many.
+fn load_all(files: &[PathBuf]) -> Vec<Option<Result<Yaml>>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 || files.len() < 64 {
+        return files.iter().map(|f| Some(load_file(f))).collect();
+    }
+    let chunk = files.len().div_ceil(threads * 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Yaml>>> = Vec::with_capacity(files.len());
+    results.resize_with(files.len(), || None);
+    let parts: Vec<Vec<(usize, Result<Yaml>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let start = next.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+                        if start >= files.len() {
+                            break;
+                        }
+                        for (i, f) in files.iter().enumerate().skip(start).take(chunk) {
+                            out.push((i, load_file(f)));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for part in parts {
+        for (i, r) in part {
+            results[i] = Some(r);
+        }
+    }
+    // A worker that panicked leaves gaps; parse those here.
+    for (i, r) in results.iter_mut().enumerate() {
+        if r.is_none() {
+            *r = Some(load_file(&files[i]));
+        }
+    }
+    results
+}
+
+impl Tree {
+    /// Load the tree that contains `path` (searching parents for `.fmf/`),
+    /// always from its root, and apply inheritance.
+    pub fn load(path: impl AsRef<Path>) -> Result<Tree> {
+        let start = abspath(path.as_ref())?;
+        let mut root = start.clone();
+        loop {
+            let entries = fs::read_dir(&root).map_err(|e| Error::Io {
+                path: root.clone(),
+                message: format!("invalid directory path: {e}"),
+            })?;
+            let has_fmf = entries.flatten().any(|e| {
+                e.file_name() == ".fmf"
+                    && e.file_type().is_ok_and(|t| {
+                        t.is_dir() || (t.is_symlink() && is_dir_following(&e.path()))
+                    })
+            });
+            if has_fmf {
+                break;
+            }
+            if root == Path::new("/") {
+                return Err(Error::Root { path: start });
+            }
+            root.pop();
+        }
+        let version_path = root.join(".fmf").join("version");
+        let text = fs::read_to_string(&version_path).map_err(|e| Error::Version {
+            path: version_path.clone(),
+            message: format!("unable to detect format version: {e}"),
+        })?;
+        let version = parse_version(&text).ok_or_else(|| Error::Version {
+            path: version_path.clone(),
+            message: "invalid version format".into(),
+        })?;
+        let include = Self::explore_include(&root)?;
+
+        let mut walker = Walker {
+            include,
+            symlinkdirs: Vec::new(),
+            files: Vec::new(),
+        };
+        let plan = walker.walk(&root);
+        let mut parsed = load_all(&walker.files);
+        let files: Vec<Arc<Path>> = walker.files.into_iter().map(Arc::from).collect();
+
+        let mut tree = Tree {
+            root: root.clone(),
+            version,
+            nodes: vec![Node {
+                name: "/".into(),
+                parent: None,
+                children: IndexMap::new(),
+                data: Map::new(),
+                directives: Directives::default(),
+                sources: Vec::new(),
+                updated: false,
+            }],
+        };
+        tree.grow(0, plan, &mut parsed, &files)?;
+        tree.inherit()?;
+        Ok(tree)
+    }
+
+    /// `explore.include` of `.fmf/config` (a missing or empty config is
+    /// `{}`).
+    fn explore_include(root: &Path) -> Result<Vec<String>> {
+        let path = root.join(".fmf").join("config");
+        let text = match fs::read(&path) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|e| Error::Yaml {
+                path: path.clone(),
+                line: None,
+                message: format!("invalid UTF-8: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Io {
+                    path,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let bad = |m: &str| Error::Config {
+            path: path.clone(),
+            message: m.to_string(),
+        };
+        let config = match yaml::parse(&text, &path)? {
+            // Deliberate difference: the reference crashes on an empty config.
+            Yaml::Null => return Ok(Vec::new()),
+            Yaml::Map(pairs) => pairs,
+            _ => return Err(bad("the config should be a mapping")),
+        };
+        let explore = match config
+            .into_iter()
+            .find(|(k, _)| *k == Yaml::Str("explore".into()))
+        {
+            None | Some((_, Yaml::Null)) => return Ok(Vec::new()),
+            Some((_, Yaml::Map(pairs))) => pairs,
+            Some(_) => return Err(bad("the 'explore' config section should be a mapping")),
+        };
+        let include = match explore
+            .into_iter()
+            .find(|(k, _)| *k == Yaml::Str("include".into()))
+        {
+            None => return Ok(Vec::new()),
+            Some((_, Yaml::Seq(items))) => items,
+            Some((_, other)) => {
+                return Err(bad(&format!(
+                    "The 'include' config section should be a list, found '{}'.",
+                    super::pyval::py_str(&other.into_json())
+                )));
+            }
+        };
+        let names: Vec<String> = include
+            .into_iter()
+            .filter_map(|y| match y {
+                Yaml::Str(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        if names.iter().any(|n| n == ".fmf") {
+            return Err(bad(
+                "The '.fmf' directory cannot be used for storing fmf metadata.",
+            ));
+        }
+        Ok(names)
+    }
+
+    fn new_child(&mut self, parent: NodeId, name: &str) -> NodeId {
+        if let Some(&id) = self.nodes[parent].children.get(name) {
+            return id;
+        }
+        let id = self.nodes.len();
+        let full = join_name(&self.nodes[parent].name, name);
+        self.nodes.push(Node {
+            name: full,
+            parent: Some(parent),
+            children: IndexMap::new(),
+            data: Map::new(),
+            directives: Directives::default(),
+            sources: Vec::new(),
+            updated: false,
+        });
+        self.nodes[parent].children.insert(name.to_string(), id);
+        id
+    }
+
+    fn grow(
+        &mut self,
+        node: NodeId,
+        plan: DirPlan,
+        parsed: &mut [Option<Result<Yaml>>],
+        files: &[Arc<Path>],
+    ) -> Result<()> {
+        for (name, index) in plan.files {
+            let data = parsed[index]
+                .take()
+                .unwrap_or_else(|| Err(Error::Usage("internal error: file parsed twice".into())))?;
+            let source = &files[index];
+            if name == "main.fmf" {
+                self.nodes[node].sources.push(source.clone());
+                self.update(node, data, source)?;
+            } else {
+                let child_name = &name[..name.len() - ".fmf".len()];
+                self.child(node, child_name, data, source, true)?;
+            }
+        }
+        for (name, sub) in plan.dirs {
+            let child = self.new_child(node, &name);
+            self.grow(child, sub, parsed, files)?;
+        }
+        let nodes = &self.nodes;
+        let keep: IndexMap<String, NodeId> = nodes[node]
+            .children
+            .iter()
+            .filter(|&(_, &c)| !nodes[c].children.is_empty() || nodes[c].updated)
+            .map(|(k, &v)| (k.clone(), v))
+            .collect();
+        self.nodes[node].children = keep;
+        Ok(())
+    }
+
+    /// `Tree.child(name, data, source)`.
+    fn child(
+        &mut self,
+        node: NodeId,
+        name: &str,
+        data: Yaml,
+        file: &Arc<Path>,
+        is_source: bool,
+    ) -> Result<()> {
+        let id = self.new_child(node, name);
+        match data {
+            Yaml::Map(_) | Yaml::Null => self.update(id, data, file)?,
+            // The reference walks a string value as a directory path relative
+            // to the process CWD; we never look there and treat it as a path
+            // that does not exist (the node stays as it is).
+            Yaml::Str(_) => {}
+            other => {
+                let kind = match other {
+                    Yaml::Seq(_) => "a list",
+                    _ => "a scalar",
+                };
+                return Err(Error::Format {
+                    path: file.to_path_buf(),
+                    message: format!(
+                        "node '{}': data must be a mapping or empty, found {kind}",
+                        self.nodes[id].name
+                    ),
+                });
+            }
+        }
+        if is_source {
+            self.nodes[id].sources.push(file.clone());
+        }
+        Ok(())
+    }
+
+    /// `Tree.update(data)`.
+    fn update(&mut self, node: NodeId, data: Yaml, file: &Arc<Path>) -> Result<()> {
+        self.nodes[node].updated = true;
+        let pairs = match data {
+            Yaml::Null => return Ok(()),
+            Yaml::Map(pairs) => pairs,
+            Yaml::Seq(_) => {
+                return Err(Error::Format {
+                    path: file.to_path_buf(),
+                    message: "top-level data must be a mapping, found a list".into(),
+                });
+            }
+            _ => {
+                return Err(Error::Format {
+                    path: file.to_path_buf(),
+                    message: "top-level data must be a mapping, found a scalar".into(),
+                });
+            }
+        };
+        let mut pairs = pairs;
+        if let Some(pos) = pairs
+            .iter()
+            .position(|(k, _)| matches!(k, Yaml::Str(s) if s == "/"))
+        {
+            let (_, directives) = pairs.remove(pos);
+            self.directives(node, directives, file)?;
+        }
+        for (key, value) in pairs {
+            let key = match key {
+                Yaml::Str(s) => s,
+                Yaml::Null => {
+                    return Err(Error::Format {
+                        path: file.to_path_buf(),
+                        message: "Invalid key 'None'.".into(),
+                    });
+                }
+                other => {
+                    return Err(Error::Format {
+                        path: file.to_path_buf(),
+                        message: format!(
+                            "invalid key '{}': node keys must be strings",
+                            other.key_text()
+                        ),
+                    });
+                }
+            };
+            if let Some(stripped) = key.strip_prefix('/') {
+                let name = stripped.trim_start_matches('/');
+                match name.find('/') {
+                    Some(slash) if slash > 0 => {
+                        let first = &name[..slash];
+                        let rest = &name[slash..];
+                        let rest = rest.split('\n').next().unwrap_or(rest);
+                        let value = Yaml::Map(vec![(Yaml::Str(rest.to_string()), value)]);
+                        self.child(node, first, value, file, false)?;
+                    }
+                    _ => self.child(node, name, value, file, false)?,
+                }
+            } else {
+                self.nodes[node].data.insert(key, value.into_json());
+            }
+        }
+        Ok(())
+    }
+
+    fn directives(&mut self, node: NodeId, value: Yaml, file: &Arc<Path>) -> Result<()> {
+        let bad = |m: String| Error::Directive {
+            path: file.to_path_buf(),
+            node: self.nodes[node].name.clone(),
+            message: m,
+        };
+        let Yaml::Map(pairs) = value else {
+            return Err(bad("should be a 'dict'".into()));
+        };
+        let mut d = self.nodes[node].directives;
+        for (k, v) in pairs {
+            let key = match &k {
+                Yaml::Str(s) => s.as_str(),
+                other => return Err(bad(format!("unknown fmf directive '{}'", other.key_text()))),
+            };
+            let Yaml::Bool(b) = v else {
+                return Err(bad(format!("'{key}' should be a 'bool'")));
+            };
+            match key {
+                "inherit" => d.inherit = Some(b),
+                "select" => d.select = Some(b),
+                other => return Err(bad(format!("unknown fmf directive '{other}'"))),
+            }
+        }
+        self.nodes[node].directives = d;
+        Ok(())
+    }
+
+    /// Node ids in pre-order (children in insertion order).
+    fn preorder(&self) -> Vec<NodeId> {
+        let mut order = Vec::with_capacity(self.nodes.len());
+        let mut stack = vec![0];
+        while let Some(id) = stack.pop() {
+            order.push(id);
+            stack.extend(self.nodes[id].children.values().rev());
+        }
+        order
+    }
+
+    fn inherit(&mut self) -> Result<()> {
+        for id in self.preorder() {
+            let raw = std::mem::take(&mut self.nodes[id].data);
+            let parent = self.nodes[id]
+                .parent
+                .filter(|_| self.nodes[id].directives.inherit != Some(false));
+            let mut base = match parent {
+                Some(p) => {
+                    let mut sources = self.nodes[p].sources.clone();
+                    sources.append(&mut self.nodes[id].sources);
+                    self.nodes[id].sources = sources;
+                    self.nodes[p].data.clone()
+                }
+                None => Map::new(),
+            };
+            merge_special(&mut base, raw, &self.nodes[id].name)?;
+            self.nodes[id].data = base;
+        }
+        Ok(())
+    }
+
+    /// Apply `adjust` rules to every node (pre-order), as
+    /// `fmf.Tree.adjust` does. Returns the decisions when asked to record
+    /// them.
+    pub fn adjust(&mut self, context: &Context, options: &AdjustOptions) -> Result<Vec<Decision>> {
+        let mut evaluator = Evaluator::new(context, options.case_sensitive);
+        let mut decisions = Vec::new();
+        for id in self.preorder() {
+            let name = self.nodes[id].name.clone();
+            let rules = match self.nodes[id].data.get(&options.key) {
+                None => Vec::new(),
+                Some(Value::Object(m)) => vec![Value::Object(m.clone())],
+                Some(Value::Array(items)) => items.clone(),
+                Some(other) => {
+                    return Err(Error::Adjust {
+                        node: name,
+                        message: format!(
+                            "should be a dictionary or a list of dictionaries, got '{}'",
+                            super::pyval::type_name(other)
+                        ),
+                    });
+                }
+            };
+            for set in [&rules, &options.additional_rules] {
+                for rule in set.iter() {
+                    let Value::Object(rule) = rule else {
+                        return Err(Error::Adjust {
+                            node: name,
+                            message: "Adjust rule should be a dictionary.".into(),
+                        });
+                    };
+                    let when = rule.get("when").cloned();
+                    let cont = match rule.get("continue") {
+                        None => true,
+                        Some(Value::Bool(b)) => *b,
+                        Some(other) => {
+                            return Err(Error::Adjust {
+                                node: name,
+                                message: format!(
+                                    "The 'continue' value should be bool, got '{}'.",
+                                    super::pyval::py_str(other)
+                                ),
+                            });
+                        }
+                    };
+                    let outcome = match &when {
+                        None => Some(true),
+                        Some(Value::Bool(b)) => Some(*b),
+                        Some(Value::String(s)) => evaluator.matches(s).map_err(|e| match e {
+                            RuleError::Invalid(message) => Error::InvalidRule {
+                                node: name.clone(),
+                                rule: s.clone(),
+                                message,
+                            },
+                            RuleError::Regex { pattern, message } => Error::Regex {
+                                pattern,
+                                node: Some(name.clone()),
+                                message,
+                            },
+                        })?,
+                        Some(other) => {
+                            return Err(Error::Adjust {
+                                node: name,
+                                message: format!(
+                                    "'when' must be a string or a bool, got '{}'",
+                                    super::pyval::type_name(other)
+                                ),
+                            });
+                        }
+                    };
+                    if options.record_decisions {
+                        decisions.push(Decision {
+                            node: name.clone(),
+                            when: when.clone().unwrap_or(Value::Null),
+                            outcome,
+                        });
+                    }
+                    match outcome {
+                        Some(true) => {
+                            let apply: Map<String, Value> = rule
+                                .iter()
+                                .filter(|(k, _)| {
+                                    !matches!(k.as_str(), "because" | "continue" | "when")
+                                })
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect();
+                            merge_special(&mut self.nodes[id].data, apply, &name)?;
+                            if !cont {
+                                break;
+                            }
+                        }
+                        Some(false) => {}
+                        None if options.undecided_raise => {
+                            let rule = match &when {
+                                Some(Value::String(s)) => s.clone(),
+                                _ => String::new(),
+                            };
+                            return Err(Error::CannotDecide { node: name, rule });
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        Ok(decisions)
+    }
+
+    /// The tree root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The format version from `.fmf/version`.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The root node's id.
+    pub fn root_node(&self) -> NodeId {
+        0
+    }
+
+    /// A node by id.
+    ///
+    /// # Panics
+    /// When `id` does not come from this tree.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    /// Mutable data of a node (to edit metadata before use).
+    pub fn data_mut(&mut self, id: NodeId) -> Option<&mut Map<String, Value>> {
+        self.nodes.get_mut(id).map(|n| &mut n.data)
+    }
+
+    /// Depth-first pre-order walk yielding the nodes `climb` yields: every
+    /// node with `whole`, else the selected ones (leaves unless the
+    /// `select` directive says otherwise); children sorted by name unless
+    /// `sort` is false.
+    pub fn climb(&self, whole: bool, sort: bool) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        let mut stack = vec![0];
+        while let Some(id) = stack.pop() {
+            let node = &self.nodes[id];
+            if whole || node.is_selected() {
+                out.push(id);
+            }
+            if sort {
+                let mut kids: Vec<(&String, &NodeId)> = node.children.iter().collect();
+                kids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                stack.extend(kids.into_iter().rev().map(|(_, &c)| c));
+            } else {
+                stack.extend(node.children.values().rev());
+            }
+        }
+        out
+    }
+
+    /// Find a node by its full name.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.climb(true, true)
+            .into_iter()
+            .find(|&id| self.nodes[id].name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions() {
+        assert_eq!(join_name("/", "a"), "/a");
+        assert_eq!(join_name("/a", "b"), "/a/b");
+        assert_eq!(join_name("/", ""), "/");
+        assert_eq!(parse_version(" +0_1\n"), Some(1));
+        assert_eq!(parse_version("1.0"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn load_small_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join(".fmf")).unwrap();
+        fs::write(root.join(".fmf/version"), "1\n").unwrap();
+        fs::write(root.join("main.fmf"), "tag: [a]\n/x:\n  tag+: [b]\n").unwrap();
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/main.fmf"), "v: 1\n").unwrap();
+        fs::create_dir_all(root.join("empty/deeper")).unwrap();
+        let tree = Tree::load(root.join("d")).unwrap();
+        let leaves: Vec<&str> = tree
+            .climb(false, true)
+            .into_iter()
+            .map(|id| tree.node(id).name())
+            .collect();
+        assert_eq!(leaves, ["/d", "/x"]);
+        let x = tree.find("/x").unwrap();
+        assert_eq!(
+            Value::Object(tree.node(x).data().clone()),
+            serde_json::json!({"tag": ["a", "b"]})
+        );
+    }
+}

@@ -1,0 +1,731 @@
+//! YAML as python fmf reads it (`ruamel.yaml` `typ="safe"`, pure-Python
+//! parser): YAML 1.2 core scalars plus ruamel's extensions, timestamps,
+//! anchors, aliases and `<<` merge keys, duplicate keys as errors, one
+//! document per file, a leading BOM accepted.
+//!
+//! The parser is `saphyr-parser` (events with positions); this module owns
+//! the resolution of plain scalars and the construction of [`Yaml`] values.
+//! Mapping keys keep their YAML type here because fmf treats node-level
+//! keys that are not strings as errors; [`Yaml::into_json`] turns a value
+//! into node data. It does not own what the keys mean (that is the tree).
+
+use std::{collections::HashMap, path::Path, sync::OnceLock};
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use serde_json::Value;
+
+use super::error::{Error, Result};
+
+/// Most values (nodes, counting alias copies) one file may expand to; stops
+/// "billion laughs" alias bombs.
+const MAX_NODES: usize = 1_000_000;
+/// Deepest nesting of collections accepted.
+const MAX_DEPTH: usize = 500;
+
+/// A YAML value with typed mapping keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Yaml {
+    /// `~`, `null`, empty.
+    Null,
+    /// `true`/`false` (YAML 1.2: not `yes`/`no`).
+    Bool(bool),
+    /// An integer.
+    Int(i128),
+    /// A float (`1.5`, `1e3`, `.inf`).
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A resolved timestamp, as the ISO 8601 text Python's `isoformat()`
+    /// gives.
+    Timestamp(String),
+    /// A sequence.
+    Seq(Vec<Yaml>),
+    /// A mapping, in document order.
+    Map(Vec<(Yaml, Yaml)>),
+}
+
+impl Yaml {
+    /// Python's `str()` of a mapping key, as `json.dumps` would write it.
+    pub fn key_text(&self) -> String {
+        match self {
+            Yaml::Str(s) | Yaml::Timestamp(s) => s.clone(),
+            Yaml::Null => "null".into(),
+            Yaml::Bool(b) => b.to_string(),
+            Yaml::Int(i) => i.to_string(),
+            Yaml::Float(f) => super::pyval::float_repr(*f),
+            Yaml::Seq(_) | Yaml::Map(_) => super::pyval::repr(&self.clone().into_json()),
+        }
+    }
+
+    /// Convert to node data (JSON). Non-string keys inside become their text;
+    /// integers beyond 64 bits and non-finite floats, which JSON cannot hold,
+    /// become floats and the strings `.inf`, `-.inf`, `.nan`.
+    pub fn into_json(self) -> Value {
+        match self {
+            Yaml::Null => Value::Null,
+            Yaml::Bool(b) => Value::Bool(b),
+            Yaml::Int(i) => int_to_json(i),
+            Yaml::Float(f) => float_to_json(f),
+            Yaml::Str(s) | Yaml::Timestamp(s) => Value::String(s),
+            Yaml::Seq(items) => Value::Array(items.into_iter().map(Yaml::into_json).collect()),
+            Yaml::Map(pairs) => {
+                let mut map = serde_json::Map::with_capacity(pairs.len());
+                for (k, v) in pairs {
+                    let key = match k {
+                        Yaml::Str(s) => s,
+                        other => other.key_text(),
+                    };
+                    map.insert(key, v.into_json());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// JSON for an integer that may not fit 64 bits.
+pub fn int_to_json(i: i128) -> Value {
+    if let Ok(v) = i64::try_from(i) {
+        Value::from(v)
+    } else if let Ok(v) = u64::try_from(i) {
+        Value::from(v)
+    } else {
+        float_to_json(i as f64)
+    }
+}
+
+/// JSON for a float; non-finite values become `.inf`, `-.inf`, `.nan`.
+pub fn float_to_json(f: f64) -> Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f.is_nan() => Value::String(".nan".into()),
+        None if f > 0.0 => Value::String(".inf".into()),
+        None => Value::String("-.inf".into()),
+    }
+}
+
+/// Parse the text of one file. Empty (or comment-only) text is `Null`.
+pub fn parse(text: &str, path: &Path) -> Result<Yaml> {
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let mut builder = Builder {
+        path,
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut documents = 0usize;
+    let mut result = Yaml::Null;
+    loop {
+        let (event, span) = next(&mut parser, path)?;
+        match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(builder.error(
+                        Some(span),
+                        "expected a single document in the stream, found another document",
+                    ));
+                }
+                let (event, span) = next(&mut parser, path)?;
+                result = builder.node(&mut parser, event, span, 0)?;
+            }
+            _ => return Err(builder.error(Some(span), "unexpected event")),
+        }
+    }
+    Ok(result)
+}
+
+fn next<'a>(
+    parser: &mut Parser<'a, saphyr_parser::StrInput<'a>>,
+    path: &Path,
+) -> Result<(Event<'a>, Span)> {
+    match parser.next_event() {
+        Some(Ok(ev)) => Ok(ev),
+        Some(Err(e)) => Err(Error::Yaml {
+            path: path.to_path_buf(),
+            line: Some(e.marker().line()),
+            message: e.info().to_string(),
+        }),
+        None => Err(Error::Yaml {
+            path: path.to_path_buf(),
+            line: None,
+            message: "unexpected end of input".into(),
+        }),
+    }
+}
+
+struct Builder<'p> {
+    path: &'p Path,
+    anchors: HashMap<usize, Yaml>,
+    nodes: usize,
+}
+
+/// Which core tag an explicit tag asks for.
+enum Tagged {
+    None,
+    NonSpecific,
+    Core(String),
+}
+
+impl Builder<'_> {
+    fn error(&self, span: Option<Span>, message: impl Into<String>) -> Error {
+        Error::Yaml {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| s.start.line()),
+            message: message.into(),
+        }
+    }
+
+    fn count(&mut self, n: usize, span: Span) -> Result<()> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(self.error(
+                Some(span),
+                format!("document expands to more than {MAX_NODES} values"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tag(&self, tag: Option<&saphyr_parser::Tag>, span: Span) -> Result<Tagged> {
+        let Some(tag) = tag else {
+            return Ok(Tagged::None);
+        };
+        if tag.handle == "tag:yaml.org,2002:" {
+            return Ok(Tagged::Core(tag.suffix.clone()));
+        }
+        if tag.handle == "!" && tag.suffix.is_empty() {
+            return Ok(Tagged::NonSpecific);
+        }
+        Err(self.error(
+            Some(span),
+            format!(
+                "could not determine a constructor for the tag '{}{}'",
+                tag.handle, tag.suffix
+            ),
+        ))
+    }
+
+    fn node<'a>(
+        &mut self,
+        parser: &mut Parser<'a, saphyr_parser::StrInput<'a>>,
+        event: Event<'a>,
+        span: Span,
+        depth: usize,
+    ) -> Result<Yaml> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(Some(span), "nesting too deep"));
+        }
+        self.count(1, span)?;
+        match event {
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(v) => {
+                    let v = v.clone();
+                    self.count(size(&v), span)?;
+                    Ok(v)
+                }
+                None => Err(self.error(Some(span), "found undefined alias")),
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let tagged = self.tag(tag.as_deref(), span)?;
+                let value = self.scalar(&text, style, tagged, span)?;
+                if anchor > 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                Ok(value)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                match self.tag(tag.as_deref(), span)? {
+                    Tagged::None | Tagged::NonSpecific => {}
+                    Tagged::Core(s) if s == "seq" => {}
+                    Tagged::Core(s) => {
+                        return Err(self.error(
+                            Some(span),
+                            format!("cannot construct !!{s} from a sequence"),
+                        ));
+                    }
+                }
+                let mut items = Vec::new();
+                loop {
+                    let (ev, sp) = next(parser, self.path)?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    items.push(self.node(parser, ev, sp, depth + 1)?);
+                }
+                let value = Yaml::Seq(items);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                Ok(value)
+            }
+            Event::MappingStart(anchor, tag) => {
+                match self.tag(tag.as_deref(), span)? {
+                    Tagged::None | Tagged::NonSpecific => {}
+                    Tagged::Core(s) if s == "map" => {}
+                    Tagged::Core(s) => {
+                        return Err(self
+                            .error(Some(span), format!("cannot construct !!{s} from a mapping")));
+                    }
+                }
+                let value = self.mapping(parser, span, depth)?;
+                if anchor > 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                Ok(value)
+            }
+            _ => Err(self.error(Some(span), "unexpected event")),
+        }
+    }
+
+    fn mapping<'a>(
+        &mut self,
+        parser: &mut Parser<'a, saphyr_parser::StrInput<'a>>,
+        span: Span,
+        depth: usize,
+    ) -> Result<Yaml> {
+        // Own entries, and what `<<` merges in (ruamel: merged entries come
+        // first, own keys override them, and a mapping with a merge key is
+        // not checked for duplicates at all).
+        let mut own: Vec<(Yaml, Yaml, Span)> = Vec::new();
+        let mut merged: Option<Vec<(Yaml, Yaml)>> = None;
+        loop {
+            let (ev, key_span) = next(parser, self.path)?;
+            if matches!(ev, Event::MappingEnd) {
+                break;
+            }
+            let is_merge =
+                matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t.as_ref() == "<<");
+            let key = self.node(parser, ev, key_span, depth + 1)?;
+            let (vev, vspan) = next(parser, self.path)?;
+            let value = self.node(parser, vev, vspan, depth + 1)?;
+            if is_merge {
+                if merged.is_some() {
+                    return Err(self.error(Some(key_span), "found duplicate merge key \"<<\""));
+                }
+                let entries = match value {
+                    Yaml::Map(pairs) => pairs,
+                    Yaml::Seq(items) => {
+                        let mut maps = Vec::new();
+                        for item in items {
+                            match item {
+                                Yaml::Map(pairs) => maps.push(pairs),
+                                _ => {
+                                    return Err(
+                                        self.error(Some(vspan), "expected a mapping for merging")
+                                    );
+                                }
+                            }
+                        }
+                        maps.into_iter().rev().flatten().collect()
+                    }
+                    _ => {
+                        return Err(self.error(
+                            Some(vspan),
+                            "expected a mapping or list of mappings for merging",
+                        ));
+                    }
+                };
+                merged = Some(entries);
+                continue;
+            }
+            if matches!(key, Yaml::Map(_)) {
+                return Err(self.error(Some(key_span), "found unhashable key"));
+            }
+            own.push((key, value, key_span));
+        }
+        let _ = span;
+        match merged {
+            None => {
+                let mut seen: HashMap<KeyRepr, ()> = HashMap::with_capacity(own.len());
+                let mut pairs = Vec::with_capacity(own.len());
+                for (k, v, sp) in own {
+                    if seen.insert(KeyRepr::of(&k), ()).is_some() {
+                        return Err(self.error(
+                            Some(sp),
+                            format!("found duplicate key \"{}\"", k.key_text()),
+                        ));
+                    }
+                    pairs.push((k, v));
+                }
+                Ok(Yaml::Map(pairs))
+            }
+            Some(entries) => {
+                let mut pairs: Vec<(Yaml, Yaml)> = Vec::new();
+                let mut index: HashMap<KeyRepr, usize> = HashMap::new();
+                for (k, v) in entries
+                    .into_iter()
+                    .chain(own.into_iter().map(|(k, v, _)| (k, v)))
+                {
+                    let repr = KeyRepr::of(&k);
+                    match index.get(&repr) {
+                        Some(&i) => pairs[i].1 = v,
+                        None => {
+                            index.insert(repr, pairs.len());
+                            pairs.push((k, v));
+                        }
+                    }
+                }
+                Ok(Yaml::Map(pairs))
+            }
+        }
+    }
+
+    fn scalar(&self, text: &str, style: ScalarStyle, tagged: Tagged, span: Span) -> Result<Yaml> {
+        match tagged {
+            Tagged::NonSpecific => Ok(Yaml::Str(text.to_string())),
+            Tagged::Core(suffix) => {
+                let resolved = resolve_plain(text);
+                let bad = || {
+                    self.error(
+                        Some(span),
+                        format!("invalid value for !!{suffix}: '{text}'"),
+                    )
+                };
+                match suffix.as_str() {
+                    "str" => Ok(Yaml::Str(text.to_string())),
+                    "null" => Ok(Yaml::Null),
+                    "bool" => match resolved {
+                        Resolved::Bool(b) => Ok(Yaml::Bool(b)),
+                        _ => Err(bad()),
+                    },
+                    "int" => match resolved {
+                        Resolved::Int => self.construct_int(text, span),
+                        _ => Err(bad()),
+                    },
+                    "float" => match resolved {
+                        Resolved::Float | Resolved::Int => self.construct_float(text, span),
+                        _ => Err(bad()),
+                    },
+                    "timestamp" => match resolved {
+                        Resolved::Timestamp => self.construct_timestamp(text, span),
+                        _ => Err(bad()),
+                    },
+                    _ => Err(self.error(
+                        Some(span),
+                        format!("could not determine a constructor for the tag '!!{suffix}'"),
+                    )),
+                }
+            }
+            Tagged::None if style != ScalarStyle::Plain => Ok(Yaml::Str(text.to_string())),
+            Tagged::None => match resolve_plain(text) {
+                Resolved::Null => Ok(Yaml::Null),
+                Resolved::Bool(b) => Ok(Yaml::Bool(b)),
+                Resolved::Int => self.construct_int(text, span),
+                Resolved::Float => self.construct_float(text, span),
+                Resolved::Timestamp => self.construct_timestamp(text, span),
+                Resolved::Str => Ok(Yaml::Str(text.to_string())),
+            },
+        }
+    }
+
+    fn construct_int(&self, text: &str, span: Span) -> Result<Yaml> {
+        let bad = || self.error(Some(span), format!("invalid integer '{text}'"));
+        let mut s: String = text.chars().filter(|&c| c != '_').collect();
+        let mut negative = false;
+        if let Some(rest) = s.strip_prefix('-') {
+            negative = true;
+            s = rest.to_string();
+        } else if let Some(rest) = s.strip_prefix('+') {
+            s = rest.to_string();
+        }
+        if s.is_empty() {
+            return Err(bad());
+        }
+        let (digits, radix) = if let Some(r) = s.strip_prefix("0b") {
+            (r, 2)
+        } else if let Some(r) = s.strip_prefix("0x") {
+            (r, 16)
+        } else if let Some(r) = s.strip_prefix("0o") {
+            (r, 8)
+        } else {
+            (s.as_str(), 10)
+        };
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        match i128::from_str_radix(digits, radix) {
+            Ok(v) => Ok(Yaml::Int(if negative { -v } else { v })),
+            Err(_) => {
+                // Larger than i128: keep the magnitude as a float.
+                let mut f = 0f64;
+                for c in digits.chars() {
+                    f = f * f64::from(radix) + f64::from(c.to_digit(radix).ok_or_else(bad)?);
+                }
+                Ok(Yaml::Float(if negative { -f } else { f }))
+            }
+        }
+    }
+
+    fn construct_float(&self, text: &str, span: Span) -> Result<Yaml> {
+        let s: String = text
+            .chars()
+            .filter(|&c| c != '_')
+            .collect::<String>()
+            .to_lowercase();
+        let (sign, body) = match s.strip_prefix('-') {
+            Some(r) => (-1.0, r),
+            None => (1.0, s.strip_prefix('+').unwrap_or(&s)),
+        };
+        if body == ".inf" {
+            return Ok(Yaml::Float(sign * f64::INFINITY));
+        }
+        if body == ".nan" {
+            return Ok(Yaml::Float(f64::NAN));
+        }
+        // Python's float() accepts "5.", ".5", "1.e5"; make Rust's parser
+        // see digits on both sides of the point.
+        let mut fixed = body.to_string();
+        if let Some(pos) = fixed.find('.') {
+            let after = fixed[pos + 1..].chars().next();
+            if !matches!(after, Some(c) if c.is_ascii_digit()) {
+                fixed.insert(pos + 1, '0');
+            }
+            if pos == 0 {
+                fixed.insert(0, '0');
+            }
+        }
+        match fixed.parse::<f64>() {
+            Ok(v) => Ok(Yaml::Float(sign * v)),
+            Err(_) => Err(self.error(
+                Some(span),
+                format!("could not convert string to float: '{text}'"),
+            )),
+        }
+    }
+
+    fn construct_timestamp(&self, text: &str, span: Span) -> Result<Yaml> {
+        let bad = |m: &str| self.error(Some(span), format!("invalid timestamp '{text}': {m}"));
+        let caps = timestamp_re()
+            .captures(text)
+            .ok_or_else(|| bad("no match"))?;
+        let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
+        let num2 = |a: &str, b: &str| num(a).or_else(|| num(b));
+        let (year, month, day) = match (
+            num2("year", "year2"),
+            num2("month", "month2"),
+            num2("day", "day2"),
+        ) {
+            (Some(y), Some(m), Some(d)) => (y, m, d),
+            _ => return Err(bad("bad date")),
+        };
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days_in_month = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return Err(bad("month must be in 1..12")),
+        };
+        if year < 1 || day < 1 || day > days_in_month {
+            return Err(bad("day is out of range for month"));
+        }
+        let date = format!("{year:04}-{month:02}-{day:02}");
+        let Some(hour) = num("hour") else {
+            return Ok(Yaml::Timestamp(date));
+        };
+        let (minute, second) = (num("minute").unwrap_or(0), num("second").unwrap_or(0));
+        if hour > 23 || minute > 59 || second > 59 {
+            return Err(bad("time out of range"));
+        }
+        let mut out = format!("{date}T{hour:02}:{minute:02}:{second:02}");
+        if let Some(frac) = caps
+            .name("fraction")
+            .map(|m| m.as_str())
+            .filter(|f| !f.is_empty())
+        {
+            let mut digits: String = frac.chars().take(6).collect();
+            while digits.len() < 6 {
+                digits.push('0');
+            }
+            let mut micro: u32 = digits.parse().unwrap_or(0);
+            if frac.len() > 6 && frac.as_bytes()[6] > b'4' {
+                micro += 1;
+            }
+            if micro > 999_999 {
+                micro = 0;
+            }
+            if micro != 0 {
+                out.push_str(&format!(".{micro:06}"));
+            }
+        }
+        if caps.name("tz").is_some() {
+            match caps.name("tz_sign").map(|m| m.as_str()) {
+                Some(sign) => {
+                    let h = num("tz_hour").unwrap_or(0);
+                    let m = num("tz_minute").unwrap_or(0);
+                    out.push_str(&format!("{sign}{h:02}:{m:02}"));
+                }
+                None => out.push_str("+00:00"),
+            }
+        }
+        Ok(Yaml::Timestamp(out))
+    }
+}
+
+/// Number of values in `v` (for the alias expansion budget).
+fn size(v: &Yaml) -> usize {
+    match v {
+        Yaml::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Yaml::Map(pairs) => 1 + pairs.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// A mapping key under Python equality and hashing (`1 == 1.0 == True`).
+#[derive(Hash, PartialEq, Eq)]
+enum KeyRepr {
+    Null,
+    Int(i128),
+    Float(u64),
+    Str(String),
+    Date(String),
+    Tuple(Vec<KeyRepr>),
+    Other,
+}
+
+impl KeyRepr {
+    fn of(y: &Yaml) -> KeyRepr {
+        match y {
+            Yaml::Null => KeyRepr::Null,
+            Yaml::Bool(b) => KeyRepr::Int(i128::from(*b)),
+            Yaml::Int(i) => KeyRepr::Int(*i),
+            Yaml::Float(f) if f.fract() == 0.0 && f.abs() < 1e30 => KeyRepr::Int(*f as i128),
+            Yaml::Float(f) => KeyRepr::Float(f.to_bits()),
+            Yaml::Str(s) => KeyRepr::Str(s.clone()),
+            Yaml::Timestamp(s) => KeyRepr::Date(s.clone()),
+            Yaml::Seq(items) => KeyRepr::Tuple(items.iter().map(KeyRepr::of).collect()),
+            Yaml::Map(_) => KeyRepr::Other,
+        }
+    }
+}
+
+/// What a plain scalar resolves to under ruamel's YAML 1.2 resolver.
+#[derive(Debug, PartialEq)]
+enum Resolved {
+    Null,
+    Bool(bool),
+    Int,
+    Float,
+    Timestamp,
+    Str,
+}
+
+fn resolve_plain(text: &str) -> Resolved {
+    let Some(first) = text.chars().next() else {
+        return Resolved::Null;
+    };
+    // The order of ruamel's implicit resolvers: bool, float, int, merge,
+    // null, timestamp.
+    if matches!(first, 't' | 'T' | 'f' | 'F') {
+        match text {
+            "true" | "True" | "TRUE" => return Resolved::Bool(true),
+            "false" | "False" | "FALSE" => return Resolved::Bool(false),
+            _ => {}
+        }
+    }
+    if matches!(first, '-' | '+' | '0'..='9' | '.') && float_re().is_match(text) {
+        return Resolved::Float;
+    }
+    if matches!(first, '-' | '+' | '0'..='9') && int_re().is_match(text) {
+        return Resolved::Int;
+    }
+    if matches!(text, "~" | "null" | "Null" | "NULL") {
+        return Resolved::Null;
+    }
+    if first.is_ascii_digit() && timestamp_re().is_match(text) {
+        return Resolved::Timestamp;
+    }
+    Resolved::Str
+}
+
+fn float_re() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)|[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        )
+        .expect("static regex")
+    })
+}
+
+fn int_re() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?[0-9_]+|[-+]?0x[0-9a-fA-F_]+)$")
+            .expect("static regex")
+    })
+}
+
+fn timestamp_re() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r"^(?:(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})",
+            r"|(?P<year2>[0-9]{4})-(?P<month2>[0-9]{1,2})-(?P<day2>[0-9]{1,2})(?:[Tt]|[ \t]+)",
+            r"(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]*))?",
+            r"(?P<tz>[ \t]*(?:Z|(?P<tz_sign>[-+])(?P<tz_hour>[0-9]{1,2})(?::(?P<tz_minute>[0-9]{2}))?))?)$"
+        ))
+        .expect("static regex")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Yaml> {
+        parse(s, Path::new("t.fmf"))
+    }
+
+    #[test]
+    fn scalars_follow_yaml_1_2() {
+        assert_eq!(p("yes").unwrap(), Yaml::Str("yes".into()));
+        assert_eq!(p("True").unwrap(), Yaml::Bool(true));
+        assert_eq!(p("017").unwrap(), Yaml::Int(17));
+        assert_eq!(p("0o17").unwrap(), Yaml::Int(15));
+        assert_eq!(p("0x1F").unwrap(), Yaml::Int(31));
+        assert_eq!(p("1_000").unwrap(), Yaml::Int(1000));
+        assert_eq!(p("1e3").unwrap(), Yaml::Float(1000.0));
+        assert_eq!(p("5.").unwrap(), Yaml::Float(5.0));
+        assert_eq!(p("1:20").unwrap(), Yaml::Str("1:20".into()));
+        assert_eq!(
+            p("2020-01-01").unwrap(),
+            Yaml::Timestamp("2020-01-01".into())
+        );
+        assert_eq!(
+            p("2020-1-1 10:00:00.5 +02:00").unwrap(),
+            Yaml::Timestamp("2020-01-01T10:00:00.500000+02:00".into())
+        );
+        assert_eq!(p("'017'").unwrap(), Yaml::Str("017".into()));
+        assert_eq!(p("").unwrap(), Yaml::Null);
+        assert_eq!(p("# c\n").unwrap(), Yaml::Null);
+    }
+
+    #[test]
+    fn duplicates_and_merge_keys() {
+        let e = p("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert!(matches!(e, Error::Yaml { line: Some(3), .. }), "{e:?}");
+        assert!(p("1: a\ntrue: b\n").is_err());
+        let y = p("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n  z: 4\n")
+            .unwrap()
+            .into_json();
+        assert_eq!(y["c"].to_string(), r#"{"x":1,"y":3,"z":4}"#);
+        assert!(p("a: 1\n---\nb: 2\n").is_err());
+        assert!(p("a: 2020-02-30").is_err());
+        assert!(p("a: !foo x").is_err());
+        assert_eq!(p("a: !!str 12").unwrap().into_json()["a"], "12");
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = i - 1;
+            s.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
+        }
+        assert!(p(&s).is_err());
+    }
+}
