@@ -30,11 +30,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run FMF tests on systems from provisioner plugins, store and report
+    /// the results.
+    Run(Box<RunArgs>),
     /// List the plugins found in the search path, and the files refused.
     Plugins(PluginsArgs),
     /// Work with one plugin library.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List the tests a tree and plan select: names, one per line, or with
+    /// --json an object keyed by test name with metadata and source_dir.
+    Discover(DiscoverArgs),
 }
 
 #[derive(Args)]
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Plugins(args) => list_plugins(&args),
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
+        Command::Run(args) => run_tests(*args),
+        Command::Discover(args) => discover_tests(args),
     };
     match outcome {
         Ok(code) => code,
@@ -183,4 +191,134 @@ fn check_plugin(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Test selection, as `atex discover` takes it.
+#[derive(Args)]
+struct SelectionArgs {
+    /// FMF tree root, or any directory inside the tree [default: .].
+    root: Option<PathBuf>,
+    /// Plan node whose discover sections select the tests.
+    #[arg(long)]
+    plan: Option<String>,
+    /// Adjust context KEY=VALUE[,VALUE] (repeatable).
+    #[arg(short = 'c', long = "context", value_name = "K=V")]
+    context: Vec<String>,
+    /// fmf filter expression (repeatable, AND-ed).
+    #[arg(long = "filter")]
+    filters: Vec<String>,
+    /// Test name regex (repeatable, OR-ed).
+    #[arg(long = "test")]
+    tests: Vec<String>,
+    /// Test name regex to leave out (repeatable).
+    #[arg(long = "exclude")]
+    excludes: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Provisioner plugin NAME[:K=V,...] (repeatable) [default: local].
+    #[arg(short = 'p', long = "provisioner", value_name = "NAME[:K=V,...]")]
+    provisioners: Vec<String>,
+    /// Reporter plugin NAME[:K=V,...] (repeatable).
+    #[arg(short = 'r', long = "reporter", value_name = "NAME[:K=V,...]")]
+    reporters: Vec<String>,
+    /// Most systems in use at once [default: the provisioners' limits added up].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Rerun a failed or errored test up to N times, on a fresh system.
+    #[arg(long, value_name = "N")]
+    reruns: Option<u32>,
+    /// Results directory [default: atex-results/<run id>].
+    #[arg(long = "results", value_name = "DIR")]
+    results: Option<PathBuf>,
+    /// Platform name to file results under, instead of each system's.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Timing history file [default: .atex-history.json beside DIR].
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Broken systems a provisioner may produce before it is dropped.
+    #[arg(long, value_name = "N")]
+    failure_budget: Option<u32>,
+    /// Do not start a test whose duration would end after this (e.g. 2h).
+    #[arg(long, value_name = "DURATION")]
+    deadline: Option<String>,
+    /// Everything above from a YAML file; flags given here win.
+    #[arg(long, value_name = "FILE.yaml")]
+    config: Option<PathBuf>,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
+    #[command(flatten)]
+    dirs: PluginDirArgs,
+}
+
+fn run_tests(args: RunArgs) -> Result<ExitCode> {
+    use atex::scheduler::{self, ProgressMode, RunConfig};
+    let specs = |v: &[String]| -> Result<Vec<atex::plugins::PluginSpec>> {
+        v.iter().map(|s| Ok(atex::plugins::PluginSpec::parse(s)?)).collect()
+    };
+    let base = match &args.config {
+        Some(file) => RunConfig::from_file(file)?,
+        None => RunConfig::default(),
+    };
+    let sel = args.selection;
+    let cli = RunConfig {
+        root: sel.root,
+        plan: sel.plan,
+        context: sel.context,
+        filters: sel.filters,
+        tests: sel.tests,
+        excludes: sel.excludes,
+        provisioners: specs(&args.provisioners)?,
+        reporters: specs(&args.reporters)?,
+        plugin_dirs: args.dirs.plugin_dirs,
+        workers: args.workers,
+        reruns: args.reruns,
+        results_dir: args.results,
+        platform: args.platform,
+        history: args.history,
+        failure_budget: args.failure_budget,
+        deadline: args.deadline.as_deref().map(scheduler::config::parse_deadline).transpose()?,
+        progress: if args.plain { ProgressMode::Plain } else { ProgressMode::Auto },
+        signals: true,
+    };
+    let report = scheduler::run(base.overlay(cli))?;
+    eprint!("{}", report.stats.render(report.wall, report.interrupted.is_some()));
+    eprintln!("results: {}", report.results_dir.display());
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+#[derive(Args)]
+struct DiscoverArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Print JSON: {name: {"metadata": {...}, "source_dir": DIR}} in discovery order.
+    #[arg(long)]
+    json: bool,
+}
+
+fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
+    let sel = args.selection;
+    let text = atex::fmf::cli_discover(&atex::fmf::DiscoverArgs {
+        root: sel.root,
+        plan: sel.plan,
+        context: sel.context,
+        filters: sel.filters,
+        tests: sel.tests,
+        excludes: sel.excludes,
+        json: args.json,
+    })?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`atex discover | head`) is not an error.
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,3 +3,5 @@
 mod executor;
 mod plugins;
 mod testing_farm;
+mod run;
+mod run_podman;

@@ -101,32 +101,6 @@ pub fn command_for<S: AsRef<str>>(conn: &Connection, argv: &[S]) -> Command {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_survives_a_shell() {
-        let argv = ["printf", "%s|", "a b", "it's", "", "$HOME", "*"];
-        let line = shell_join(&argv);
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .output()
-            .expect("sh");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's||$HOME|*|");
-    }
-
-    #[test]
-    fn command_prefix_is_prepended() {
-        let cmd = command_for(
-            &Connection::Command(vec!["env".into(), "A=1".into()]),
-            &["sh", "-c", "echo $A"],
-        );
-        let out = { cmd }.output().expect("run");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
-    }
-}
 
 /// A connection the host keeps open to one system: for ssh, a
 /// ControlMaster every command goes through (one handshake per system,
@@ -249,5 +223,32 @@ impl Transport {
         };
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_a_shell() {
+        let argv = ["printf", "%s|", "a b", "it's", "", "$HOME", "*"];
+        let line = shell_join(&argv);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's||$HOME|*|");
+    }
+
+    #[test]
+    fn command_prefix_is_prepended() {
+        let cmd = command_for(
+            &Connection::Command(vec!["env".into(), "A=1".into()]),
+            &["sh", "-c", "echo $A"],
+        );
+        let out = { cmd }.output().expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
     }
 }

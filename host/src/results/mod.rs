@@ -1,1 +1,23 @@
-//! (in progress)
+//! The results of a run, on disk as they land.
+//!
+//! - [`store`]: `results.jsonl` in upstream's line format
+//!   `[platform, status, test, subtest|null, files, note|null]`, the files
+//!   under `files/<platform>/<test>/...`, and everything else about each
+//!   attempt (durations, attempts, systems) in `attempts.jsonl` beside it;
+//! - [`history`]: measured test runtimes kept between runs, so the next run
+//!   can start the longest tests first;
+//! - [`summary`]: what a run did, for the end-of-run report and
+//!   `summary.json`;
+//! - [`pyjson`]: JSON text exactly as Python's `json.dumps` writes it.
+//!
+//! Every line is written and flushed as soon as its test finishes: a crash
+//! or `kill -9` loses nothing already finished.
+
+pub mod history;
+pub mod pyjson;
+pub mod store;
+pub mod summary;
+
+pub use history::TimingHistory;
+pub use store::{AttemptInfo, ResultsError, ResultsStore};
+pub use summary::{FinalTest, RunStats};

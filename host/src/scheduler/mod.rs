@@ -1,1 +1,196 @@
-//! (in progress)
+//! The free-worker scheduler: a queue of tests and a pool of systems;
+//! whenever a system is free it takes the next test.
+//!
+//! - [`engine`]: the decisions (ordering, how many systems to ask each
+//!   provisioner for, reruns, destructive tests, broken systems, failure
+//!   budgets, deadlines, interrupts) as a state machine without threads or
+//!   clock; its module documentation lists every policy;
+//! - [`driver`]: runs the engine for real — worker threads for
+//!   reservations, setups, tests and releases, a results thread, signals;
+//! - [`sim`]: runs the engine on a virtual clock with fake provisioners
+//!   (the scheduler's tests and its scale bench);
+//! - [`config`]: [`RunConfig`], from flags and/or a YAML file;
+//! - [`plan`]: discovered FMF tests and plans to scheduler and executor
+//!   types;
+//! - [`progress`]: the live progress bar or plain lines.
+//!
+//! [`run`] is what `atex run` does; a toolbox user who wants something
+//! else builds an [`Execution`] (own tests, own provisioners implementing
+//! [`crate::backend::Provisioner`], own executor) and calls [`execute`].
+
+pub mod config;
+pub mod driver;
+pub mod engine;
+pub mod plan;
+pub mod progress;
+pub mod sim;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+pub use config::{ConfigError, RunConfig};
+pub use driver::{
+    ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor, execute,
+};
+pub use engine::{Policy, QueuedTest};
+pub use progress::ProgressMode;
+
+use crate::{
+    backend::{Provisioner, Reporter},
+    fmf,
+    plugins::{PluginHost, PluginRegistry, PluginSpec, search_path},
+    results::TimingHistory,
+};
+
+/// A run identifier: UTC date and time plus the process id, e.g.
+/// `20260512-101530-4242`.
+pub fn new_run_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        std::process::id()
+    )
+}
+
+/// Where the timing history goes by default: beside the results directory.
+pub fn default_history_path(results_dir: &Path) -> PathBuf {
+    let parent = results_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parent.join(".atex-history.json")
+}
+
+/// `atex run`: discover the tests, load the plugins, run everything, store
+/// the results, tell the reporters.
+pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
+    let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
+    let selection = fmf::Selection {
+        plan: cfg.plan.clone(),
+        context: fmf::parse_context_args(&cfg.context)
+            .map_err(|e| RunError::Config(e.to_string()))?,
+        filters: cfg.filters.clone(),
+        names: cfg.tests.clone(),
+        excludes: cfg.excludes.clone(),
+    };
+    let found = fmf::discover(&root, &selection).map_err(|e| RunError::Config(e.to_string()))?;
+    if found.tests.is_empty() {
+        return Err(RunError::Config(format!(
+            "no tests selected in {}",
+            found.root.display()
+        )));
+    }
+    let run_id = new_run_id();
+    let results_dir = cfg
+        .results_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("atex-results").join(&run_id));
+    if results_dir.join("results.jsonl").exists() {
+        return Err(RunError::Config(format!(
+            "{}: already holds results (choose another --results directory)",
+            results_dir.display()
+        )));
+    }
+    let history_path = cfg
+        .history
+        .clone()
+        .unwrap_or_else(|| default_history_path(&results_dir));
+    let history = TimingHistory::load(&history_path);
+
+    std::fs::create_dir_all(&results_dir)
+        .map_err(|e| RunError::Config(format!("cannot create {}: {e}", results_dir.display())))?;
+    let registry = PluginRegistry::discover(&search_path(&cfg.plugin_dirs));
+    let host = PluginHost::new(run_id.clone(), results_dir.clone());
+    let get = |spec: &PluginSpec| {
+        registry.get(&spec.name).ok_or_else(|| {
+            let known: Vec<&str> = registry.plugins().iter().map(|p| p.name()).collect();
+            RunError::Config(format!(
+                "no plugin named `{}` (found: {})",
+                spec.name,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    };
+    let prov_specs = if cfg.provisioners.is_empty() {
+        vec![PluginSpec::parse("local").map_err(|e| RunError::Config(e.to_string()))?]
+    } else {
+        cfg.provisioners.clone()
+    };
+    let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
+    for spec in &prov_specs {
+        let p = get(spec)?
+            .new_provisioner(&host, &spec.config_text())
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        provisioners.push(Arc::new(p));
+    }
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    for spec in &cfg.reporters {
+        let r = get(spec)?
+            .new_reporter(&host, &spec.config_text())
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        reporters.push(Box::new(r));
+    }
+
+    let workers = cfg.workers.unwrap_or_else(|| {
+        let maxes: Option<Vec<u32>> = provisioners.iter().map(|p| p.max_remotes()).collect();
+        match maxes {
+            Some(m) if !m.is_empty() => m.iter().sum::<u32>() as usize,
+            _ => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(4),
+        }
+    });
+    let defaults = Policy::default();
+    let policy = Policy {
+        workers,
+        reruns: cfg.reruns.unwrap_or(0),
+        failure_budget: cfg.failure_budget.unwrap_or(defaults.failure_budget),
+        max_requeues: defaults.max_requeues,
+        deadline: cfg.deadline,
+    };
+    let tests = plan::run_tests(&found, &history);
+    let executor = FmfExecutor {
+        tree_root: found.root.clone(),
+        plan: plan::plan_spec(&found.plan),
+        options: Default::default(),
+    };
+    execute(Execution {
+        tests,
+        provisioners,
+        reporters,
+        executor: Arc::new(executor),
+        policy,
+        results_dir,
+        platform: cfg.platform.clone(),
+        history,
+        progress: cfg.progress,
+        signals: cfg.signals,
+        interrupts: None,
+        plugin_cancel: Some(Arc::clone(&host.cancel)),
+        run_id,
+    })
+}

@@ -1,0 +1,134 @@
+//! Measured test runtimes, kept between runs.
+//!
+//! The scheduler starts the longest tests first. A test's declared
+//! `duration` is a time limit, usually far above what it takes; the
+//! runtime measured in earlier runs is a much better guess. The history
+//! is a small JSON file:
+//!
+//! ```json
+//! {"version": 1, "tests": {"/tests/a": {"runtime_ms": 1234, "runs": 3}}}
+//! ```
+//!
+//! By default `atex run` keeps it beside the results directory, as
+//! `<parent of DIR>/.atex-history.json`, so runs whose results go to
+//! sibling directories share it; `--history FILE` puts it elsewhere. The
+//! runtime kept is an average weighted towards recent runs (each new
+//! measurement counts for half).
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// One test's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimingEntry {
+    /// Expected runtime in milliseconds.
+    pub runtime_ms: u64,
+    /// Runs measured.
+    pub runs: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HistoryFile {
+    version: u32,
+    tests: BTreeMap<String, TimingEntry>,
+}
+
+/// Runtimes by test name.
+#[derive(Debug, Default)]
+pub struct TimingHistory {
+    path: Option<PathBuf>,
+    tests: BTreeMap<String, TimingEntry>,
+}
+
+impl TimingHistory {
+    /// An empty history that is never saved.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Loads `path`; a missing or unreadable file gives an empty history
+    /// (with a warning for the unreadable one).
+    pub fn load(path: &Path) -> Self {
+        let tests = match fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str::<HistoryFile>(&text) {
+                Ok(f) => f.tests,
+                Err(e) => {
+                    tracing::warn!("ignoring timing history {}: {e}", path.display());
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        TimingHistory {
+            path: Some(path.to_path_buf()),
+            tests,
+        }
+    }
+
+    /// The expected runtime of `test`, when measured before.
+    pub fn expected(&self, test: &str) -> Option<Duration> {
+        self.tests
+            .get(test)
+            .map(|e| Duration::from_millis(e.runtime_ms))
+    }
+
+    /// Adds a measurement.
+    pub fn record(&mut self, test: &str, runtime: Duration) {
+        let ms = runtime.as_millis() as u64;
+        let e = self.tests.entry(test.to_string()).or_insert(TimingEntry {
+            runtime_ms: ms,
+            runs: 0,
+        });
+        if e.runs > 0 {
+            e.runtime_ms = (e.runtime_ms + ms) / 2;
+        }
+        e.runs += 1;
+    }
+
+    /// Where it is saved.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Writes the file (atomically: a temp file renamed over it).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = HistoryFile {
+            version: 1,
+            tests: self.tests.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&tmp, text + "\n")?;
+        fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_average() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("h.json");
+        let mut h = TimingHistory::load(&path);
+        assert_eq!(h.expected("/a"), None);
+        h.record("/a", Duration::from_secs(10));
+        h.record("/a", Duration::from_secs(20));
+        h.save().expect("save");
+        let h = TimingHistory::load(&path);
+        assert_eq!(h.expected("/a"), Some(Duration::from_secs(15)));
+    }
+}

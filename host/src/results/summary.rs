@@ -1,0 +1,163 @@
+//! What a run did: counts, the slowest tests, reruns, failures. Built as
+//! results land; printed at the end and written to `summary.json`.
+
+use std::{collections::BTreeMap, fmt::Write, time::Duration};
+
+use serde_json::{Value, json};
+
+/// A test's final result, as the summary keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalTest {
+    /// Test name.
+    pub test: String,
+    /// Status of its own result.
+    pub status: String,
+    /// Note of its own result.
+    pub note: Option<String>,
+    /// Attempts made (0 when it never ran).
+    pub attempts: u32,
+    /// Statuses of the earlier attempts, in order.
+    pub earlier: Vec<String>,
+    /// Duration of the final attempt.
+    pub duration: Duration,
+}
+
+/// Whether a status counts as a failure for the exit code.
+pub fn is_failure(status: &str) -> bool {
+    !matches!(status, "pass" | "info" | "warn" | "skip")
+}
+
+/// Everything the summary needs.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    /// Final results in the order they landed.
+    pub finals: Vec<FinalTest>,
+    /// Tests selected but not run (interrupted).
+    pub not_run: Vec<String>,
+    /// Errors that did not stop the run (dropped provisioners, ...).
+    pub errors: Vec<String>,
+}
+
+impl RunStats {
+    /// Final results by status, sorted by status.
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &self.finals {
+            *m.entry(f.status.clone()).or_default() += 1;
+        }
+        m.into_iter().collect()
+    }
+
+    /// Whether any final result is a failure.
+    pub fn any_failed(&self) -> bool {
+        self.finals.iter().any(|f| is_failure(&f.status))
+    }
+
+    /// Tests that needed more than one attempt.
+    pub fn rerun(&self) -> impl Iterator<Item = &FinalTest> {
+        self.finals.iter().filter(|f| f.attempts > 1)
+    }
+
+    /// The `n` slowest final attempts.
+    pub fn slowest(&self, n: usize) -> Vec<&FinalTest> {
+        let mut v: Vec<&FinalTest> = self.finals.iter().filter(|f| f.attempts > 0).collect();
+        v.sort_by_key(|f| std::cmp::Reverse(f.duration));
+        v.truncate(n);
+        v
+    }
+
+    /// As JSON for `summary.json`.
+    pub fn to_json(&self, wall: Duration, interrupted: bool) -> Value {
+        let counts: serde_json::Map<String, Value> = self
+            .counts()
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        json!({
+            "wall_seconds": wall.as_secs_f64(),
+            "interrupted": interrupted,
+            "counts": counts,
+            "tests": self.finals.iter().map(|f| json!({
+                "test": f.test, "status": f.status, "note": f.note,
+                "attempts": f.attempts, "earlier": f.earlier,
+                "duration_seconds": f.duration.as_secs_f64(),
+            })).collect::<Vec<_>>(),
+            "not_run": self.not_run,
+            "errors": self.errors,
+        })
+    }
+
+    /// Human-readable summary for the end of the run.
+    pub fn render(&self, wall: Duration, interrupted: bool) -> String {
+        let mut s = String::new();
+        let counts = self
+            .counts()
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            s,
+            "{} tests in {:.1}s: {}{}",
+            self.finals.len(),
+            wall.as_secs_f64(),
+            if counts.is_empty() {
+                "nothing ran".into()
+            } else {
+                counts
+            },
+            if interrupted {
+                format!(" (interrupted, {} not run)", self.not_run.len())
+            } else {
+                String::new()
+            }
+        );
+        let slow = self.slowest(5);
+        if !slow.is_empty() {
+            let _ = writeln!(s, "slowest:");
+            for f in slow {
+                let _ = writeln!(s, "  {:>8.1}s  {}", f.duration.as_secs_f64(), f.test);
+            }
+        }
+        let reruns: Vec<_> = self.rerun().collect();
+        if !reruns.is_empty() {
+            let _ = writeln!(s, "rerun:");
+            for f in reruns {
+                let flaky = if !is_failure(&f.status) {
+                    "  (flaky)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "  {} -> {}  {}{flaky}",
+                    f.earlier.join(", "),
+                    f.status,
+                    f.test
+                );
+            }
+        }
+        let failed: Vec<_> = self
+            .finals
+            .iter()
+            .filter(|f| is_failure(&f.status))
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(s, "failed:");
+            for f in failed {
+                match &f.note {
+                    Some(n) if !n.is_empty() => {
+                        let _ = writeln!(s, "  {:<6} {}  ({n})", f.status, f.test);
+                    }
+                    _ => {
+                        let _ = writeln!(s, "  {:<6} {}", f.status, f.test);
+                    }
+                }
+            }
+        }
+        for e in &self.errors {
+            let _ = writeln!(s, "error: {e}");
+        }
+        s
+    }
+}

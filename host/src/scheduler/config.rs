@@ -1,0 +1,312 @@
+//! What `atex run` does, as one value: [`RunConfig`], filled from the
+//! command line and/or a YAML file that can say everything the flags say.
+//!
+//! ```yaml
+//! root: tests/            # FMF tree (default .)
+//! plan: /plans/ci         # selection, as `atex discover`
+//! context: {distro: fedora-40, arch: [x86_64]}   # or a list of "K=V"
+//! filter: ["tag: -slow"]
+//! test: [/smoke]
+//! exclude: [/broken]
+//! provisioners:           # default: [local]
+//!   - podman: {image: localhost/atex-test, max: 4}
+//!   - "testing-farm:compose=Fedora-40"
+//! reporters: [junit, {html: {path: report.html}}]
+//! plugin-dirs: [./plugins]
+//! workers: 8
+//! reruns: 1
+//! results: out/run-1
+//! platform: f40
+//! history: .atex-history.json
+//! failure-budget: 5       # broken systems per provisioner before it is dropped
+//! deadline: 2h            # tests must end (by their duration) before this
+//! ```
+//!
+//! Flags given on the command line win over the file.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::progress::ProgressMode;
+use crate::plugins::PluginSpec;
+
+/// Everything `atex run` needs.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// FMF tree root (default `.`).
+    pub root: Option<PathBuf>,
+    /// `--plan`.
+    pub plan: Option<String>,
+    /// `-c K=V`.
+    pub context: Vec<String>,
+    /// `--filter`.
+    pub filters: Vec<String>,
+    /// `--test`.
+    pub tests: Vec<String>,
+    /// `--exclude`.
+    pub excludes: Vec<String>,
+    /// `-p NAME[:K=V,...]` (default: `local`).
+    pub provisioners: Vec<PluginSpec>,
+    /// `-r NAME[:K=V,...]`.
+    pub reporters: Vec<PluginSpec>,
+    /// `--plugin-dir`.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// `--workers`: the most systems at once (default: the provisioners'
+    /// `max_remotes` added up, or the number of CPUs when one is unlimited).
+    pub workers: Option<usize>,
+    /// `--reruns`.
+    pub reruns: Option<u32>,
+    /// `--results` (default `atex-results/<run id>`).
+    pub results_dir: Option<PathBuf>,
+    /// `--platform`.
+    pub platform: Option<String>,
+    /// `--history` (default `<parent of results>/.atex-history.json`).
+    pub history: Option<PathBuf>,
+    /// `--failure-budget`.
+    pub failure_budget: Option<u32>,
+    /// `--deadline`.
+    pub deadline: Option<Duration>,
+    /// How to show progress.
+    pub progress: ProgressMode,
+    /// Handle SIGINT/SIGTERM (the CLI does; a library caller may not want
+    /// to).
+    pub signals: bool,
+}
+
+/// A bad configuration file or value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigFile {
+    root: Option<PathBuf>,
+    plan: Option<String>,
+    context: Option<Value>,
+    filter: Option<OneOrMany>,
+    test: Option<OneOrMany>,
+    exclude: Option<OneOrMany>,
+    provisioners: Option<Vec<Value>>,
+    reporters: Option<Vec<Value>>,
+    plugin_dirs: Option<Vec<PathBuf>>,
+    workers: Option<usize>,
+    reruns: Option<u32>,
+    results: Option<PathBuf>,
+    platform: Option<String>,
+    history: Option<PathBuf>,
+    failure_budget: Option<u32>,
+    deadline: Option<Value>,
+}
+
+fn plugin_entry(v: &Value) -> Result<PluginSpec, ConfigError> {
+    match v {
+        Value::String(s) => PluginSpec::parse(s).map_err(|e| ConfigError(e.to_string())),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, opts) = m
+                .iter()
+                .next()
+                .ok_or_else(|| ConfigError("empty plugin entry".into()))?;
+            let name = k
+                .as_str()
+                .ok_or_else(|| ConfigError("a plugin name must be a string".into()))?;
+            let mut spec = PluginSpec::parse(name).map_err(|e| ConfigError(e.to_string()))?;
+            match opts {
+                Value::Mapping(o) => spec.options = o.clone(),
+                Value::Null => {}
+                _ => {
+                    return Err(ConfigError(format!(
+                        "options of plugin {name} must be a mapping"
+                    )));
+                }
+            }
+            Ok(spec)
+        }
+        _ => Err(ConfigError(
+            "a plugin entry is NAME, \"NAME:K=V,...\" or {NAME: {K: V}}".into(),
+        )),
+    }
+}
+
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl RunConfig {
+    /// Reads a configuration file (relative paths in it are relative to
+    /// the file's directory).
+    pub fn from_file(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let mut cfg = Self::from_yaml(&text)
+            .map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut()
+                && x.is_relative()
+            {
+                *x = base.join(&*x);
+            }
+        };
+        fix(&mut cfg.root);
+        fix(&mut cfg.results_dir);
+        fix(&mut cfg.history);
+        for d in &mut cfg.plugin_dirs {
+            if d.is_relative() {
+                *d = base.join(&*d);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses configuration text.
+    pub fn from_yaml(text: &str) -> Result<RunConfig, ConfigError> {
+        let f: ConfigFile = if text.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?
+        };
+        let context = match f.context {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let vals = match v {
+                        Value::Sequence(s) => {
+                            s.iter().map(scalar_text).collect::<Vec<_>>().join(",")
+                        }
+                        other => scalar_text(other),
+                    };
+                    format!("{}={vals}", scalar_text(k))
+                })
+                .collect(),
+            Some(Value::Sequence(s)) => s.iter().map(scalar_text).collect(),
+            Some(Value::String(s)) => vec![s],
+            Some(_) => {
+                return Err(ConfigError(
+                    "context: expected a mapping or a list of K=V".into(),
+                ));
+            }
+        };
+        let plugins = |v: Option<Vec<Value>>| -> Result<Vec<PluginSpec>, ConfigError> {
+            v.unwrap_or_default().iter().map(plugin_entry).collect()
+        };
+        let deadline = match f.deadline {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0))),
+            Some(Value::String(s)) => Some(parse_deadline(&s)?),
+            Some(_) => {
+                return Err(ConfigError(
+                    "deadline: expected seconds or a duration like 2h".into(),
+                ));
+            }
+        };
+        Ok(RunConfig {
+            root: f.root,
+            plan: f.plan,
+            context,
+            filters: f.filter.map(OneOrMany::into_vec).unwrap_or_default(),
+            tests: f.test.map(OneOrMany::into_vec).unwrap_or_default(),
+            excludes: f.exclude.map(OneOrMany::into_vec).unwrap_or_default(),
+            provisioners: plugins(f.provisioners)?,
+            reporters: plugins(f.reporters)?,
+            plugin_dirs: f.plugin_dirs.unwrap_or_default(),
+            workers: f.workers,
+            reruns: f.reruns,
+            results_dir: f.results,
+            platform: f.platform,
+            history: f.history,
+            failure_budget: f.failure_budget,
+            deadline,
+            progress: ProgressMode::Auto,
+            signals: false,
+        })
+    }
+
+    /// Values set in `over` replace ours (lists when non-empty).
+    pub fn overlay(mut self, over: RunConfig) -> RunConfig {
+        macro_rules! opt {
+            ($($f:ident),*) => {$( if over.$f.is_some() { self.$f = over.$f; } )*};
+        }
+        macro_rules! list {
+            ($($f:ident),*) => {$( if !over.$f.is_empty() { self.$f = over.$f; } )*};
+        }
+        opt!(
+            root,
+            plan,
+            workers,
+            reruns,
+            results_dir,
+            platform,
+            history,
+            failure_budget,
+            deadline
+        );
+        list!(context, filters, tests, excludes, provisioners, reporters);
+        self.plugin_dirs.extend(over.plugin_dirs);
+        self.progress = over.progress;
+        self.signals = over.signals;
+        self
+    }
+}
+
+/// Parses a duration as tmt does (`90`, `5m`, `1h 30m`, `2d`).
+pub fn parse_deadline(text: &str) -> Result<Duration, ConfigError> {
+    crate::fmf::parse_duration(text)
+        .map_err(|e| ConfigError(format!("bad duration `{text}`: {}", e.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_says_what_flags_say() {
+        let cfg = RunConfig::from_yaml(
+            "plan: /plans/x\ncontext: {distro: fedora-40, arch: [x86_64, aarch64]}\nfilter: 'tag: a'\n\
+             provisioners:\n  - podman: {image: img, max: 4}\n  - 'local:max=2'\nreporters: [junit]\n\
+             workers: 3\nreruns: 2\nresults: out\ndeadline: 1h\nfailure-budget: 2\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.context, ["distro=fedora-40", "arch=x86_64,aarch64"]);
+        assert_eq!(cfg.filters, ["tag: a"]);
+        assert_eq!(cfg.provisioners.len(), 2);
+        assert_eq!(cfg.provisioners[0].name, "podman");
+        assert!(cfg.provisioners[0].config_text().contains("max: 4"));
+        assert_eq!(cfg.reporters[0].name, "junit");
+        assert_eq!(cfg.deadline, Some(Duration::from_secs(3600)));
+        let merged = cfg.overlay(RunConfig {
+            reruns: Some(0),
+            ..RunConfig::default()
+        });
+        assert_eq!(merged.reruns, Some(0));
+        assert_eq!(merged.workers, Some(3));
+        assert!(RunConfig::from_yaml("bogus: 1").is_err());
+    }
+}

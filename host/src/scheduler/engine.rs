@@ -1,0 +1,740 @@
+//! The scheduler's decisions, as a state machine with no threads and no
+//! clock of its own.
+//!
+//! [`Engine::handle`] takes one [`Event`] (a system is ready, a setup or a
+//! test finished, a provisioner failed, an interrupt) and the current time,
+//! and appends the [`Action`]s to take. The real driver
+//! ([`super::driver`]) turns actions into worker threads and their results
+//! into events; the simulator ([`super::sim`]) does the same on a virtual
+//! clock, which is how the policies are tested and measured.
+//!
+//! Policies, in one place:
+//!
+//! - **Free worker.** Whenever a system is free it takes the next test:
+//!   highest `extra-priority` first, then the longest expected runtime (the
+//!   measured one when known, else the declared `duration`), then
+//!   discovery order.
+//! - **Systems wanted** = min(workers, queued + running tests). Each
+//!   provisioner that is short is asked for what it can give (up to its
+//!   `max_remotes`); whichever delivers first is used; a system that
+//!   arrives when none is wanted is released at once; when nothing is left
+//!   to hand out, every provisioner with open requests is `clear()`ed.
+//! - **Reruns.** A test whose final status is `fail`, `error` or `infra`
+//!   runs again, up to `reruns` more times. The system it failed on is
+//!   released and replaced, so the rerun gets a fresh system. Every
+//!   attempt is recorded; only the last one is final.
+//! - **Destructive tests** (tag `destructive`) and tests after which the
+//!   system is lost (`system_lost`): the system is released and replaced;
+//!   the test's result stands (it may be rerun under `reruns`).
+//! - **Broken systems.** A setup failure, or a system that breaks under a
+//!   test (the executor's `ExecError`), costs its provisioner one unit of
+//!   its failure budget; the system is released and replaced. A test whose
+//!   system broke is requeued without counting an attempt, at most
+//!   `max_requeues` times, after which it gets an `infra` result. A
+//!   provisioner whose budget is spent is dropped with an error; the
+//!   others carry on. When none is left, the remaining tests get `infra`
+//!   results: nothing is dropped silently.
+//! - **Fit.** With a deadline, a test whose `duration` would end past it is
+//!   not started; it gets an `error` result saying why.
+//! - **Interrupt.** No more tests are handed out, running tests are
+//!   cancelled (and not recorded), every system is released.
+
+use std::{
+    cmp::{Ordering, Reverse},
+    collections::{BinaryHeap, HashMap},
+    time::Duration,
+};
+
+/// Index of a provisioner in the list given to [`Engine::new`].
+pub type ProvId = usize;
+/// Identifier of a system, chosen by the driver (unique within a run).
+pub type RemoteId = u64;
+/// Index of a test in the list given to [`Engine::new`].
+pub type TestId = usize;
+
+/// A test waiting to run, as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTest {
+    /// Full name.
+    pub name: String,
+    /// Declared `duration` (the time limit).
+    pub duration: Duration,
+    /// Runtime measured in earlier runs, when known.
+    pub expected: Option<Duration>,
+    /// `extra-priority` (higher first; default 0).
+    pub priority: i64,
+    /// Tag `destructive`: the system is not reused after it.
+    pub destructive: bool,
+}
+
+impl QueuedTest {
+    /// A test with only a name and a duration.
+    pub fn new(name: impl Into<String>, duration: Duration) -> Self {
+        QueuedTest {
+            name: name.into(),
+            duration,
+            expected: None,
+            priority: 0,
+            destructive: false,
+        }
+    }
+
+    /// What the ordering uses: the measured runtime, else the duration.
+    pub fn estimate(&self) -> Duration {
+        self.expected.unwrap_or(self.duration)
+    }
+}
+
+/// A provisioner as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisionerInfo {
+    /// Name for messages.
+    pub name: String,
+    /// The most systems it hands out at once, when known.
+    pub max_remotes: Option<u32>,
+}
+
+/// Tunable policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// The most systems in use at once (all provisioners together).
+    pub workers: usize,
+    /// Extra attempts for a failed or errored test.
+    pub reruns: u32,
+    /// Broken systems (setup failures, systems lost to infrastructure)
+    /// each provisioner may produce before it is dropped.
+    pub failure_budget: u32,
+    /// Times one test is requeued because its system broke under it.
+    pub max_requeues: u32,
+    /// Tests must end (by their `duration`) before this time since the
+    /// start of the run.
+    pub deadline: Option<Duration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            workers: 4,
+            reruns: 0,
+            failure_budget: 5,
+            max_requeues: 2,
+            deadline: None,
+        }
+    }
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A provisioner handed out a system; the driver named it `remote`.
+    RemoteReady {
+        /// Which provisioner.
+        prov: ProvId,
+        /// The new system's id.
+        remote: RemoteId,
+    },
+    /// A provisioner failed to provide a system.
+    ProvisionerFailed {
+        /// Which provisioner.
+        prov: ProvId,
+        /// What happened.
+        error: String,
+    },
+    /// A system is set up and ready for tests.
+    SetupDone {
+        /// The system.
+        remote: RemoteId,
+    },
+    /// Setting a system up failed.
+    SetupFailed {
+        /// The system.
+        remote: RemoteId,
+        /// What happened.
+        error: String,
+    },
+    /// A test ran to its end (whatever its result).
+    TestFinished {
+        /// The system it ran on.
+        remote: RemoteId,
+        /// The test.
+        test: TestId,
+        /// Its status is `fail`, `error`, `infra` (or another failure).
+        failed: bool,
+        /// The system is gone.
+        system_lost: bool,
+    },
+    /// The system broke under a test (or the test was cancelled).
+    TestBroken {
+        /// The system.
+        remote: RemoteId,
+        /// The test.
+        test: TestId,
+        /// What happened.
+        error: String,
+    },
+    /// Stop: SIGINT, SIGTERM or a caller's request.
+    Interrupt,
+}
+
+/// Something to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Ask a provisioner for more systems.
+    Provision {
+        /// Which.
+        prov: ProvId,
+        /// How many more.
+        count: u32,
+    },
+    /// Drop a provisioner's open requests.
+    Clear {
+        /// Which.
+        prov: ProvId,
+    },
+    /// Set a new system up (upload the tree, run prepare).
+    Setup {
+        /// The system.
+        remote: RemoteId,
+    },
+    /// Run a test on a set-up system.
+    Run {
+        /// The system.
+        remote: RemoteId,
+        /// The test.
+        test: TestId,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// Give a system back to its provisioner.
+    Release {
+        /// The system.
+        remote: RemoteId,
+    },
+    /// Store the artifacts of the attempt that just finished on `remote`.
+    Record {
+        /// The test.
+        test: TestId,
+        /// Its attempt number.
+        attempt: u32,
+        /// Whether no rerun follows.
+        final_attempt: bool,
+    },
+    /// A test will not run: store a result saying why.
+    GiveUp {
+        /// The test.
+        test: TestId,
+        /// Status of the result (`infra` or `error`).
+        status: &'static str,
+        /// Why.
+        note: String,
+    },
+    /// A provisioner is dropped for good.
+    DropProvisioner {
+        /// Which.
+        prov: ProvId,
+        /// Why, for the user.
+        reason: String,
+    },
+    /// Cancel every running test and setup.
+    CancelAll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    SettingUp,
+    Idle,
+    Running(TestId),
+}
+
+#[derive(Debug)]
+struct RemoteState {
+    prov: ProvId,
+    phase: Phase,
+}
+
+#[derive(Debug)]
+struct ProvState {
+    info: ProvisionerInfo,
+    alive: u32,
+    outstanding: u32,
+    budget: u32,
+    dropped: bool,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Key {
+    priority: i64,
+    estimate: Duration,
+    test: TestId,
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then(self.estimate.cmp(&other.estimate))
+            .then(Reverse(self.test).cmp(&Reverse(other.test)))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The scheduler's state.
+#[derive(Debug)]
+pub struct Engine {
+    tests: Vec<QueuedTest>,
+    attempts: Vec<u32>,
+    requeues: Vec<u32>,
+    queue: BinaryHeap<Key>,
+    provs: Vec<ProvState>,
+    remotes: HashMap<RemoteId, RemoteState>,
+    running: usize,
+    setting_up: usize,
+    policy: Policy,
+    stopping: bool,
+    not_run: Vec<TestId>,
+    dispatched: u64,
+}
+
+impl Engine {
+    /// A scheduler for `tests` on systems from `provisioners`.
+    pub fn new(
+        tests: Vec<QueuedTest>,
+        provisioners: Vec<ProvisionerInfo>,
+        mut policy: Policy,
+    ) -> Self {
+        policy.workers = policy.workers.max(1);
+        let queue = tests
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Key {
+                priority: t.priority,
+                estimate: t.estimate(),
+                test: i,
+            })
+            .collect();
+        let n = tests.len();
+        Engine {
+            attempts: vec![0; n],
+            requeues: vec![0; n],
+            tests,
+            queue,
+            provs: provisioners
+                .into_iter()
+                .map(|info| ProvState {
+                    info,
+                    alive: 0,
+                    outstanding: 0,
+                    budget: policy.failure_budget.max(1),
+                    dropped: false,
+                    last_error: None,
+                })
+                .collect(),
+            remotes: HashMap::new(),
+            running: 0,
+            setting_up: 0,
+            policy,
+            stopping: false,
+            not_run: Vec::new(),
+            dispatched: 0,
+        }
+    }
+
+    /// The tests, as given.
+    pub fn tests(&self) -> &[QueuedTest] {
+        &self.tests
+    }
+
+    /// Tests waiting for a system.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Tests running now.
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Systems held now (setting up, idle or running a test).
+    pub fn systems(&self) -> usize {
+        self.remotes.len()
+    }
+
+    /// Tests started so far (attempts, reruns included).
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched
+    }
+
+    /// Tests left unrun by an interrupt.
+    pub fn not_run(&self) -> &[TestId] {
+        &self.not_run
+    }
+
+    /// Whether an interrupt was handled.
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Whether provisioner `prov` was dropped.
+    pub fn dropped(&self, prov: ProvId) -> bool {
+        self.provs[prov].dropped
+    }
+
+    /// Nothing is queued or running and every system is released.
+    pub fn finished(&self) -> bool {
+        self.queue.is_empty() && self.running == 0 && self.remotes.is_empty()
+    }
+
+    /// The first actions: ask for systems.
+    pub fn start(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.check_providers_left(now, out);
+        self.replenish(out);
+    }
+
+    /// Handles one event at time `now` (since the start of the run).
+    pub fn handle(&mut self, now: Duration, event: Event, out: &mut Vec<Action>) {
+        match event {
+            Event::RemoteReady { prov, remote } => {
+                let p = &mut self.provs[prov];
+                p.outstanding = p.outstanding.saturating_sub(1);
+                p.alive += 1;
+                let dropped = p.dropped;
+                let surplus = self.remotes.len() >= self.wanted();
+                self.remotes.insert(
+                    remote,
+                    RemoteState {
+                        prov,
+                        phase: Phase::SettingUp,
+                    },
+                );
+                if self.stopping || dropped || surplus {
+                    self.release(remote, out);
+                } else {
+                    self.setting_up += 1;
+                    out.push(Action::Setup { remote });
+                }
+            }
+            Event::ProvisionerFailed { prov, error } => {
+                if !self.stopping {
+                    self.charge(prov, error, out);
+                }
+            }
+            Event::SetupDone { remote } => {
+                let Some(r) = self.remotes.get_mut(&remote) else {
+                    return;
+                };
+                if r.phase == Phase::SettingUp {
+                    self.setting_up -= 1;
+                }
+                r.phase = Phase::Idle;
+                self.dispatch(now, remote, out);
+            }
+            Event::SetupFailed { remote, error } => {
+                let Some(r) = self.remotes.get(&remote) else {
+                    return;
+                };
+                let prov = r.prov;
+                if r.phase == Phase::SettingUp {
+                    self.setting_up -= 1;
+                }
+                self.release(remote, out);
+                if !self.stopping {
+                    self.charge(prov, error, out);
+                }
+            }
+            Event::TestFinished {
+                remote,
+                test,
+                failed,
+                system_lost,
+            } => {
+                self.running -= 1;
+                let attempt = self.attempts[test];
+                let rerun = failed && !self.stopping && attempt <= self.policy.reruns;
+                out.push(Action::Record {
+                    test,
+                    attempt,
+                    final_attempt: !rerun,
+                });
+                if rerun {
+                    self.enqueue(test);
+                }
+                if let Some(r) = self.remotes.get_mut(&remote) {
+                    r.phase = Phase::Idle;
+                }
+                if rerun || system_lost || self.tests[test].destructive {
+                    self.release(remote, out);
+                } else {
+                    self.dispatch(now, remote, out);
+                }
+            }
+            Event::TestBroken {
+                remote,
+                test,
+                error,
+            } => {
+                self.running -= 1;
+                let prov = self.remotes.get(&remote).map(|r| r.prov);
+                self.release(remote, out);
+                if self.stopping {
+                    self.not_run.push(test);
+                } else {
+                    self.attempts[test] -= 1;
+                    self.requeues[test] += 1;
+                    if self.requeues[test] > self.policy.max_requeues {
+                        out.push(Action::GiveUp {
+                            test,
+                            status: "infra",
+                            note: format!(
+                                "its system broke {} times, last: {error}",
+                                self.requeues[test]
+                            ),
+                        });
+                    } else {
+                        self.enqueue(test);
+                    }
+                    if let Some(prov) = prov {
+                        self.charge(prov, error, out);
+                    }
+                }
+            }
+            Event::Interrupt => {
+                if !self.stopping {
+                    self.stopping = true;
+                    self.not_run.extend(self.queue.drain().map(|k| k.test));
+                    out.push(Action::CancelAll);
+                    let idle: Vec<RemoteId> = self
+                        .remotes
+                        .iter()
+                        .filter(|(_, r)| r.phase == Phase::Idle)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in idle {
+                        self.release(id, out);
+                    }
+                }
+            }
+        }
+        self.check_providers_left(now, out);
+        self.replenish(out);
+    }
+
+    fn enqueue(&mut self, test: TestId) {
+        let t = &self.tests[test];
+        self.queue.push(Key {
+            priority: t.priority,
+            estimate: t.estimate(),
+            test,
+        });
+    }
+
+    fn wanted(&self) -> usize {
+        if self.stopping {
+            return 0;
+        }
+        self.policy.workers.min(self.queue.len() + self.running)
+    }
+
+    fn release(&mut self, remote: RemoteId, out: &mut Vec<Action>) {
+        if let Some(r) = self.remotes.remove(&remote) {
+            self.provs[r.prov].alive -= 1;
+            out.push(Action::Release { remote });
+        }
+    }
+
+    fn dispatch(&mut self, now: Duration, remote: RemoteId, out: &mut Vec<Action>) {
+        if self.stopping {
+            self.release(remote, out);
+            return;
+        }
+        while let Some(key) = self.queue.pop() {
+            let test = key.test;
+            if let Some(deadline) = self.policy.deadline {
+                let duration = self.tests[test].duration;
+                if now + duration > deadline {
+                    out.push(Action::GiveUp {
+                        test,
+                        status: "error",
+                        note: format!(
+                            "not run: its duration ({}s) ends past the run's deadline ({}s left)",
+                            duration.as_secs(),
+                            deadline.saturating_sub(now).as_secs()
+                        ),
+                    });
+                    continue;
+                }
+            }
+            self.attempts[test] += 1;
+            self.running += 1;
+            self.dispatched += 1;
+            if let Some(r) = self.remotes.get_mut(&remote) {
+                r.phase = Phase::Running(test);
+            }
+            out.push(Action::Run {
+                remote,
+                test,
+                attempt: self.attempts[test],
+            });
+            return;
+        }
+        self.release(remote, out);
+    }
+
+    /// One broken system for `prov`'s budget.
+    fn charge(&mut self, prov: ProvId, error: String, out: &mut Vec<Action>) {
+        let p = &mut self.provs[prov];
+        if p.dropped {
+            return;
+        }
+        p.budget = p.budget.saturating_sub(1);
+        p.last_error = Some(error.clone());
+        if p.budget == 0 {
+            p.dropped = true;
+            if p.outstanding > 0 {
+                p.outstanding = 0;
+                out.push(Action::Clear { prov });
+            }
+            out.push(Action::DropProvisioner {
+                prov,
+                reason: format!(
+                    "{}: dropped after {} broken systems, last: {error}",
+                    p.info.name, self.policy.failure_budget
+                ),
+            });
+        }
+    }
+
+    /// When every provisioner is dropped and no system is left, the queued
+    /// tests cannot run: give each an `infra` result.
+    fn check_providers_left(&mut self, _now: Duration, out: &mut Vec<Action>) {
+        if self.queue.is_empty()
+            || !self.remotes.is_empty()
+            || self.provs.iter().any(|p| !p.dropped)
+        {
+            return;
+        }
+        let why = if self.provs.is_empty() {
+            "no provisioner to run it on".to_string()
+        } else {
+            let names: Vec<&str> = self.provs.iter().map(|p| p.info.name.as_str()).collect();
+            format!(
+                "not run: no provisioner left ({} dropped)",
+                names.join(", ")
+            )
+        };
+        let mut left: Vec<Key> = self.queue.drain().collect();
+        left.sort_by_key(|k| k.test);
+        for k in left {
+            out.push(Action::GiveUp {
+                test: k.test,
+                status: "infra",
+                note: why.clone(),
+            });
+        }
+    }
+
+    fn replenish(&mut self, out: &mut Vec<Action>) {
+        let want = self.wanted();
+        let have = self.remotes.len();
+        if have >= want {
+            for (prov, p) in self.provs.iter_mut().enumerate() {
+                if p.outstanding > 0 {
+                    p.outstanding = 0;
+                    out.push(Action::Clear { prov });
+                }
+            }
+            return;
+        }
+        let deficit = (want - have) as u32;
+        for (prov, p) in self.provs.iter_mut().enumerate() {
+            if p.dropped {
+                continue;
+            }
+            let room = p
+                .info
+                .max_remotes
+                .map_or(u32::MAX, |m| m.saturating_sub(p.alive));
+            let target = deficit.min(room);
+            if p.outstanding < target {
+                out.push(Action::Provision {
+                    prov,
+                    count: target - p.outstanding,
+                });
+                p.outstanding = target;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn order_is_priority_then_longest_then_discovery() {
+        let mut tests = vec![
+            QueuedTest::new("/a", secs(10)),
+            QueuedTest::new("/b", secs(30)),
+            QueuedTest::new("/c", secs(30)),
+            QueuedTest::new("/d", secs(5)),
+        ];
+        tests[3].priority = 1;
+        tests[0].expected = Some(secs(100));
+        let prov = ProvisionerInfo {
+            name: "p".into(),
+            max_remotes: Some(1),
+        };
+        let mut e = Engine::new(
+            tests,
+            vec![prov],
+            Policy {
+                workers: 1,
+                ..Policy::default()
+            },
+        );
+        let mut out = Vec::new();
+        e.start(Duration::ZERO, &mut out);
+        assert_eq!(out, vec![Action::Provision { prov: 0, count: 1 }]);
+        let mut order = Vec::new();
+        out.clear();
+        e.handle(
+            Duration::ZERO,
+            Event::RemoteReady { prov: 0, remote: 1 },
+            &mut out,
+        );
+        e.handle(Duration::ZERO, Event::SetupDone { remote: 1 }, &mut out);
+        for _ in 0..4 {
+            let Some(Action::Run { test, .. }) = out
+                .iter()
+                .find(|a| matches!(a, Action::Run { .. }))
+                .cloned()
+            else {
+                panic!("no run in {out:?}")
+            };
+            order.push(e.tests()[test].name.clone());
+            out.clear();
+            e.handle(
+                secs(1),
+                Event::TestFinished {
+                    remote: 1,
+                    test,
+                    failed: false,
+                    system_lost: false,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(order, ["/d", "/a", "/b", "/c"]);
+        assert!(out.contains(&Action::Release { remote: 1 }));
+        assert!(e.finished());
+    }
+}

@@ -1,0 +1,86 @@
+//! From discovered FMF tests and plans to what the scheduler and the
+//! executor take.
+
+use crate::{
+    executor::{PlanSpec, PrepareStep, TestSpec},
+    fmf::{self, Plan, Test},
+    results::TimingHistory,
+};
+
+use super::{driver::RunTest, engine::QueuedTest};
+
+/// The executor's view of a test.
+pub fn test_spec(t: &Test) -> TestSpec {
+    let rel = t.path.trim_start_matches('/');
+    TestSpec {
+        name: t.name.clone(),
+        rel_dir: if rel.is_empty() {
+            ".".into()
+        } else {
+            rel.into()
+        },
+        script: t.test.clone(),
+        duration: t.duration,
+        environment: t
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        require: t.require.clone(),
+        recommend: t.recommend.clone(),
+        tty: t.tty,
+        metadata: serde_json::Value::Object(t.metadata.clone()),
+    }
+}
+
+/// The scheduler's view of a test, with its runtime from `history`.
+pub fn queued_test(t: &Test, history: &TimingHistory) -> QueuedTest {
+    QueuedTest {
+        name: t.name.clone(),
+        duration: t.duration,
+        expected: history.expected(&t.name),
+        priority: t.extra_priority.unwrap_or(0),
+        destructive: t.tag.iter().any(|tag| tag == "destructive"),
+    }
+}
+
+/// Both views of every discovered test.
+pub fn run_tests(found: &fmf::Discovery, history: &TimingHistory) -> Vec<RunTest> {
+    found
+        .tests
+        .iter()
+        .map(|t| RunTest {
+            queued: queued_test(t, history),
+            spec: test_spec(t),
+        })
+        .collect()
+}
+
+/// The executor's view of a plan. `prepare` steps other than `install`
+/// and `shell` are skipped with a warning (as upstream does).
+pub fn plan_spec(p: &Plan) -> PlanSpec {
+    let mut prepare = Vec::new();
+    for step in &p.prepare {
+        match step {
+            fmf::PrepareStep::Install(pkgs) => prepare.push(PrepareStep::Install(pkgs.clone())),
+            fmf::PrepareStep::Shell(scripts) => {
+                prepare.extend(scripts.iter().cloned().map(PrepareStep::Shell))
+            }
+            fmf::PrepareStep::Other(raw) => {
+                tracing::warn!(
+                    "skipping unsupported prepare step {}",
+                    serde_json::Value::Object(raw.clone())
+                );
+            }
+        }
+    }
+    PlanSpec {
+        environment: p
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        prepare,
+        finish: p.finish.clone(),
+    }
+}
