@@ -82,21 +82,32 @@ pub trait Remote: Send + Sync {
 }
 
 /// A source of systems. All methods may be called from any thread.
+///
+/// Only `name` and `get_remote` must be written; the rest default to a
+/// provisioner with nothing to start, stop or queue.
 pub trait Provisioner: Send + Sync {
     /// A name for messages, e.g. `podman`.
     fn name(&self) -> String;
     /// Start background work.
-    fn start(&self) -> Result<(), BackendError>;
+    fn start(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Ask for `count` more systems (`u32::MAX`: as many as possible).
-    fn provision(&self, count: u32);
+    fn provision(&self, count: u32) {
+        let _ = count;
+    }
     /// A ready system, waiting at most `timeout` (`Duration::MAX`: forever).
     fn get_remote(&self, timeout: Duration) -> Result<Option<Box<dyn Remote>>, BackendError>;
     /// Drop unfulfilled requests.
-    fn clear(&self);
+    fn clear(&self) {}
     /// The most systems handed out at once, when known.
-    fn max_remotes(&self) -> Option<u32>;
+    fn max_remotes(&self) -> Option<u32> {
+        None
+    }
     /// Release everything and join background work.
-    fn stop(&self) -> Result<(), BackendError>;
+    fn stop(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// One result as reporters see it.

@@ -5,3 +5,4 @@ mod plugins;
 mod testing_farm;
 mod run;
 mod run_podman;
+mod toolbox;

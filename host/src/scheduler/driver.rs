@@ -153,6 +153,44 @@ pub struct Execution {
     pub run_id: String,
 }
 
+impl Execution {
+    /// Runs `found`'s tests on systems from `provisioners`, storing results
+    /// in `results_dir`: the executor for the tree, default policies (with
+    /// as many workers as the provisioners hand out, 4 when unknown), no
+    /// reporters, timing history in memory, plain progress lines, SIGINT
+    /// and SIGTERM handled. Change any field before calling [`execute`].
+    pub fn new(
+        found: &crate::fmf::Discovery,
+        provisioners: Vec<Arc<dyn Provisioner>>,
+        results_dir: impl Into<PathBuf>,
+    ) -> Execution {
+        let history = TimingHistory::in_memory();
+        let workers: Option<u32> = provisioners.iter().map(|p| p.max_remotes()).sum();
+        Execution {
+            tests: super::plan::run_tests(found, &history),
+            provisioners,
+            reporters: Vec::new(),
+            executor: Arc::new(FmfExecutor {
+                tree_root: found.root.clone(),
+                plan: super::plan::plan_spec(&found.plan),
+                options: SystemOptions::default(),
+            }),
+            policy: Policy {
+                workers: workers.map_or(4, |w| w.max(1) as usize),
+                ..Policy::default()
+            },
+            results_dir: results_dir.into(),
+            platform: None,
+            history,
+            progress: ProgressMode::Plain,
+            signals: true,
+            interrupts: None,
+            plugin_cancel: None,
+            run_id: super::new_run_id(),
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {

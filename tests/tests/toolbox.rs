@@ -1,0 +1,281 @@
+//! The toolbox from the outside: a third-party plugin built from the
+//! template, and plugins built against an incompatible interface.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use atex_integration_tests::{atex, plugin_lib, profile_dir, stderr, stdout};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// One target directory for every out-of-workspace build, so abi_stable
+/// and friends are compiled once.
+fn fixture_target() -> PathBuf {
+    profile_dir().join("atex-fixtures")
+}
+
+fn cargo_build(manifest: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(fixture_target())
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        stderr(&out)
+    );
+    fixture_target().join("debug")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Builds tests/fixtures/other-api against a copy of plugin-api with
+/// `version` and, when `extra_field`, one more field in `TestResult`.
+/// Returns the directory holding only the built library.
+fn build_other_api(variant: &str, version: &str, extra_field: bool) -> tempfile::TempDir {
+    let work = fixture_target().join("src").join(variant);
+    let _ = std::fs::remove_dir_all(&work);
+    let api = work.join("api");
+    copy_dir(&repo().join("plugin-api/src"), &api.join("src"));
+    if extra_field {
+        let types = api.join("src/types.rs");
+        let text = std::fs::read_to_string(&types).expect("types.rs");
+        let marker = "    pub extra_json: RString,\n}\n\n/// How many results had one status.";
+        assert!(
+            text.contains(marker),
+            "plugin-api changed: update this fixture"
+        );
+        let changed = text.replacen(marker, "    pub extra_json: RString,\n    pub added_later: u64,\n}\n\n/// How many results had one status.", 1);
+        std::fs::write(&types, changed).expect("write");
+    }
+    std::fs::write(
+        api.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "atex-plugin-api"
+version = "{version}"
+edition = "2024"
+
+[dependencies]
+abi_stable = {{ version = "0.11.3", default-features = false }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_yaml = "0.9"
+tracing = "0.1"
+tracing-subscriber = {{ version = "0.3", features = ["registry"] }}
+"#
+        ),
+    )
+    .expect("api manifest");
+    let plugin = work.join("plugin");
+    copy_dir(
+        &repo().join("tests/fixtures/other-api/src"),
+        &plugin.join("src"),
+    );
+    std::fs::write(
+        plugin.join("Cargo.toml"),
+        format!(
+            r#"[package]
+name = "atex-other-api-{variant}"
+version = "0.0.1"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+atex-plugin-api = {{ path = "../api" }}
+
+[workspace]
+"#
+        ),
+    )
+    .expect("plugin manifest");
+    let out_dir = cargo_build(&plugin.join("Cargo.toml"));
+    let name = format!("libatex_other_api_{}.so", variant.replace('-', "_"));
+    let dir = tempfile::Builder::new()
+        .prefix("atex-other-api-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::copy(out_dir.join(&name), dir.path().join(&name)).expect("copy the built plugin");
+    std::os::unix::fs::symlink(
+        plugin_lib("atex_local"),
+        dir.path().join("libatex_local.so"),
+    )
+    .expect("symlink");
+    dir
+}
+
+fn plugins_in(dir: &Path) -> (String, serde_json::Value) {
+    let path = dir.to_str().expect("utf-8");
+    let text = atex(&["plugins", "--plugin-dir", path]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let json = atex(&["plugins", "--json", "--plugin-dir", path]);
+    (
+        stdout(&text),
+        serde_json::from_slice(&json.stdout).expect("json"),
+    )
+}
+
+fn refused_line<'a>(text: &'a str, file: &str) -> &'a str {
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(file)).collect();
+    assert_eq!(lines.len(), 1, "exactly one line about {file}:\n{text}");
+    assert!(lines[0].starts_with("refused: "), "{text}");
+    lines[0]
+}
+
+#[test]
+fn a_plugin_built_against_another_api_version_is_refused_in_one_line() {
+    let dir = build_other_api("minor", "0.2.0", false);
+    let (text, json) = plugins_in(dir.path());
+    let line = refused_line(&text, "libatex_other_api_minor.so");
+    assert!(
+        line.contains("atex-plugin-api 0.2.0") && line.contains(atex_plugin_api::API_VERSION),
+        "{line}"
+    );
+    // The host keeps working with the others.
+    assert!(text.lines().any(|l| l.starts_with("local ")), "{text}");
+    let names: Vec<&str> = json["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"local") && !names.contains(&"other-api"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_plugin_whose_types_differ_is_refused_in_one_line() {
+    // Same version number, one more field: only abi_stable's layout check
+    // can tell, and its multi-page report must come out as one line.
+    let dir = build_other_api("layout", atex_plugin_api::API_VERSION, true);
+    let (text, _) = plugins_in(dir.path());
+    let line = refused_line(&text, "libatex_other_api_layout.so");
+    assert!(line.contains("refused by the ABI check"), "{line}");
+    assert!(line.len() < 600, "{line}");
+    assert!(text.lines().any(|l| l.starts_with("local ")), "{text}");
+}
+
+#[test]
+fn the_third_party_template_builds_and_passes_the_conformance_suite() {
+    let out_dir = cargo_build(&repo().join("plugin-api/template/Cargo.toml"));
+    let lib = out_dir.join("libatex_plugin_template.so");
+    let out = atex(&["plugin", "check", lib.to_str().expect("utf-8")]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.ends_with(" passed, 0 failed")),
+        "{text}"
+    );
+}
+
+fn example(name: &str) -> PathBuf {
+    let bin = profile_dir().join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --examples` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Final results by test name from a results.jsonl.
+fn final_statuses(results: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(results.join("results.jsonl"))
+        .expect("results.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .filter(|v| v[3].is_null())
+        .map(|v| {
+            (
+                v[2].as_str().unwrap_or_default().to_string(),
+                v[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_in_process_provisioner_example_runs_the_demo_suite() {
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let out = Command::new(example("in-process-provisioner"))
+        .arg(repo().join("examples/demo"))
+        .arg(&dir)
+        .output()
+        .expect("run the example");
+    // The demo suite fails on purpose.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let statuses = final_statuses(&dir);
+    assert_eq!(statuses.len(), 12, "{statuses:?}");
+    assert_eq!(statuses["/tests/basics/pass"], "pass");
+    assert_eq!(statuses["/tests/basics/fails"], "fail");
+    assert_eq!(statuses["/tests/basics/skipped"], "skip");
+    assert_eq!(statuses["/tests/basics/times-out"], "infra");
+    assert_eq!(statuses["/tests/files"], "pass");
+}
+
+#[test]
+fn the_custom_runner_example_doubles_durations_on_podman_with_junit() {
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let out = Command::new(example("custom-runner"))
+        .arg(repo().join("examples/demo"))
+        .arg(&dir)
+        .env("ATEX_PLUGIN_PATH", profile_dir())
+        .env("CONTAINERS_CONF", repo().join("tests/containers.conf"))
+        .output()
+        .expect("run the example");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(dir.join("junit.xml").exists());
+    // times-out has a 3 s duration, doubled to 6 s before it is stopped.
+    let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).expect("attempts.jsonl");
+    let timed_out: serde_json::Value = attempts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|v| v["test"] == "/tests/basics/times-out")
+        .expect("an attempt of times-out");
+    let ms = timed_out["duration_ms"].as_u64().expect("duration_ms");
+    assert!(ms >= 5_500, "{timed_out}");
+    // Failures were rerun: more attempts than tests.
+    assert!(attempts.lines().count() > 12, "{attempts}");
+}
