@@ -259,7 +259,9 @@ struct RunArgs {
 fn run_tests(args: RunArgs) -> Result<ExitCode> {
     use atex::scheduler::{self, ProgressMode, RunConfig};
     let specs = |v: &[String]| -> Result<Vec<atex::plugins::PluginSpec>> {
-        v.iter().map(|s| Ok(atex::plugins::PluginSpec::parse(s)?)).collect()
+        v.iter()
+            .map(|s| Ok(atex::plugins::PluginSpec::parse(s)?))
+            .collect()
     };
     let base = match &args.config {
         Some(file) => RunConfig::from_file(file)?,
@@ -282,12 +284,25 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
         platform: args.platform,
         history: args.history,
         failure_budget: args.failure_budget,
-        deadline: args.deadline.as_deref().map(scheduler::config::parse_deadline).transpose()?,
-        progress: if args.plain { ProgressMode::Plain } else { ProgressMode::Auto },
+        deadline: args
+            .deadline
+            .as_deref()
+            .map(scheduler::config::parse_deadline)
+            .transpose()?,
+        progress: if args.plain {
+            ProgressMode::Plain
+        } else {
+            ProgressMode::Auto
+        },
         signals: true,
     };
     let report = scheduler::run(base.overlay(cli))?;
-    eprint!("{}", report.stats.render(report.wall, report.interrupted.is_some()));
+    eprint!(
+        "{}",
+        report
+            .stats
+            .render(report.wall, report.interrupted.is_some())
+    );
     eprintln!("results: {}", report.results_dir.display());
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -2,7 +2,7 @@
 
 mod executor;
 mod plugins;
-mod testing_farm;
 mod run;
 mod run_podman;
+mod testing_farm;
 mod toolbox;

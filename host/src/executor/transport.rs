@@ -101,7 +101,6 @@ pub fn command_for<S: AsRef<str>>(conn: &Connection, argv: &[S]) -> Command {
     }
 }
 
-
 /// A connection the host keeps open to one system: for ssh, a
 /// ControlMaster every command goes through (one handshake per system,
 /// not per command); nothing for the other kinds.
