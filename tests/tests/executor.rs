@@ -177,6 +177,35 @@ echo output line
         "the background process survived the timeout"
     );
 
+    // Cancel from another thread does the same.
+    let cancel = CancelToken::new();
+    let trigger = cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        trigger.cancel();
+    });
+    let artifacts = tempfile::tempdir().expect("tempdir");
+    let t = spec(
+        "/cancelled",
+        "sleep 300 & echo $! > \"$TMT_TREE/bg.pid\"; sleep 300",
+    );
+    let o = f
+        .system
+        .run_test(&t, artifacts.path(), &[], &cancel)
+        .expect("run_test");
+    canceller.join().expect("canceller");
+    assert_eq!(
+        (o.status.as_str(), o.note.as_deref()),
+        ("infra", Some("cancel requested"))
+    );
+    assert!(o.duration < Duration::from_secs(20), "{:?}", o.duration);
+    let (a, _) = run(&mut f, &spec("/check-bg-after-cancel", GONE_OR_ZOMBIE));
+    assert_eq!(
+        results(a.path())[0]["status"],
+        "pass",
+        "a process survived the cancel"
+    );
+
     // tty: true gives a terminal; without it there is none.
     let mut t = spec("/tty", "test -t 1 && echo has-tty");
     t.tty = true;
@@ -287,6 +316,43 @@ fn executor_on_a_podman_container() {
     let prov = podman("image: localhost/atex-test:bookworm\n");
     let remote = podman_remote(&prov);
     exercise(open(remote.connection().expect("connection")));
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}
+
+#[test]
+fn required_packages_are_installed_with_the_system_package_manager() {
+    use atex::backend::Provisioner;
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    let mut f = open(remote.connection().expect("connection"));
+    let (_, o) = run(&mut f, &spec("/no-less-yet", "! command -v less"));
+    assert_eq!(
+        o.status, "pass",
+        "the image must not have `less` for this test"
+    );
+    let mut t = spec("/needs-less", "command -v less");
+    t.require = vec!["less".into()];
+    // Recommended packages are best effort: a missing one is no failure.
+    t.recommend = vec!["atex-no-such-package".into()];
+    t.duration = Duration::from_secs(300);
+    let (a, o) = run(&mut f, &t);
+    assert_eq!(o.status, "pass", "{:?} {}", o.note, output(a.path()));
+    // A required package that does not exist is a setup error.
+    let mut t = spec("/needs-nothing-real", "true");
+    t.require = vec!["atex-no-such-package".into()];
+    t.duration = Duration::from_secs(300);
+    let (_, o) = run(&mut f, &t);
+    assert_eq!(o.status, "infra");
+    assert!(
+        o.note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("TestSetupError("),
+        "{:?}",
+        o.note
+    );
+    f.system.close();
     remote.release().expect("release");
     prov.stop().expect("stop");
 }

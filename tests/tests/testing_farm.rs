@@ -608,3 +608,138 @@ fn sigint_cancels_every_reservation() {
     assert_eq!(fake.requests().len(), 3);
     assert!(fake.live_containers().is_empty());
 }
+
+/// A small FMF suite: passes, a failure, a result with a file.
+fn small_suite() -> atex_integration_tests::TestDir {
+    let tree = atex_integration_tests::TestDir::new();
+    tree.create(".fmf/version", "1\n");
+    tree.create(
+        "main.fmf",
+        r#"duration: 2m
+/pass-1:
+    test: sleep 1; echo one
+/pass-2:
+    test: sleep 1; test -d "$TMT_TREE"
+/pass-3:
+    test: sleep 1; hostname
+/fails:
+    test: sleep 1; exit 1
+/with-file:
+    test: |
+        j='{"status": "pass", "files": [{"name": "note.txt", "length": 3}]}'
+        { printf 'result %s\n%s' "${#j}" "$j"; printf 'abc'; } >&$ATEX_TEST_CONTROL
+/pass-4:
+    test: sleep 2
+"#,
+    );
+    tree
+}
+
+fn atex_run_tf(fake: &FakeTf, tree: &std::path::Path, results: &std::path::Path) -> Command {
+    let spec = format!(
+        "testing-farm:api_url={},compose=Fedora-Rawhide,max=3,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=60",
+        fake.url()
+    );
+    let mut cmd = Command::new(atex_bin());
+    cmd.arg("run")
+        .arg(tree)
+        .args(["-p", &spec, "--plain", "--results"])
+        .arg(results)
+        .arg("--plugin-dir")
+        .arg(atex_integration_tests::profile_dir())
+        .env("TESTING_FARM_API_TOKEN", fake::TOKEN)
+        .env_remove("ATEX_PLUGIN_PATH")
+        .env_remove("TESTING_FARM_API_URL");
+    cmd
+}
+
+#[test]
+fn atex_run_on_three_machines_from_the_stand_in() {
+    setup();
+    let fake = FakeTf::start();
+    let tree = small_suite();
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let out = atex_run_tf(&fake, tree.path(), &dir)
+        .output()
+        .expect("run atex");
+    // One test fails on purpose.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("results.jsonl"))
+        .expect("results.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let status = |t: &str| {
+        lines
+            .iter()
+            .find(|l| l[2] == t && l[3].is_null())
+            .map(|l| l[1].as_str().unwrap_or_default().to_string())
+    };
+    for t in ["/pass-1", "/pass-2", "/pass-3", "/pass-4", "/with-file"] {
+        assert_eq!(status(t).as_deref(), Some("pass"), "{t}: {lines:?}");
+    }
+    assert_eq!(status("/fails").as_deref(), Some("fail"));
+    let platform = lines[0][0].as_str().expect("platform");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("files").join(platform).join("with-file/note.txt"))
+            .expect("file"),
+        "abc"
+    );
+    // Three machines were reserved, used over ssh and cancelled.
+    assert_eq!(fake.requests().len(), 3, "{:?}", fake.requests());
+    let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).expect("attempts");
+    let remotes: std::collections::BTreeSet<String> = attempts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["remote"].to_string())
+        .collect();
+    assert!(remotes.len() >= 2, "tests ran on {remotes:?}");
+    assert!(fake.wait_settled(Duration::from_secs(30)));
+    fake.assert_all_cancelled();
+}
+
+#[test]
+fn atex_run_sigint_while_reservations_are_in_flight() {
+    setup();
+    let fake = FakeTf::with_options(FakeOptions {
+        key_delay: Duration::from_secs(120),
+        ..FakeOptions::default()
+    });
+    let tree = small_suite();
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let mut child = atex_run_tf(&fake, tree.path(), &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atex");
+    let end = Instant::now() + Duration::from_secs(90);
+    while fake.live_containers().len() < 3 {
+        assert!(Instant::now() < end, "3 machines never started");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "atex exited early"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(fake.wait_settled(Duration::from_secs(30)));
+    fake.assert_all_cancelled();
+    assert!(fake.live_containers().is_empty());
+}

@@ -139,7 +139,7 @@ atex_missing() {{
       out+=("$p")
     fi
   done
-  printf '%s\n' "${{out[@]}}"
+  if [ ${{#out[@]}} -gt 0 ]; then printf '%s\n' "${{out[@]}}"; fi
 }}
 atex_install() {{
   local best=$1; shift
@@ -151,7 +151,8 @@ atex_install() {{
     if [ "$best" = yes ]; then yum -q -y install --skip-broken "$@" || true; else yum -q -y install "$@"; fi
   elif command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    [ -n "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || apt-get -qq update
+    # Fresh images have no package lists yet.
+    ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get -qq update || return 1
     if [ "$best" = yes ]; then
       for p in "$@"; do apt-get -qq -y install "$p" || true; done
     else apt-get -qq -y install "$@"; fi
@@ -160,10 +161,12 @@ atex_install() {{
     return 1
   fi
 }}
+# Explicit exits: `set -e` does not reach into a subshell that is part
+# of a `||` list.
 mapfile -t atex_req < <(atex_missing {req})
-atex_install no "${{atex_req[@]}}"
+atex_install no "${{atex_req[@]}}" || exit 1
 mapfile -t atex_rec < <(atex_missing {rec})
-atex_install yes "${{atex_rec[@]}}"
+atex_install yes "${{atex_rec[@]}}" || true
 "#,
         req = list(required),
         rec = list(recommended),
