@@ -5,7 +5,7 @@
 //! list of [`Test`]s: YAML as the reference reads it ([`yaml`]), tree
 //! loading, inheritance and directives ([`tree`]), the merge operators
 //! ([`merge`]), `adjust` and its `when` language ([`context`]), selection
-//! and the filter language ([`prune`]), tmt tests and plans ([`tmt`]) and
+//! and the filter language ([`mod@prune`]), tmt tests and plans ([`tmt`]) and
 //! atex's discovery on top ([`discover()`]). It does not run anything.
 //!
 //! Typical use:
