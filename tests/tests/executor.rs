@@ -392,3 +392,51 @@ echo "after reboot $TMT_REBOOT_COUNT"
     remote.release().expect("release");
     prov.stop().expect("stop");
 }
+
+#[test]
+fn setup_has_its_own_time_limit_and_can_be_cancelled() {
+    use atex::executor::ExecError;
+    let tree = TestDir::new();
+    tree.create("t/x", "x");
+    let plan = PlanSpec {
+        prepare: vec![PrepareStep::Shell("sleep 120".into())],
+        ..PlanSpec::default()
+    };
+    let options = SystemOptions {
+        setup_timeout: Some(Duration::from_secs(2)),
+        ..SystemOptions::default()
+    };
+    let mut system = System::open("setup-limit", Connection::Local, &options).expect("open");
+    let started = std::time::Instant::now();
+    let err = system
+        .setup(tree.path(), &plan, &CancelToken::new())
+        .expect_err("must time out");
+    assert!(matches!(err, ExecError::Setup { .. }), "{err}");
+    assert!(err.to_string().contains("did not finish within"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let cancel = CancelToken::new();
+    let trigger = cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        trigger.cancel();
+    });
+    let mut system =
+        System::open("setup-cancel", Connection::Local, &SystemOptions::default()).expect("open");
+    let started = std::time::Instant::now();
+    let err = system
+        .setup(tree.path(), &plan, &cancel)
+        .expect_err("must be cancelled");
+    canceller.join().expect("canceller");
+    assert!(matches!(err, ExecError::Cancelled { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    system.close();
+}

@@ -692,3 +692,72 @@ fn sigint_on_local_stops_cleanly_with_130() {
 fn sigterm_on_local_stops_cleanly_with_143() {
     interrupt_local(15, 143);
 }
+
+/// Regression: the run's fetchers used to call `get_remote` in a loop
+/// whatever was asked, so a provisioner that hands out a system on every
+/// call (ignoring `provision` counts) flooded the host with systems until
+/// the OOM killer ended the run. Now only asked-for systems are fetched.
+#[test]
+fn a_provisioner_that_hands_out_unasked_systems_cannot_flood_the_run() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+
+    struct Slot(AtomicBool);
+    impl atex::backend::Remote for Slot {
+        fn name(&self) -> String {
+            "greedy".into()
+        }
+        fn platform(&self) -> String {
+            "local".into()
+        }
+        fn connection(&self) -> Result<atex::backend::Connection, atex::backend::BackendError> {
+            Ok(atex::backend::Connection::Local)
+        }
+        fn alive(&self) -> Result<bool, atex::backend::BackendError> {
+            Ok(!self.0.load(SeqCst))
+        }
+        fn release(&self) -> Result<(), atex::backend::BackendError> {
+            self.0.store(true, SeqCst);
+            Ok(())
+        }
+    }
+    struct Greedy(std::sync::Arc<AtomicU32>);
+    impl atex::backend::Provisioner for Greedy {
+        fn name(&self) -> String {
+            "greedy".into()
+        }
+        fn get_remote(
+            &self,
+            _: std::time::Duration,
+        ) -> Result<Option<Box<dyn atex::backend::Remote>>, atex::backend::BackendError> {
+            self.0.fetch_add(1, SeqCst);
+            Ok(Some(Box::new(Slot(AtomicBool::new(false)))))
+        }
+        fn max_remotes(&self) -> Option<u32> {
+            Some(2)
+        }
+    }
+
+    let tree = atex_integration_tests::TestDir::new();
+    tree.create(".fmf/version", "1\n");
+    tree.create(
+        "main.fmf",
+        "/a:\n    test: sleep 1\n/b:\n    test: sleep 1\n/c:\n    test: sleep 1\n",
+    );
+    let found =
+        atex::fmf::discover(tree.path(), &atex::fmf::Selection::default()).expect("discover");
+    let made = std::sync::Arc::new(AtomicU32::new(0));
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut run = atex::scheduler::Execution::new(
+        &found,
+        vec![std::sync::Arc::new(Greedy(std::sync::Arc::clone(&made)))],
+        results.path().join("r"),
+    );
+    run.signals = false;
+    let report = atex::scheduler::execute(run).expect("runs");
+    assert_eq!(report.exit_code(), 0);
+    let made = made.load(SeqCst);
+    assert!(
+        made <= 6,
+        "{made} systems were taken for 3 tests on 2 workers"
+    );
+}

@@ -23,7 +23,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -365,16 +365,31 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         .enumerate()
         .map(|(i, _)| Arc::new(AtomicBool::new(!started[i])))
         .collect();
+    // Systems asked of each provisioner and not received yet. A fetcher
+    // only waits in get_remote while something is asked, so a provisioner
+    // that hands out more than it was asked for cannot flood the run.
+    let asked: Vec<Arc<AtomicU32>> = exec
+        .provisioners
+        .iter()
+        .map(|_| Arc::new(AtomicU32::new(0)))
+        .collect();
     let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
     for (i, p) in exec.provisioners.iter().enumerate() {
         if !started[i] {
             continue;
         }
         let (p, stop, tx) = (Arc::clone(p), Arc::clone(&fetch_stop[i]), tx.clone());
+        let asked = Arc::clone(&asked[i]);
         fetchers.push(thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
+                if asked.load(Ordering::SeqCst) == 0 {
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 match p.get_remote(Duration::from_millis(200)) {
                     Ok(Some(remote)) => {
+                        let _ = asked
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                         if tx.send(Msg::Ready { prov: i, remote }).is_err() {
                             break;
                         }
@@ -468,6 +483,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
             ..Counts::default()
         },
         fetch_stop: &fetch_stop,
+        asked: &asked,
         scratch,
         platform_seen: None,
         infra_failure: false,
@@ -645,6 +661,7 @@ struct LoopState<'a> {
     progress: &'a Progress,
     counts: Counts,
     fetch_stop: &'a [Arc<AtomicBool>],
+    asked: &'a [Arc<AtomicU32>],
     scratch: PathBuf,
     platform_seen: Option<String>,
     infra_failure: bool,
@@ -794,8 +811,15 @@ impl LoopState<'_> {
                 Action::Provision { prov, count } => {
                     tracing::debug!(prov, count, "provision");
                     self.exec.provisioners[prov].provision(count);
+                    let _ =
+                        self.asked[prov].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            Some(n.saturating_add(count))
+                        });
                 }
-                Action::Clear { prov } => self.exec.provisioners[prov].clear(),
+                Action::Clear { prov } => {
+                    self.exec.provisioners[prov].clear();
+                    self.asked[prov].store(0, Ordering::SeqCst);
+                }
                 Action::Setup { remote } => self.setup(remote),
                 Action::Run {
                     remote,
