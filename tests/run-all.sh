@@ -43,7 +43,7 @@ cargo build --workspace --examples --quiet
 
 if [ -x tests/images/build.sh ]; then
     say "test images"
-    tests/images/build.sh all
+    tests/images/build.sh
 fi
 
 # --- tests -----------------------------------------------------------------
