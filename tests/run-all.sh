@@ -37,9 +37,9 @@ say "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 # --- build -----------------------------------------------------------------
-say "cargo build --workspace --examples"
+say "cargo build --workspace --lib --bins --examples"
 # The tests run the binary, the plugin libraries and the examples.
-cargo build --workspace --examples --quiet
+cargo build --workspace --lib --bins --examples --quiet
 
 if [ -x tests/images/build.sh ]; then
     say "test images"

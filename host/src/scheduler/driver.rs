@@ -373,6 +373,9 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         .iter()
         .map(|_| Arc::new(AtomicU32::new(0)))
         .collect();
+    // Wakes a fetcher as soon as something is asked of its provisioner.
+    let wake: Vec<(Sender<()>, Receiver<()>)> =
+        exec.provisioners.iter().map(|_| unbounded()).collect();
     let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
     for (i, p) in exec.provisioners.iter().enumerate() {
         if !started[i] {
@@ -380,10 +383,11 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         }
         let (p, stop, tx) = (Arc::clone(p), Arc::clone(&fetch_stop[i]), tx.clone());
         let asked = Arc::clone(&asked[i]);
+        let woken = wake[i].1.clone();
         fetchers.push(thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 if asked.load(Ordering::SeqCst) == 0 {
-                    thread::sleep(Duration::from_millis(50));
+                    let _ = woken.recv_timeout(Duration::from_millis(100));
                     continue;
                 }
                 match p.get_remote(Duration::from_millis(200)) {
@@ -484,6 +488,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         },
         fetch_stop: &fetch_stop,
         asked: &asked,
+        wake: &wake,
         scratch,
         platform_seen: None,
         infra_failure: false,
@@ -662,6 +667,7 @@ struct LoopState<'a> {
     counts: Counts,
     fetch_stop: &'a [Arc<AtomicBool>],
     asked: &'a [Arc<AtomicU32>],
+    wake: &'a [(Sender<()>, Receiver<()>)],
     scratch: PathBuf,
     platform_seen: Option<String>,
     infra_failure: bool,
@@ -815,6 +821,7 @@ impl LoopState<'_> {
                         self.asked[prov].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                             Some(n.saturating_add(count))
                         });
+                    let _ = self.wake[prov].0.send(());
                 }
                 Action::Clear { prov } => {
                     self.exec.provisioners[prov].clear();
