@@ -606,6 +606,11 @@ fn run_usage_errors_exit_2() {
 }
 
 fn interrupt_local(signal: i32, code: i32) {
+    interrupt_local_n(signal, code, 1)
+}
+
+/// Sends `signal` `times` times, 50 ms apart.
+fn interrupt_local_n(signal: i32, code: i32, times: u32) {
     let plugins = plugin_dir_with(&["atex_local"]);
     let dir = TestDir::new();
     let tag = format!("atex-int-{}-{signal}", std::process::id());
@@ -645,6 +650,11 @@ fn interrupt_local(signal: i32, code: i32) {
     // SAFETY: kill(2) on our own child.
     unsafe { libc_kill(pid, signal) };
     let t1 = Instant::now();
+    for _ in 1..times {
+        thread::sleep(Duration::from_millis(50));
+        // SAFETY: as above.
+        unsafe { libc_kill(pid, signal) };
+    }
     let status = child.wait().expect("wait");
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -691,6 +701,13 @@ fn sigint_on_local_stops_cleanly_with_130() {
 #[test]
 fn sigterm_on_local_stops_cleanly_with_143() {
     interrupt_local(15, 143);
+}
+
+/// A second Ctrl-C exits at once, still after releasing what it can:
+/// the same checks hold (results valid, no test process left).
+#[test]
+fn a_second_sigint_exits_at_once_and_still_cleans_up() {
+    interrupt_local_n(2, 130, 2);
 }
 
 /// Regression: the run's fetchers used to call `get_remote` in a loop
