@@ -3,18 +3,25 @@
 //! of its `discover` sections prune with the section's and the caller's
 //! names and filters, drop excluded, disabled, manual and story nodes, and
 //! build [`Test`]s. Also the `atex discover` command as a library function.
+//!
+//! Without a plan (the default plan: one section, all tests) discovery
+//! does not keep the tree's data: each node is inherited, adjusted,
+//! selected and built on its own, spread over the cores, and `atex
+//! discover` writes each test's text as it is built. The result is that of
+//! the whole-tree steps; when anything fails, the whole-tree steps run
+//! again and report the error they meet first, as before.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::{
-    context::Context,
+    context::{Context, Evaluator},
     error::{Error, Result},
-    prune::{PruneOptions, prune},
+    prune::{PruneOptions, keeps, prune},
     pyre, pyval,
-    tmt::{Plan, Test},
-    tree::{AdjustOptions, Tree},
+    tmt::{DiscoverSection, Plan, Test},
+    tree::{AdjustOptions, Inherit, NodeId, Tree, adjust_node},
 };
 
 /// What to discover.
@@ -70,13 +77,238 @@ fn search_any(patterns: &[String], name: &str) -> Result<bool> {
 
 /// Discover the tests of the tree containing `root` for `selection`.
 pub fn discover(root: impl AsRef<Path>, selection: &Selection) -> Result<Discovery> {
+    let root = root.as_ref();
+    if selection.plan.is_none()
+        && let Ok((root, plan, chunks)) = stream_default(
+            root,
+            selection,
+            Vec::new,
+            |v, t| {
+                v.push(t);
+                Ok(())
+            },
+            |_| {},
+        )
+    {
+        let tests = chunks.into_iter().flatten().collect();
+        return Ok(Discovery { root, plan, tests });
+    }
+    discover_whole(root, selection)
+}
+
+/// Discovery over a whole loaded tree: load (with inheritance), adjust,
+/// select, build. The reference for [`stream_default`], and what gives
+/// the error when anything fails.
+fn discover_whole(root: &Path, selection: &Selection) -> Result<Discovery> {
     let mut tree = Tree::load(root)?;
     tree.adjust(&selection.context, &AdjustOptions::default())?;
-    discover_in(&tree, selection)
+    let (plan, picked) = select(&tree, selection)?;
+    // With one section every node is picked at most once: move its data
+    // instead of copying it.
+    let take = plan.discover.len() == 1;
+    build(tree.root().to_path_buf(), plan, picked, |id| {
+        if take {
+            tree.data_mut(id).map(std::mem::take).unwrap_or_default()
+        } else {
+            tree.node(id).data().clone()
+        }
+    })
+}
+
+/// Discovery with the default plan (one section) without keeping the
+/// tree's data: each node's data is inherited, adjusted, selected and
+/// turned into a [`Test`] that `push` adds to a sink made by `new_sink`
+/// (and closed by `end_sink`), in chunks of nodes spread over the
+/// available cores. Returns the sinks
+/// in discovery order. On success the tests are exactly those of
+/// [`discover_whole`]; on any error the caller runs [`discover_whole`],
+/// which reports the error the sequential steps meet first.
+fn stream_default<S: Send>(
+    root: &Path,
+    selection: &Selection,
+    new_sink: impl Fn() -> S + Sync,
+    push: impl Fn(&mut S, Test) -> Result<()> + Sync,
+    end_sink: impl Fn(&mut S) + Sync,
+) -> Result<(PathBuf, Plan, Vec<S>)> {
+    /// Nodes per unit of work.
+    const CHUNK: usize = 256;
+    let plan = Plan::default_plan();
+    let [section] = plan.discover.as_slice() else {
+        return Err(Error::Usage("internal error: default plan sections".into()));
+    };
+    let (options, excludes) = section_options(section, selection);
+    let adjust = AdjustOptions::default();
+    let mut tree = Tree::load_uninherited(root)?;
+    let mut items = tree.inherit_items()?.into_iter();
+    let tree = &tree;
+    let work = |chunk: Vec<(NodeId, Inherit)>, evaluator: &mut Evaluator<'_>| -> Result<S> {
+        let mut sink = new_sink();
+        let mut decisions = Vec::new();
+        for (id, inherit) in chunk {
+            let node = tree.node(id);
+            let mut data = inherit.data(node.name())?;
+            adjust_node(&mut data, node.name(), evaluator, &adjust, &mut decisions)?;
+            if node.is_selected()
+                && keeps(&options, node.name(), &data)?
+                && let Some(p) = pick(tree, id, &data, section, &excludes)?
+            {
+                push(&mut sink, build_one(p, data)?)?;
+            }
+        }
+        end_sink(&mut sink);
+        Ok(sink)
+    };
+    let mut chunks = Vec::new();
+    loop {
+        let chunk: Vec<_> = items.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+        .min(chunks.len());
+    let new_evaluator = || Evaluator::new(&selection.context, adjust.case_sensitive);
+    if threads < 2 {
+        let mut evaluator = new_evaluator();
+        let sinks = chunks
+            .into_iter()
+            .map(|c| work(c, &mut evaluator))
+            .collect::<Result<Vec<S>>>()?;
+        return Ok((tree.root().to_path_buf(), plan, sinks));
+    }
+    let count = chunks.len();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for chunk in chunks.into_iter().enumerate() {
+        // The receiver is alive: sending cannot fail.
+        let _ = tx.send(chunk);
+    }
+    drop(tx);
+    let (rtx, rrx) = crossbeam_channel::unbounded();
+    let run = |rx: crossbeam_channel::Receiver<(usize, Vec<(NodeId, Inherit)>)>,
+               rtx: crossbeam_channel::Sender<(usize, Result<S>)>| {
+        let mut evaluator = new_evaluator();
+        for (i, chunk) in rx.iter() {
+            let result = work(chunk, &mut evaluator);
+            let failed = result.is_err();
+            let _ = rtx.send((i, result));
+            if failed {
+                break;
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            let (rx, rtx) = (rx.clone(), rtx.clone());
+            s.spawn(|| run(rx, rtx));
+        }
+        run(rx, rtx);
+    });
+    let mut slots: Vec<Option<S>> = Vec::with_capacity(count);
+    slots.resize_with(count, || None);
+    for (i, result) in rrx.iter() {
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some(result?);
+        }
+    }
+    let sinks = slots
+        .into_iter()
+        .collect::<Option<Vec<S>>>()
+        .ok_or_else(|| Error::Usage("internal error: a chunk was not processed".into()))?;
+    Ok((tree.root().to_path_buf(), plan, sinks))
 }
 
 /// Discover tests in an already loaded (and adjusted) tree.
 pub fn discover_in(tree: &Tree, selection: &Selection) -> Result<Discovery> {
+    let (plan, picked) = select(tree, selection)?;
+    build(tree.root().to_path_buf(), plan, picked, |id| {
+        tree.node(id).data().clone()
+    })
+}
+
+/// A node picked as a test.
+struct Picked {
+    id: NodeId,
+    name: String,
+    source_dir: PathBuf,
+    source_rel: PathBuf,
+    source_file: PathBuf,
+}
+
+/// Prune options and exclude regexes of a discover section.
+fn section_options(
+    section: &DiscoverSection,
+    selection: &Selection,
+) -> (PruneOptions, Vec<String>) {
+    let mut names = section.test.clone();
+    names.extend(selection.names.iter().cloned());
+    let mut filters = section.filter.clone();
+    filters.extend(selection.filters.iter().cloned());
+    let mut excludes = selection.excludes.clone();
+    excludes.extend(section.exclude.iter().cloned());
+    let options = PruneOptions {
+        names,
+        filters,
+        ..PruneOptions::default()
+    };
+    (options, excludes)
+}
+
+/// A node `prune` kept, as a test of `section` (`None`: excluded, or not
+/// a test).
+fn pick(
+    tree: &Tree,
+    id: NodeId,
+    data: &Map<String, Value>,
+    section: &DiscoverSection,
+    excludes: &[String],
+) -> Result<Option<Picked>> {
+    let node = tree.node(id);
+    if search_any(excludes, node.name())? {
+        return Ok(None);
+    }
+    if !data.contains_key("test")
+        || data.get("enabled").is_some_and(|v| !pyval::truthy(v))
+        || data.get("manual").is_some_and(pyval::truthy)
+        || data.get("story").is_some_and(pyval::truthy)
+    {
+        return Ok(None);
+    }
+    let (source_dir, rel) = match node.sources().last() {
+        Some(src) => {
+            let dir = src.parent().unwrap_or(tree.root()).to_path_buf();
+            let rel = dir
+                .strip_prefix(tree.root())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            (dir, rel)
+        }
+        None => (tree.root().to_path_buf(), PathBuf::new()),
+    };
+    Ok(Some(Picked {
+        id,
+        name: match &section.name {
+            Some(s) => format!("/{s}{}", node.name()),
+            None => node.name().to_string(),
+        },
+        source_dir,
+        source_rel: if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        },
+        source_file: node
+            .sources()
+            .last()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+    }))
+}
+
+fn select(tree: &Tree, selection: &Selection) -> Result<(Plan, Vec<Picked>)> {
     let plan = match &selection.plan {
         None => Plan::default_plan(),
         Some(name) => {
@@ -97,70 +329,40 @@ pub fn discover_in(tree: &Tree, selection: &Selection) -> Result<Discovery> {
             Plan::from_metadata(name, node.data().clone()).map_err(|e| perr(&e.0))?
         }
     };
-    let mut tests = Vec::new();
+    let mut picked = Vec::new();
     for section in &plan.discover {
-        let mut names = section.test.clone();
-        names.extend(selection.names.iter().cloned());
-        let mut filters = section.filter.clone();
-        filters.extend(selection.filters.iter().cloned());
-        let mut excludes = selection.excludes.clone();
-        excludes.extend(section.exclude.iter().cloned());
-        let options = PruneOptions {
-            names,
-            filters,
-            ..PruneOptions::default()
-        };
+        let (options, excludes) = section_options(section, selection);
         for id in prune(tree, &options)? {
-            let node = tree.node(id);
-            let data = node.data();
-            if search_any(&excludes, node.name())? {
-                continue;
+            if let Some(p) = pick(tree, id, tree.node(id).data(), section, &excludes)? {
+                picked.push(p);
             }
-            if !data.contains_key("test")
-                || data.get("enabled").is_some_and(|v| !pyval::truthy(v))
-                || data.get("manual").is_some_and(pyval::truthy)
-                || data.get("story").is_some_and(pyval::truthy)
-            {
-                continue;
-            }
-            let (source_dir, rel) = match node.sources().last() {
-                Some(src) => {
-                    let dir = src.parent().unwrap_or(tree.root()).to_path_buf();
-                    let rel = dir
-                        .strip_prefix(tree.root())
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default();
-                    (dir, rel)
-                }
-                None => (tree.root().to_path_buf(), PathBuf::new()),
-            };
-            let name = match &section.name {
-                Some(s) => format!("/{s}{}", node.name()),
-                None => node.name().to_string(),
-            };
-            let source_rel = if rel.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                rel
-            };
-            let test = Test::from_metadata(name.clone(), source_dir, source_rel, data.clone())
-                .map_err(|e| Error::Metadata {
-                    test: name.clone(),
-                    path: node
-                        .sources()
-                        .last()
-                        .map(|p| p.to_path_buf())
-                        .unwrap_or_default(),
-                    message: e.0,
-                })?;
-            tests.push(test);
         }
     }
-    Ok(Discovery {
-        root: tree.root().to_path_buf(),
-        plan,
-        tests,
+    Ok((plan, picked))
+}
+
+fn build_one(p: Picked, metadata: Map<String, Value>) -> Result<Test> {
+    Test::from_metadata(p.name.clone(), p.source_dir, p.source_rel, metadata).map_err(|e| {
+        Error::Metadata {
+            test: p.name,
+            path: p.source_file,
+            message: e.0,
+        }
     })
+}
+
+fn build(
+    root: PathBuf,
+    plan: Plan,
+    picked: Vec<Picked>,
+    mut data: impl FnMut(NodeId) -> Map<String, Value>,
+) -> Result<Discovery> {
+    let mut tests = Vec::with_capacity(picked.len());
+    for p in picked {
+        let metadata = data(p.id);
+        tests.push(build_one(p, metadata)?);
+    }
+    Ok(Discovery { root, plan, tests })
 }
 
 /// Arguments of `atex discover`, independent of the argument parser.
@@ -219,7 +421,41 @@ pub fn cli_discover(args: &DiscoverArgs) -> Result<String> {
         excludes: args.excludes.clone(),
     };
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    let found = discover(&root, &selection)?;
+    if selection.plan.is_none() {
+        let json = args.json;
+        let streamed = stream_default(
+            &root,
+            &selection,
+            || (Output::new(json), Vec::new()),
+            |(out, names), t| {
+                if json {
+                    names.push(t.name.clone());
+                }
+                out.push(t)
+            },
+            |(out, _)| out.text.shrink_to_fit(),
+        );
+        if let Ok((_, _, chunks)) = streamed {
+            let mut seen = std::collections::HashSet::new();
+            // A repeated name replaces an earlier JSON entry: leave that
+            // to the whole-tree path.
+            let unique = chunks
+                .iter()
+                .flat_map(|(_, names)| names)
+                .all(|n| seen.insert(n.as_str()));
+            if unique {
+                drop(seen);
+                let len = chunks.iter().map(|(out, _)| out.text.len()).sum::<usize>();
+                let mut out = Output::new(json);
+                out.text.reserve_exact(len + 3);
+                for (chunk, _) in chunks {
+                    out.text.push_str(&chunk.text);
+                }
+                return out.finish();
+            }
+        }
+    }
+    let found = discover_whole(&root, &selection)?;
     if args.json {
         let mut out = Map::new();
         for t in found.tests {
@@ -236,11 +472,174 @@ pub fn cli_discover(args: &DiscoverArgs) -> Result<String> {
         text.push('\n');
         Ok(text)
     } else {
-        let mut text = String::new();
-        for t in &found.tests {
-            text.push_str(&t.name);
-            text.push('\n');
+        let mut out = Output::new(false);
+        for t in found.tests {
+            out.push(t)?;
         }
-        Ok(text)
+        out.finish()
+    }
+}
+
+/// The text `atex discover` prints, built one test at a time: names one
+/// per line, or the JSON object `serde_json::to_string_pretty` gives for
+/// `{name: {"metadata": ..., "source_dir": ...}}` plus a newline.
+struct Output {
+    json: bool,
+    text: String,
+}
+
+impl Output {
+    fn new(json: bool) -> Output {
+        Output {
+            json,
+            text: String::new(),
+        }
+    }
+
+    fn push(&mut self, t: Test) -> Result<()> {
+        if !self.json {
+            self.text.push_str(&t.name);
+            self.text.push('\n');
+            return Ok(());
+        }
+        let err = |e: serde_json::Error| Error::Usage(format!("cannot write JSON: {e}"));
+        let mut entry = Map::new();
+        entry.insert("metadata".into(), Value::Object(t.metadata));
+        entry.insert(
+            "source_dir".into(),
+            Value::String(t.source_dir.to_string_lossy().into_owned()),
+        );
+        let body = serde_json::to_string_pretty(&Value::Object(entry)).map_err(err)?;
+        // Every entry starts with a separator; `finish` turns the first
+        // one into the opening brace (chunks of entries concatenate).
+        self.text.push_str(",\n  ");
+        self.text
+            .push_str(&serde_json::to_string(&t.name).map_err(err)?);
+        self.text.push_str(": ");
+        // JSON text holds no raw newlines inside strings: indenting every
+        // line nests the entry one level.
+        let mut lines = body.split('\n');
+        if let Some(first) = lines.next() {
+            self.text.push_str(first);
+        }
+        for line in lines {
+            self.text.push_str("\n  ");
+            self.text.push_str(line);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<String> {
+        if self.json {
+            if self.text.is_empty() {
+                self.text.push_str("{}\n");
+            } else {
+                self.text.replace_range(..1, "{");
+                self.text.push_str("\n}\n");
+            }
+        }
+        Ok(self.text)
+    }
+}
+
+/// Whether [`stream_default`] (with the `atex discover --json` text it
+/// gives) agrees with [`discover_whole`] for `selection` without a plan:
+/// the same tests, or both an error. For tests and fuzzing.
+#[doc(hidden)]
+pub(crate) fn stream_agrees(root: &Path, selection: &Selection) -> bool {
+    let selection = Selection {
+        plan: None,
+        ..selection.clone()
+    };
+    let stream = stream_default(
+        root,
+        &selection,
+        Vec::new,
+        |v, t| {
+            v.push(t);
+            Ok(())
+        },
+        |_| {},
+    );
+    let whole = discover_whole(root, &selection);
+    match (stream, whole) {
+        (Ok((root, plan, chunks)), Ok(found)) => {
+            let tests: Vec<Test> = chunks.into_iter().flatten().collect();
+            let mut streamed = Output::new(true);
+            let mut map = Map::new();
+            for t in tests.iter().cloned() {
+                let mut entry = Map::new();
+                entry.insert("metadata".into(), Value::Object(t.metadata.clone()));
+                entry.insert(
+                    "source_dir".into(),
+                    Value::String(t.source_dir.to_string_lossy().into_owned()),
+                );
+                map.insert(t.name.clone(), Value::Object(entry));
+                if streamed.push(t).is_err() {
+                    return false;
+                }
+            }
+            let unique = map.len() == tests.len();
+            let json = serde_json::to_string_pretty(&Value::Object(map)).map(|t| t + "\n");
+            root == found.root
+                && plan == found.plan
+                && tests == found.tests
+                && (!unique || streamed.finish().ok() == json.ok())
+        }
+        (Err(_), Err(_)) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming path agrees with the whole-tree path on every tree of
+    /// the conformance corpus, with and without a context and filters.
+    #[test]
+    fn stream_agrees_on_corpus() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("tree"))
+            .filter(|p| p.join(".fmf").is_dir())
+            .collect();
+        cases.sort();
+        assert!(
+            cases.len() > 100,
+            "corpus not found at {}",
+            corpus.display()
+        );
+        let selections = [
+            Selection::default(),
+            Selection {
+                context: parse_context_args(&["distro=fedora-40".into(), "arch=x86_64".into()])
+                    .unwrap(),
+                ..Selection::default()
+            },
+            Selection {
+                filters: vec!["tag: -slow".into()],
+                names: vec!["a|b".into()],
+                excludes: vec!["skip".into()],
+                ..Selection::default()
+            },
+        ];
+        for case in &cases {
+            for selection in &selections {
+                assert!(
+                    stream_agrees(case, selection),
+                    "{} {selection:?}",
+                    case.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn json_output_shape() {
+        let out = Output::new(true);
+        assert_eq!(out.finish().unwrap(), "{}\n");
     }
 }

@@ -105,5 +105,17 @@ pub fn fuzz_one(data: &[u8]) {
             );
         }
     }
+    // The streaming discovery agrees with the whole-tree one.
+    let selection = Selection {
+        context: context.clone(),
+        filters: vec![text(4)],
+        names: vec![text(5)],
+        ..Selection::default()
+    };
+    assert!(
+        super::discover::stream_agrees(&root, &selection),
+        "streaming discovery differs"
+    );
+    assert!(super::discover::stream_agrees(&root, &Selection::default()));
     let _ = fs::remove_dir_all(&root);
 }

@@ -57,40 +57,46 @@ fn regex_fail(pattern: &str, message: String) -> FilterFail {
 /// Select nodes as `Tree.prune` does.
 pub fn prune(tree: &Tree, options: &PruneOptions) -> Result<Vec<NodeId>> {
     let mut out = Vec::new();
-    'nodes: for id in tree.climb(options.whole, options.sort) {
+    for id in tree.climb(options.whole, options.sort) {
         let node = tree.node(id);
-        if !options.keys.iter().all(|k| node.data().contains_key(k)) {
-            continue;
-        }
-        if !options.names.is_empty() {
-            let mut any = false;
-            for pattern in &options.names {
-                if pyre::search(pattern, node.name()).map_err(|message| Error::Regex {
-                    pattern: pattern.clone(),
-                    node: None,
-                    message,
-                })? {
-                    any = true;
-                }
-            }
-            if !any {
-                continue;
-            }
-        }
-        let mut all = true;
-        for f in &options.filters {
-            match filter(f, node.data(), node.name()) {
-                Ok(true) => {}
-                Ok(false) => all = false,
-                Err(FilterFail::Missing) => continue 'nodes,
-                Err(FilterFail::Regex(e)) => return Err(e),
-            }
-        }
-        if all {
+        if keeps(options, node.name(), node.data())? {
             out.push(id);
         }
     }
     Ok(out)
+}
+
+/// Whether `prune` keeps a node it climbs to, by its keys, name and
+/// filters.
+pub(super) fn keeps(options: &PruneOptions, name: &str, data: &Map<String, Value>) -> Result<bool> {
+    if !options.keys.iter().all(|k| data.contains_key(k)) {
+        return Ok(false);
+    }
+    if !options.names.is_empty() {
+        let mut any = false;
+        for pattern in &options.names {
+            if pyre::search(pattern, name).map_err(|message| Error::Regex {
+                pattern: pattern.clone(),
+                node: None,
+                message,
+            })? {
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    let mut all = true;
+    for f in &options.filters {
+        match filter(f, data, name) {
+            Ok(true) => {}
+            Ok(false) => all = false,
+            Err(FilterFail::Missing) => return Ok(false),
+            Err(FilterFail::Regex(e)) => return Err(e),
+        }
+    }
+    Ok(all)
 }
 
 /// Evaluate one filter expression against node data; `Ok(true)` when it

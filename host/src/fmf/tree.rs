@@ -9,7 +9,13 @@
 //! Loading runs in three steps: the directory walk (which does not depend
 //! on file contents), parsing all files in parallel, then replaying the
 //! reference's `grow()` in walk order over the parsed data, so the result
-//! and the first error reported are those of a sequential walk.
+//! and the first error reported are those of a sequential walk. Files
+//! whose top level is a plain mapping (no directives, no `/child` keys)
+//! are turned into node data on the parsing threads.
+//!
+//! Inheritance is either done for the whole tree ([`Tree::load`]) or
+//! prepared node by node for discovery that does not keep the tree's data
+//! (`Tree::inherit_items`, used by `discover`).
 
 use std::{
     fs,
@@ -83,6 +89,29 @@ impl Node {
     }
 }
 
+/// A node's inherited data, to be made by [`Inherit::data`].
+pub(super) enum Inherit {
+    /// Already merged.
+    Ready(Arc<Map<String, Value>>),
+    /// The parent's inherited data (`None`: nothing to inherit) and the
+    /// node's own data to merge into it.
+    Merge(Option<Arc<Map<String, Value>>>, Map<String, Value>),
+}
+
+impl Inherit {
+    /// The inherited data (`name` names the node in errors).
+    pub(super) fn data(self, name: &str) -> Result<Map<String, Value>> {
+        match self {
+            Inherit::Ready(data) => Ok(Arc::unwrap_or_clone(data)),
+            Inherit::Merge(base, raw) => {
+                let mut data = base.map(Arc::unwrap_or_clone).unwrap_or_default();
+                merge_special(&mut data, raw, name)?;
+                Ok(data)
+            }
+        }
+    }
+}
+
 /// How [`Tree::adjust`] runs (`fmf.Tree.adjust` parameters).
 #[derive(Debug, Clone)]
 pub struct AdjustOptions {
@@ -144,6 +173,8 @@ struct Walker {
     include: Vec<String>,
     symlinkdirs: Vec<PathBuf>,
     files: Vec<PathBuf>,
+    /// Where to send each file to parse as soon as it is found.
+    tx: Option<crossbeam_channel::Sender<(usize, PathBuf)>>,
 }
 
 /// Python `os.path.abspath`: absolute and lexically normalised.
@@ -206,13 +237,15 @@ fn join_name(parent: &str, name: &str) -> String {
 }
 
 impl Walker {
-    fn walk(&mut self, path: &Path) -> DirPlan {
+    /// Walk a directory; `None` when it holds a `.fmf` directory and is
+    /// not the root (a nested tree, which the reference skips).
+    fn walk(&mut self, path: &Path, is_root: bool) -> Option<DirPlan> {
         let mut plan = DirPlan::default();
         if [Path::new("/dev"), Path::new("/proc"), Path::new("/sys")].contains(&path) {
-            return plan;
+            return Some(plan);
         }
         let Ok(entries) = fs::read_dir(path) else {
-            return plan;
+            return Some(plan);
         };
         let mut files: Vec<(String, PathBuf)> = Vec::new();
         let mut dirs: Vec<(String, bool, PathBuf)> = Vec::new();
@@ -226,6 +259,9 @@ impl Walker {
                 ft.is_dir()
             };
             if is_dir {
+                if name == ".fmf" && !is_root {
+                    return None;
+                }
                 dirs.push((name, is_link, entry.path()));
             } else if name.ends_with(".fmf") {
                 files.push((name, entry.path()));
@@ -239,6 +275,11 @@ impl Walker {
         for (name, full) in files {
             if name.starts_with('.') && !self.include.contains(&name) {
                 continue;
+            }
+            if let Some(tx) = &self.tx {
+                // A closed channel only means the parsers are gone; the
+                // file is then parsed after the walk.
+                let _ = tx.send((self.files.len(), full.clone()));
             }
             self.files.push(full);
             plan.files.push((name, self.files.len() - 1));
@@ -255,22 +296,54 @@ impl Walker {
                 }
                 self.symlinkdirs.push(real);
             }
-            if is_dir_following(&full.join(".fmf")) {
-                continue;
+            // A nested tree (with its own .fmf/) is skipped.
+            if let Some(sub) = self.walk(&full, false) {
+                plan.dirs.push((name, sub));
             }
-            let sub = self.walk(&full);
-            plan.dirs.push((name, sub));
         }
-        plan
+        Some(plan)
+    }
+}
+
+/// A parsed file.
+enum FileData {
+    /// A mapping with only plain keys (strings, no `/` directives or
+    /// children), already as node data.
+    Plain(Map<String, Value>),
+    /// Anything else, for [`Tree::update`] to take apart.
+    Yaml(Yaml),
+}
+
+/// Read and parse one file, converting plain node data on the spot (on the
+/// parsing thread).
+fn load_file(path: &Path) -> Result<FileData> {
+    let yaml = parse_file(path)?;
+    match yaml {
+        Yaml::Map(pairs)
+            if pairs
+                .iter()
+                .all(|(k, _)| matches!(k, Yaml::Str(s) if !s.starts_with('/'))) =>
+        {
+            let mut map = Map::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                if let Yaml::Str(k) = k {
+                    map.insert(k, v.into_json());
+                }
+            }
+            Ok(FileData::Plain(map))
+        }
+        other => Ok(FileData::Yaml(other)),
     }
 }
 
 /// Read and parse one file.
-fn load_file(path: &Path) -> Result<Yaml> {
-    let bytes = fs::read(path).map_err(|e| Error::Io {
+fn parse_file(path: &Path) -> Result<Yaml> {
+    let io = |e: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
+    };
+    let mut bytes = Vec::with_capacity(1024);
+    std::io::Read::read_to_end(&mut fs::File::open(path).map_err(io)?, &mut bytes).map_err(io)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Yaml {
         path: path.to_path_buf(),
         line: Some(
@@ -285,61 +358,67 @@ fn load_file(path: &Path) -> Result<Yaml> {
     yaml::parse(text, path)
 }
 
-/// Parse every file, in parallel when there are many.
-fn load_all(files: &[PathBuf]) -> Vec<Option<Result<Yaml>>> {
+/// Walk the tree from `root` and parse every file found. With several
+/// cores the files are parsed by worker threads while the walk goes on.
+fn walk_and_load(walker: &mut Walker, root: &Path) -> (DirPlan, Vec<Option<Result<FileData>>>) {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    if threads < 2 || files.len() < 64 {
-        return files.iter().map(|f| Some(load_file(f))).collect();
+    if threads < 2 {
+        let plan = walker.walk(root, true).unwrap_or_default();
+        let parsed = walker.files.iter().map(|f| Some(load_file(f))).collect();
+        return (plan, parsed);
     }
-    let chunk = files.len().div_ceil(threads * 4);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<Yaml>>> = Vec::with_capacity(files.len());
-    results.resize_with(files.len(), || None);
-    let parts: Vec<Vec<(usize, Result<Yaml>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let start = next.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
-                        if start >= files.len() {
-                            break;
-                        }
-                        for (i, f) in files.iter().enumerate().skip(start).take(chunk) {
-                            out.push((i, load_file(f)));
-                        }
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+    let (tx, rx) = crossbeam_channel::unbounded::<(usize, PathBuf)>();
+    let (rtx, rrx) = crossbeam_channel::unbounded::<(usize, Result<FileData>)>();
+    let plan = std::thread::scope(|s| {
+        for _ in 0..threads - 1 {
+            let (rx, rtx) = (rx.clone(), rtx.clone());
+            s.spawn(move || {
+                for (i, path) in rx.iter() {
+                    let _ = rtx.send((i, load_file(&path)));
+                }
+            });
+        }
+        walker.tx = Some(tx);
+        let plan = walker.walk(root, true).unwrap_or_default();
+        walker.tx = None;
+        // Help with what is left.
+        for (i, path) in rx.iter() {
+            let _ = rtx.send((i, load_file(&path)));
+        }
+        plan
     });
-    for part in parts {
-        for (i, r) in part {
-            results[i] = Some(r);
+    drop(rtx);
+    let mut parsed: Vec<Option<Result<FileData>>> = Vec::with_capacity(walker.files.len());
+    parsed.resize_with(walker.files.len(), || None);
+    for (i, r) in rrx.iter() {
+        if let Some(slot) = parsed.get_mut(i) {
+            *slot = Some(r);
         }
     }
-    // A worker that panicked leaves gaps; parse those here.
-    for (i, r) in results.iter_mut().enumerate() {
-        if r.is_none() {
-            *r = Some(load_file(&files[i]));
+    for (slot, path) in parsed.iter_mut().zip(&walker.files) {
+        if slot.is_none() {
+            *slot = Some(load_file(path));
         }
     }
-    results
+    (plan, parsed)
 }
 
 impl Tree {
     /// Load the tree that contains `path` (searching parents for `.fmf/`),
     /// always from its root, and apply inheritance.
     pub fn load(path: impl AsRef<Path>) -> Result<Tree> {
-        let start = abspath(path.as_ref())?;
+        let mut tree = Self::load_uninherited(path.as_ref())?;
+        tree.inherit()?;
+        Ok(tree)
+    }
+
+    /// [`Tree::load`] without the inheritance step: nodes hold only their
+    /// own data (see [`Tree::inherit_items`]).
+    pub(super) fn load_uninherited(path: &Path) -> Result<Tree> {
+        let start = abspath(path)?;
         let mut root = start.clone();
         loop {
             let entries = fs::read_dir(&root).map_err(|e| Error::Io {
@@ -375,9 +454,9 @@ impl Tree {
             include,
             symlinkdirs: Vec::new(),
             files: Vec::new(),
+            tx: None,
         };
-        let plan = walker.walk(&root);
-        let mut parsed = load_all(&walker.files);
+        let (plan, mut parsed) = walk_and_load(&mut walker, &root);
         let files: Vec<Arc<Path>> = walker.files.into_iter().map(Arc::from).collect();
 
         let mut tree = Tree {
@@ -394,7 +473,6 @@ impl Tree {
             }],
         };
         tree.grow(0, plan, &mut parsed, &files)?;
-        tree.inherit()?;
         Ok(tree)
     }
 
@@ -485,7 +563,7 @@ impl Tree {
         &mut self,
         node: NodeId,
         plan: DirPlan,
-        parsed: &mut [Option<Result<Yaml>>],
+        parsed: &mut [Option<Result<FileData>>],
         files: &[Arc<Path>],
     ) -> Result<()> {
         for (name, index) in plan.files {
@@ -495,10 +573,21 @@ impl Tree {
             let source = &files[index];
             if name == "main.fmf" {
                 self.nodes[node].sources.push(source.clone());
-                self.update(node, data, source)?;
+                match data {
+                    FileData::Plain(map) => self.update_plain(node, map),
+                    FileData::Yaml(data) => self.update(node, data, source)?,
+                }
             } else {
                 let child_name = &name[..name.len() - ".fmf".len()];
-                self.child(node, child_name, data, source, true)?;
+                match data {
+                    FileData::Plain(map) => {
+                        // `child()` with a mapping.
+                        let id = self.new_child(node, child_name);
+                        self.update_plain(id, map);
+                        self.nodes[id].sources.push(source.clone());
+                    }
+                    FileData::Yaml(data) => self.child(node, child_name, data, source, true)?,
+                }
             }
         }
         for (name, sub) in plan.dirs {
@@ -550,6 +639,19 @@ impl Tree {
             self.nodes[id].sources.push(file.clone());
         }
         Ok(())
+    }
+
+    /// `Tree.update(data)` for a [`FileData::Plain`] mapping.
+    fn update_plain(&mut self, node: NodeId, map: Map<String, Value>) {
+        let node = &mut self.nodes[node];
+        node.updated = true;
+        if node.data.is_empty() {
+            node.data = map;
+        } else {
+            for (key, value) in map {
+                node.data.insert(key, value);
+            }
+        }
     }
 
     /// `Tree.update(data)`.
@@ -677,6 +779,74 @@ impl Tree {
         Ok(())
     }
 
+    /// Inheritance prepared node by node, for a tree from
+    /// [`Tree::load_uninherited`]: every node depth first with children
+    /// sorted by name (the order of `climb(_, true)`), each with what
+    /// [`Inherit::data`] turns into the data [`Tree::load`] would leave in
+    /// [`Node::data`]. Branch nodes are merged here (their children need
+    /// the result); leaves are left to merge, possibly on other threads.
+    /// Node data is moved out of the tree; sources are inherited in place.
+    /// Errors are those of the inheritance, but not necessarily the first
+    /// one [`Tree::load`] would report.
+    pub(super) fn inherit_items(&mut self) -> Result<Vec<(NodeId, Inherit)>> {
+        struct Frame {
+            data: Arc<Map<String, Value>>,
+            kids: Vec<NodeId>,
+            next: usize,
+        }
+        let mut items = Vec::with_capacity(self.nodes.len());
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut pending = Some(0);
+        loop {
+            let id = match pending.take() {
+                Some(id) => id,
+                None => {
+                    let Some(top) = stack.last_mut() else { break };
+                    match top.kids.get(top.next) {
+                        Some(&id) => {
+                            top.next += 1;
+                            id
+                        }
+                        None => {
+                            stack.pop();
+                            continue;
+                        }
+                    }
+                }
+            };
+            let raw = std::mem::take(&mut self.nodes[id].data);
+            let parent = self.nodes[id]
+                .parent
+                .filter(|_| self.nodes[id].directives.inherit != Some(false));
+            let base = match (parent, stack.last()) {
+                (Some(p), Some(frame)) => {
+                    let mut sources = self.nodes[p].sources.clone();
+                    sources.append(&mut self.nodes[id].sources);
+                    self.nodes[id].sources = sources;
+                    Some(frame.data.clone())
+                }
+                _ => None,
+            };
+            let node = &self.nodes[id];
+            if node.children.is_empty() {
+                items.push((id, Inherit::Merge(base, raw)));
+            } else {
+                let data = Arc::new(Inherit::Merge(base, raw).data(&node.name)?);
+                let mut kids: Vec<(&String, NodeId)> =
+                    node.children.iter().map(|(k, &v)| (k, v)).collect();
+                kids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let kids = kids.into_iter().map(|(_, c)| c).collect();
+                items.push((id, Inherit::Ready(data.clone())));
+                stack.push(Frame {
+                    data,
+                    kids,
+                    next: 0,
+                });
+            }
+        }
+        Ok(items)
+    }
+
     /// Apply `adjust` rules to every node (pre-order), as
     /// `fmf.Tree.adjust` does. Returns the decisions when asked to record
     /// them.
@@ -684,101 +854,14 @@ impl Tree {
         let mut evaluator = Evaluator::new(context, options.case_sensitive);
         let mut decisions = Vec::new();
         for id in self.preorder() {
-            let name = self.nodes[id].name.clone();
-            let rules = match self.nodes[id].data.get(&options.key) {
-                None => Vec::new(),
-                Some(Value::Object(m)) => vec![Value::Object(m.clone())],
-                Some(Value::Array(items)) => items.clone(),
-                Some(other) => {
-                    return Err(Error::Adjust {
-                        node: name,
-                        message: format!(
-                            "should be a dictionary or a list of dictionaries, got '{}'",
-                            super::pyval::type_name(other)
-                        ),
-                    });
-                }
-            };
-            for set in [&rules, &options.additional_rules] {
-                for rule in set.iter() {
-                    let Value::Object(rule) = rule else {
-                        return Err(Error::Adjust {
-                            node: name,
-                            message: "Adjust rule should be a dictionary.".into(),
-                        });
-                    };
-                    let when = rule.get("when").cloned();
-                    let cont = match rule.get("continue") {
-                        None => true,
-                        Some(Value::Bool(b)) => *b,
-                        Some(other) => {
-                            return Err(Error::Adjust {
-                                node: name,
-                                message: format!(
-                                    "The 'continue' value should be bool, got '{}'.",
-                                    super::pyval::py_str(other)
-                                ),
-                            });
-                        }
-                    };
-                    let outcome = match &when {
-                        None => Some(true),
-                        Some(Value::Bool(b)) => Some(*b),
-                        Some(Value::String(s)) => evaluator.matches(s).map_err(|e| match e {
-                            RuleError::Invalid(message) => Error::InvalidRule {
-                                node: name.clone(),
-                                rule: s.clone(),
-                                message,
-                            },
-                            RuleError::Regex { pattern, message } => Error::Regex {
-                                pattern,
-                                node: Some(name.clone()),
-                                message,
-                            },
-                        })?,
-                        Some(other) => {
-                            return Err(Error::Adjust {
-                                node: name,
-                                message: format!(
-                                    "'when' must be a string or a bool, got '{}'",
-                                    super::pyval::type_name(other)
-                                ),
-                            });
-                        }
-                    };
-                    if options.record_decisions {
-                        decisions.push(Decision {
-                            node: name.clone(),
-                            when: when.clone().unwrap_or(Value::Null),
-                            outcome,
-                        });
-                    }
-                    match outcome {
-                        Some(true) => {
-                            let apply: Map<String, Value> = rule
-                                .iter()
-                                .filter(|(k, _)| {
-                                    !matches!(k.as_str(), "because" | "continue" | "when")
-                                })
-                                .map(|(k, v)| (k.clone(), v.clone()))
-                                .collect();
-                            merge_special(&mut self.nodes[id].data, apply, &name)?;
-                            if !cont {
-                                break;
-                            }
-                        }
-                        Some(false) => {}
-                        None if options.undecided_raise => {
-                            let rule = match &when {
-                                Some(Value::String(s)) => s.clone(),
-                                _ => String::new(),
-                            };
-                            return Err(Error::CannotDecide { node: name, rule });
-                        }
-                        None => {}
-                    }
-                }
-            }
+            let node = &mut self.nodes[id];
+            adjust_node(
+                &mut node.data,
+                &node.name,
+                &mut evaluator,
+                options,
+                &mut decisions,
+            )?;
         }
         Ok(decisions)
     }
@@ -840,6 +923,113 @@ impl Tree {
             .into_iter()
             .find(|&id| self.nodes[id].name == name)
     }
+}
+
+/// Apply the `adjust` rules of one node to its data (one step of
+/// [`Tree::adjust`]), recording decisions when asked to.
+pub(super) fn adjust_node(
+    data: &mut Map<String, Value>,
+    name: &str,
+    evaluator: &mut Evaluator<'_>,
+    options: &AdjustOptions,
+    decisions: &mut Vec<Decision>,
+) -> Result<()> {
+    let rules = match data.get(&options.key) {
+        None => Vec::new(),
+        Some(Value::Object(m)) => vec![Value::Object(m.clone())],
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => {
+            return Err(Error::Adjust {
+                node: name.to_string(),
+                message: format!(
+                    "should be a dictionary or a list of dictionaries, got '{}'",
+                    super::pyval::type_name(other)
+                ),
+            });
+        }
+    };
+    for set in [&rules, &options.additional_rules] {
+        for rule in set.iter() {
+            let Value::Object(rule) = rule else {
+                return Err(Error::Adjust {
+                    node: name.to_string(),
+                    message: "Adjust rule should be a dictionary.".into(),
+                });
+            };
+            let when = rule.get("when");
+            let cont = match rule.get("continue") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(Error::Adjust {
+                        node: name.to_string(),
+                        message: format!(
+                            "The 'continue' value should be bool, got '{}'.",
+                            super::pyval::py_str(other)
+                        ),
+                    });
+                }
+            };
+            let outcome = match when {
+                None => Some(true),
+                Some(Value::Bool(b)) => Some(*b),
+                Some(Value::String(s)) => evaluator.matches(s).map_err(|e| match e {
+                    RuleError::Invalid(message) => Error::InvalidRule {
+                        node: name.to_string(),
+                        rule: s.clone(),
+                        message,
+                    },
+                    RuleError::Regex { pattern, message } => Error::Regex {
+                        pattern,
+                        node: Some(name.to_string()),
+                        message,
+                    },
+                })?,
+                Some(other) => {
+                    return Err(Error::Adjust {
+                        node: name.to_string(),
+                        message: format!(
+                            "'when' must be a string or a bool, got '{}'",
+                            super::pyval::type_name(other)
+                        ),
+                    });
+                }
+            };
+            if options.record_decisions {
+                decisions.push(Decision {
+                    node: name.to_string(),
+                    when: when.cloned().unwrap_or(Value::Null),
+                    outcome,
+                });
+            }
+            match outcome {
+                Some(true) => {
+                    let apply: Map<String, Value> = rule
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "because" | "continue" | "when"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    merge_special(data, apply, name)?;
+                    if !cont {
+                        break;
+                    }
+                }
+                Some(false) => {}
+                None if options.undecided_raise => {
+                    let rule = match when {
+                        Some(Value::String(s)) => s.clone(),
+                        _ => String::new(),
+                    };
+                    return Err(Error::CannotDecide {
+                        node: name.to_string(),
+                        rule,
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
