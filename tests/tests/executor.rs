@@ -372,7 +372,8 @@ if [ "$TMT_REBOOT_COUNT" = 0 ]; then
   echo disconnect >&$ATEX_TEST_CONTROL
   while echo noop >&$ATEX_TEST_CONTROL 2>/dev/null; do sleep 0.1; done
   sync
-  systemctl reboot
+  # systemd may still be busy right after boot: try again for a while.
+  for i in $(seq 60); do systemctl reboot && break; sleep 1; done
   sleep infinity
 fi
 test "$(cat "$TMT_TREE/state")" = before

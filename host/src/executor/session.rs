@@ -29,6 +29,9 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// How long to wait for the agent to start.
 const AGENT_START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a test that vanished after `disconnect` may take to show up
+/// as a reboot (the system going down, then a new boot token).
+const GONE_GRACE: Duration = Duration::from_secs(60);
 /// How long a killed test may take to be reported as ended.
 const KILL_GRACE: Duration = Duration::from_secs(15);
 
@@ -770,6 +773,7 @@ impl System {
         cancel: &CancelToken,
     ) -> Reconnect {
         let old_boot = self.boot.clone();
+        let mut gone_since: Option<Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 run.abort = Some("cancel requested".into());
@@ -802,6 +806,13 @@ impl System {
                 }
                 Some(answer) if answer.starts_with(b"running") => {
                     std::thread::sleep(Duration::from_millis(300));
+                }
+                Some(_) if gone_since.get_or_insert_with(Instant::now).elapsed() < GONE_GRACE => {
+                    // Gone without a status: usually the system is going
+                    // down for the reboot and will come back with a new
+                    // boot token. Reconnect afresh until it does.
+                    self.agent = None;
+                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Some(_) => {
                     self.fetch_output(id, testout);
