@@ -405,14 +405,8 @@ impl ReporterImpl for HtmlReporter {
 
     fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, PluginError> {
         let output = self.output.clone();
-        common::write_atomically(&output, |w| self.write_report(summary, w)).map_err(|source| {
-            PluginError::from(ReportError::Unwritable {
-                plugin: PLUGIN_NAME.to_string(),
-                path: output.clone(),
-                source,
-            })
-        })?;
-        Ok(vec![output])
+        common::finish_report(PLUGIN_NAME, &output, |w| self.write_report(summary, w))
+            .map_err(PluginError::from)
     }
 }
 

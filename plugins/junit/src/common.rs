@@ -119,6 +119,21 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Writes a reporter's output file atomically and returns it as the list
+/// `finish` hands back; a failure names the plugin and the path.
+pub fn finish_report(
+    plugin: &str,
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<Vec<PathBuf>, ReportError> {
+    write_atomically(path, write).map_err(|source| ReportError::Unwritable {
+        plugin: plugin.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(vec![path.to_path_buf()])
+}
+
 /// Writes `path` through a temporary file in the same directory and a
 /// rename, so readers never see half a report.
 pub fn write_atomically(
