@@ -10,7 +10,7 @@ use atex::{
 use atex_integration_tests::{atex, plugin_dir_with, plugin_lib, stderr, stdout};
 
 /// Every plugin crate of the workspace, by library name.
-const WORKSPACE_PLUGINS: &[&str] = &["atex_local"];
+const WORKSPACE_PLUGINS: &[&str] = &["atex_local", "atex_junit", "atex_html", "atex_podman"];
 
 #[test]
 fn atex_plugins_lists_local() {
