@@ -28,6 +28,32 @@ fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("atex-fmf-fuzz-{}-{id}", std::process::id()))
 }
 
+/// Parse `text` as YAML, and whenever the fast path
+/// [`yaml::parse_simple_map`] answers, check that the full parser gives a
+/// mapping with the same string keys (none starting with `/`) and the same
+/// values, in the same order. Panics on disagreement.
+pub fn check_simple_map(text: &str) {
+    let full = yaml::parse(text, std::path::Path::new("fuzz.fmf"));
+    if let Some(fast) = yaml::parse_simple_map(text) {
+        let Ok(yaml::Yaml::Map(pairs)) = &full else {
+            panic!("fast path gave {fast:?} for {text:?}, full parser {full:?}");
+        };
+        let mut expected = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let yaml::Yaml::Str(k) = k else {
+                panic!("fast path accepted the non-string key {k:?} in {text:?}");
+            };
+            assert!(!k.starts_with('/'), "fast path accepted the key {k:?}");
+            expected.push((k.clone(), v.clone().into_json()));
+        }
+        let got: Vec<(String, Value)> = fast.into_iter().collect();
+        assert_eq!(got, expected, "fast path disagrees on {text:?}");
+    }
+    if let Ok(y) = full {
+        let _ = y.into_json();
+    }
+}
+
 /// Run one fuzz input through loading, the `when` parser, filters and
 /// regexes. Errors are expected; panics are bugs.
 pub fn fuzz_one(data: &[u8]) {
@@ -38,9 +64,7 @@ pub fn fuzz_one(data: &[u8]) {
 
     // Direct entry points.
     for i in 0..3 {
-        if let Ok(y) = yaml::parse(&text(i), path) {
-            let _ = y.into_json();
-        }
+        check_simple_map(&text(i));
     }
     let context = Context::new()
         .with("distro", ["fedora-40", "centos-stream-9"])

@@ -137,6 +137,155 @@ pub fn parse(text: &str, path: &Path) -> Result<Yaml> {
     Ok(result)
 }
 
+/// Longest text [`parse_simple_map`] looks at. Far below what could reach
+/// the [`MAX_NODES`] budget (every value takes at least one byte), and far
+/// above the size of a typical flat metadata file.
+const MAX_SIMPLE_TEXT: usize = 256 * 1024;
+
+/// Longest key [`parse_simple_map`] accepts (YAML caps implicit keys at 1024
+/// characters).
+const MAX_SIMPLE_KEY: usize = 256;
+
+/// Fast path for the flat files most fmf trees consist of, such as
+///
+/// ```yaml
+/// summary: Test number 17
+/// test: ./test.sh 17
+/// tag+: [group-7]
+/// ```
+///
+/// Only a narrow subset is recognised: printable ASCII and `\n` line ends
+/// (an optional leading BOM is dropped), every line either empty, a comment
+/// starting at column 0, or `key: value` at column 0. The key is a plain
+/// scalar made of ASCII letters, digits and `_ - . + < ~` (starting with a
+/// letter, digit or `_`) that resolves to a string; keys must be unique.
+/// The value, on the same line and not followed by a comment, is a plain
+/// scalar that cannot start a YAML construct, a one-line flow sequence of
+/// such scalars, or a quoted string without escapes.
+///
+/// When it returns `Some`, the result equals what [`parse`] gives turned
+/// into node data (each value through [`Yaml::into_json`], keys in document
+/// order, none starting with `/`). Any other text, including text `parse`
+/// rejects or reads as something other than a mapping, gives `None` and the
+/// caller falls back to the full parser.
+pub fn parse_simple_map(text: &str) -> Option<serde_json::Map<String, Value>> {
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    if text.len() > MAX_SIMPLE_TEXT {
+        return None;
+    }
+    // Tabs, carriage returns, other control characters and non-ASCII text
+    // all have special cases in YAML; leave them to the full parser.
+    if !text
+        .bytes()
+        .all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
+    {
+        return None;
+    }
+    let is_entry = |line: &&str| !line.is_empty() && !line.starts_with('#');
+    // Sized up front: the map is kept for as long as the tree is.
+    let mut map = serde_json::Map::with_capacity(text.split('\n').filter(is_entry).count());
+    for line in text.split('\n').filter(is_entry) {
+        let (key, rest) = simple_key(line)?;
+        let value = simple_value(rest)?;
+        if map.insert(key.to_string(), value).is_some() {
+            // The full parser reports the duplicate.
+            return None;
+        }
+    }
+    // A text of comments and blank lines is `Null`, not a mapping.
+    (!map.is_empty()).then_some(map)
+}
+
+/// Split a `key: rest` line, the key being a plain scalar of safe
+/// characters that resolves to a string and is followed by `: `.
+fn simple_key(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let first = *bytes.first()?;
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return None;
+    }
+    let end = bytes.iter().position(|&b| {
+        !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b'<' | b'~'))
+    })?;
+    // A key alone on its line (`key:`) may open a nested block; bail on it
+    // along with anything else that is not `: ` right after the key.
+    if end > MAX_SIMPLE_KEY || bytes.get(end..end + 2) != Some(b": ".as_slice()) {
+        return None;
+    }
+    let key = &line[..end];
+    if resolve_plain(key) != Resolved::Str {
+        return None;
+    }
+    Some((key, &line[end + 2..]))
+}
+
+/// The node data of a value that fills the rest of its line.
+fn simple_value(rest: &str) -> Option<Value> {
+    let value = rest.trim_matches(' ');
+    let quote = *value.as_bytes().first()?;
+    match quote {
+        b'[' => {
+            let inner = value[1..].strip_suffix(']')?;
+            if inner.trim_matches(' ').is_empty() {
+                return Some(Value::Array(Vec::new()));
+            }
+            // Empty items (`[a,,b]`, `[a,]`) fail `simple_plain`. The
+            // vector is sized exactly: it is kept with the tree.
+            let mut items = Vec::with_capacity(inner.split(',').count());
+            for item in inner.split(',') {
+                items.push(simple_plain(item.trim_matches(' '), true)?);
+            }
+            Some(Value::Array(items))
+        }
+        b'"' | b'\'' => {
+            // Only quoted strings with no escapes and no quote inside, so
+            // the text between the quotes is the string itself.
+            let inner = value[1..].strip_suffix(char::from(quote))?;
+            let escaped = inner
+                .bytes()
+                .any(|b| b == quote || (quote == b'"' && b == b'\\'));
+            (!escaped).then(|| Value::String(inner.to_string()))
+        }
+        _ => simple_plain(value, false),
+    }
+}
+
+/// The node data of a plain scalar (without surrounding spaces), if it is
+/// one the fast path is sure about: it cannot be read as the start of
+/// another construct, holds no comment and no `: `, and inside a flow
+/// sequence none of `, [ ] { } : #` or quotes.
+fn simple_plain(text: &str, in_flow: bool) -> Option<Value> {
+    let bytes = text.as_bytes();
+    let first = *bytes.first()?;
+    let starts_well = match first {
+        // `-1` and `-.5` are numbers, `- x` is an item, `-x` is left alone.
+        b'-' => bytes
+            .get(1)
+            .is_some_and(|&b| b.is_ascii_digit() || b == b'.'),
+        b'?' | b':' | b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|'
+        | b'>' | b'\'' | b'"' | b'%' | b'@' | b'`' | b' ' => false,
+        _ => true,
+    };
+    if !starts_well {
+        return None;
+    }
+    // One pass for what may not follow: `: ` or a final `:` (a key), ` #`
+    // (a comment), and in a flow sequence any flow indicator, colon, `#`
+    // or quote.
+    for (i, &b) in bytes.iter().enumerate() {
+        let bad = match b {
+            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'\'' | b'"' | b':' if in_flow => true,
+            b':' => bytes.get(i + 1).is_none_or(|&n| n == b' '),
+            b'#' => i > 0 && bytes[i - 1] == b' ',
+            _ => false,
+        };
+        if bad {
+            return None;
+        }
+    }
+    construct_plain(text).ok().map(Yaml::into_json)
+}
+
 fn next<'a>(
     parser: &mut Parser<'a, saphyr_parser::StrInput<'a>>,
     path: &Path,
@@ -392,15 +541,15 @@ impl Builder<'_> {
                         _ => Err(bad()),
                     },
                     "int" => match resolved {
-                        Resolved::Int => self.construct_int(text, span),
+                        Resolved::Int => self.at(span, construct_int(text)),
                         _ => Err(bad()),
                     },
                     "float" => match resolved {
-                        Resolved::Float | Resolved::Int => self.construct_float(text, span),
+                        Resolved::Float | Resolved::Int => self.at(span, construct_float(text)),
                         _ => Err(bad()),
                     },
                     "timestamp" => match resolved {
-                        Resolved::Timestamp => self.construct_timestamp(text, span),
+                        Resolved::Timestamp => self.at(span, construct_timestamp(text)),
                         _ => Err(bad()),
                     },
                     _ => Err(self.error(
@@ -410,159 +559,170 @@ impl Builder<'_> {
                 }
             }
             Tagged::None if style != ScalarStyle::Plain => Ok(Yaml::Str(text.to_string())),
-            Tagged::None => match resolve_plain(text) {
-                Resolved::Null => Ok(Yaml::Null),
-                Resolved::Bool(b) => Ok(Yaml::Bool(b)),
-                Resolved::Int => self.construct_int(text, span),
-                Resolved::Float => self.construct_float(text, span),
-                Resolved::Timestamp => self.construct_timestamp(text, span),
-                Resolved::Str => Ok(Yaml::Str(text.to_string())),
-            },
+            Tagged::None => self.at(span, construct_plain(text)),
         }
     }
 
-    fn construct_int(&self, text: &str, span: Span) -> Result<Yaml> {
-        let bad = || self.error(Some(span), format!("invalid integer '{text}'"));
-        let mut s: String = text.chars().filter(|&c| c != '_').collect();
-        let mut negative = false;
-        if let Some(rest) = s.strip_prefix('-') {
-            negative = true;
-            s = rest.to_string();
-        } else if let Some(rest) = s.strip_prefix('+') {
-            s = rest.to_string();
-        }
-        if s.is_empty() {
-            return Err(bad());
-        }
-        let (digits, radix) = if let Some(r) = s.strip_prefix("0b") {
-            (r, 2)
-        } else if let Some(r) = s.strip_prefix("0x") {
-            (r, 16)
-        } else if let Some(r) = s.strip_prefix("0o") {
-            (r, 8)
-        } else {
-            (s.as_str(), 10)
-        };
-        if digits.is_empty() {
-            return Err(bad());
-        }
-        match i128::from_str_radix(digits, radix) {
-            Ok(v) => Ok(Yaml::Int(if negative { -v } else { v })),
-            Err(_) => {
-                // Larger than i128: keep the magnitude as a float.
-                let mut f = 0f64;
-                for c in digits.chars() {
-                    f = f * f64::from(radix) + f64::from(c.to_digit(radix).ok_or_else(bad)?);
-                }
-                Ok(Yaml::Float(if negative { -f } else { f }))
-            }
-        }
+    /// Attach the position of the scalar to a constructor's complaint.
+    fn at(&self, span: Span, built: Built) -> Result<Yaml> {
+        built.map_err(|message| self.error(Some(span), message))
     }
+}
 
-    fn construct_float(&self, text: &str, span: Span) -> Result<Yaml> {
-        let s: String = text
-            .chars()
-            .filter(|&c| c != '_')
-            .collect::<String>()
-            .to_lowercase();
-        let (sign, body) = match s.strip_prefix('-') {
-            Some(r) => (-1.0, r),
-            None => (1.0, s.strip_prefix('+').unwrap_or(&s)),
-        };
-        if body == ".inf" {
-            return Ok(Yaml::Float(sign * f64::INFINITY));
-        }
-        if body == ".nan" {
-            return Ok(Yaml::Float(f64::NAN));
-        }
-        // Python's float() accepts "5.", ".5", "1.e5"; make Rust's parser
-        // see digits on both sides of the point.
-        let mut fixed = body.to_string();
-        if let Some(pos) = fixed.find('.') {
-            let after = fixed[pos + 1..].chars().next();
-            if !matches!(after, Some(c) if c.is_ascii_digit()) {
-                fixed.insert(pos + 1, '0');
-            }
-            if pos == 0 {
-                fixed.insert(0, '0');
-            }
-        }
-        match fixed.parse::<f64>() {
-            Ok(v) => Ok(Yaml::Float(sign * v)),
-            Err(_) => Err(self.error(
-                Some(span),
-                format!("could not convert string to float: '{text}'"),
-            )),
-        }
-    }
+/// What a scalar constructor gives: the value, or the message of the error
+/// the builder reports at the scalar's position.
+type Built = std::result::Result<Yaml, String>;
 
-    fn construct_timestamp(&self, text: &str, span: Span) -> Result<Yaml> {
-        let bad = |m: &str| self.error(Some(span), format!("invalid timestamp '{text}': {m}"));
-        let caps = timestamp_re()
-            .captures(text)
-            .ok_or_else(|| bad("no match"))?;
-        let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
-        let num2 = |a: &str, b: &str| num(a).or_else(|| num(b));
-        let (year, month, day) = match (
-            num2("year", "year2"),
-            num2("month", "month2"),
-            num2("day", "day2"),
-        ) {
-            (Some(y), Some(m), Some(d)) => (y, m, d),
-            _ => return Err(bad("bad date")),
-        };
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-        let days_in_month = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return Err(bad("month must be in 1..12")),
-        };
-        if year < 1 || day < 1 || day > days_in_month {
-            return Err(bad("day is out of range for month"));
-        }
-        let date = format!("{year:04}-{month:02}-{day:02}");
-        let Some(hour) = num("hour") else {
-            return Ok(Yaml::Timestamp(date));
-        };
-        let (minute, second) = (num("minute").unwrap_or(0), num("second").unwrap_or(0));
-        if hour > 23 || minute > 59 || second > 59 {
-            return Err(bad("time out of range"));
-        }
-        let mut out = format!("{date}T{hour:02}:{minute:02}:{second:02}");
-        if let Some(frac) = caps
-            .name("fraction")
-            .map(|m| m.as_str())
-            .filter(|f| !f.is_empty())
-        {
-            let mut digits: String = frac.chars().take(6).collect();
-            while digits.len() < 6 {
-                digits.push('0');
-            }
-            let mut micro: u32 = digits.parse().unwrap_or(0);
-            if frac.len() > 6 && frac.as_bytes()[6] > b'4' {
-                micro += 1;
-            }
-            if micro > 999_999 {
-                micro = 0;
-            }
-            if micro != 0 {
-                out.push_str(&format!(".{micro:06}"));
-            }
-        }
-        if caps.name("tz").is_some() {
-            match caps.name("tz_sign").map(|m| m.as_str()) {
-                Some(sign) => {
-                    let h = num("tz_hour").unwrap_or(0);
-                    let m = num("tz_minute").unwrap_or(0);
-                    out.push_str(&format!("{sign}{h:02}:{m:02}"));
-                }
-                None => out.push_str("+00:00"),
-            }
-        }
-        Ok(Yaml::Timestamp(out))
+/// The value of an untagged plain scalar: resolve its type, then build it.
+fn construct_plain(text: &str) -> Built {
+    match resolve_plain(text) {
+        Resolved::Null => Ok(Yaml::Null),
+        Resolved::Bool(b) => Ok(Yaml::Bool(b)),
+        Resolved::Int => construct_int(text),
+        Resolved::Float => construct_float(text),
+        Resolved::Timestamp => construct_timestamp(text),
+        Resolved::Str => Ok(Yaml::Str(text.to_string())),
     }
+}
+
+fn construct_int(text: &str) -> Built {
+    let bad = || format!("invalid integer '{text}'");
+    let mut s: String = text.chars().filter(|&c| c != '_').collect();
+    let mut negative = false;
+    if let Some(rest) = s.strip_prefix('-') {
+        negative = true;
+        s = rest.to_string();
+    } else if let Some(rest) = s.strip_prefix('+') {
+        s = rest.to_string();
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let (digits, radix) = if let Some(r) = s.strip_prefix("0b") {
+        (r, 2)
+    } else if let Some(r) = s.strip_prefix("0x") {
+        (r, 16)
+    } else if let Some(r) = s.strip_prefix("0o") {
+        (r, 8)
+    } else {
+        (s.as_str(), 10)
+    };
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    match i128::from_str_radix(digits, radix) {
+        Ok(v) => Ok(Yaml::Int(if negative { -v } else { v })),
+        Err(_) => {
+            // Larger than i128: keep the magnitude as a float.
+            let mut f = 0f64;
+            for c in digits.chars() {
+                f = f * f64::from(radix) + f64::from(c.to_digit(radix).ok_or_else(bad)?);
+            }
+            Ok(Yaml::Float(if negative { -f } else { f }))
+        }
+    }
+}
+
+fn construct_float(text: &str) -> Built {
+    let s: String = text
+        .chars()
+        .filter(|&c| c != '_')
+        .collect::<String>()
+        .to_lowercase();
+    let (sign, body) = match s.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, s.strip_prefix('+').unwrap_or(&s)),
+    };
+    if body == ".inf" {
+        return Ok(Yaml::Float(sign * f64::INFINITY));
+    }
+    if body == ".nan" {
+        return Ok(Yaml::Float(f64::NAN));
+    }
+    // Python's float() accepts "5.", ".5", "1.e5"; make Rust's parser
+    // see digits on both sides of the point.
+    let mut fixed = body.to_string();
+    if let Some(pos) = fixed.find('.') {
+        let after = fixed[pos + 1..].chars().next();
+        if !matches!(after, Some(c) if c.is_ascii_digit()) {
+            fixed.insert(pos + 1, '0');
+        }
+        if pos == 0 {
+            fixed.insert(0, '0');
+        }
+    }
+    match fixed.parse::<f64>() {
+        Ok(v) => Ok(Yaml::Float(sign * v)),
+        Err(_) => Err(format!("could not convert string to float: '{text}'")),
+    }
+}
+
+fn construct_timestamp(text: &str) -> Built {
+    let bad = |m: &str| format!("invalid timestamp '{text}': {m}");
+    let caps = timestamp_re()
+        .captures(text)
+        .ok_or_else(|| bad("no match"))?;
+    let num = |name: &str| caps.name(name).and_then(|m| m.as_str().parse::<u32>().ok());
+    let num2 = |a: &str, b: &str| num(a).or_else(|| num(b));
+    let (year, month, day) = match (
+        num2("year", "year2"),
+        num2("month", "month2"),
+        num2("day", "day2"),
+    ) {
+        (Some(y), Some(m), Some(d)) => (y, m, d),
+        _ => return Err(bad("bad date")),
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad("month must be in 1..12")),
+    };
+    if year < 1 || day < 1 || day > days_in_month {
+        return Err(bad("day is out of range for month"));
+    }
+    let date = format!("{year:04}-{month:02}-{day:02}");
+    let Some(hour) = num("hour") else {
+        return Ok(Yaml::Timestamp(date));
+    };
+    let (minute, second) = (num("minute").unwrap_or(0), num("second").unwrap_or(0));
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(bad("time out of range"));
+    }
+    let mut out = format!("{date}T{hour:02}:{minute:02}:{second:02}");
+    if let Some(frac) = caps
+        .name("fraction")
+        .map(|m| m.as_str())
+        .filter(|f| !f.is_empty())
+    {
+        let mut digits: String = frac.chars().take(6).collect();
+        while digits.len() < 6 {
+            digits.push('0');
+        }
+        let mut micro: u32 = digits.parse().unwrap_or(0);
+        if frac.len() > 6 && frac.as_bytes()[6] > b'4' {
+            micro += 1;
+        }
+        if micro > 999_999 {
+            micro = 0;
+        }
+        if micro != 0 {
+            out.push_str(&format!(".{micro:06}"));
+        }
+    }
+    if caps.name("tz").is_some() {
+        match caps.name("tz_sign").map(|m| m.as_str()) {
+            Some(sign) => {
+                let h = num("tz_hour").unwrap_or(0);
+                let m = num("tz_minute").unwrap_or(0);
+                out.push_str(&format!("{sign}{h:02}:{m:02}"));
+            }
+            None => out.push_str("+00:00"),
+        }
+    }
+    Ok(Yaml::Timestamp(out))
 }
 
 /// Number of values in `v` (for the alias expansion budget).
@@ -727,5 +887,524 @@ mod tests {
             s.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
         }
         assert!(p(&s).is_err());
+    }
+}
+
+#[cfg(test)]
+mod simple_map_tests {
+    use super::*;
+    use serde_json::Map;
+
+    /// What the full parser makes of `text`, when that is a mapping with
+    /// string keys not starting with `/` (the only case the fast path may
+    /// claim).
+    fn full_map(text: &str) -> Option<Map<String, Value>> {
+        let Ok(Yaml::Map(pairs)) = parse(text, Path::new("t.fmf")) else {
+            return None;
+        };
+        let mut map = Map::new();
+        for (k, v) in pairs {
+            match k {
+                Yaml::Str(k) if !k.starts_with('/') => {
+                    map.insert(k, v.into_json());
+                }
+                _ => return None,
+            }
+        }
+        Some(map)
+    }
+
+    /// Entries in order (`Map`'s own equality ignores the order).
+    fn entries(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
+        map.iter().collect()
+    }
+
+    /// The fast path either declines or agrees with the full parser.
+    /// Returns whether it fired.
+    fn check(text: &str) -> bool {
+        let Some(fast) = parse_simple_map(text) else {
+            return false;
+        };
+        let full = full_map(text);
+        assert!(
+            full.is_some(),
+            "fast path accepted {text:?}, full parser gave {:?}",
+            parse(text, Path::new("t.fmf"))
+        );
+        if let Some(full) = full {
+            assert_eq!(entries(&fast), entries(&full), "for {text:?}");
+        }
+        true
+    }
+
+    #[track_caller]
+    fn fires(text: &str) {
+        assert!(check(text), "fast path declined {text:?}");
+    }
+
+    #[track_caller]
+    fn declines(text: &str) {
+        assert!(!check(text), "fast path accepted {text:?}");
+    }
+
+    #[test]
+    fn simple_map_fires_on_flat_files() {
+        let generated =
+            "summary: Test number 17\ntest: ./test.sh 17\ntag+: [group-7]\ntier: 2\nduration: 3m\n";
+        fires(generated);
+        let m = parse_simple_map(generated).expect("fast path");
+        assert_eq!(
+            Value::Object(m).to_string(),
+            r#"{"summary":"Test number 17","test":"./test.sh 17","tag+":["group-7"],"tier":2,"duration":"3m"}"#
+        );
+        for text in [
+            "a: b",
+            "a: b\n",
+            "\u{FEFF}a: b\n",
+            "# comment\n\na: b\n\n# more\nc: d\n",
+            "#!shebang-like\na: 1\n",
+            "a:    b   \n",
+            "a: 1\nb: -1\nc: +1\nd: 0x1F\ne: 0o17\nf: 017\ng: 1_000\nh: 0b101\n",
+            "a: 1.5\nb: 1e3\nc: .inf\nd: -.inf\ne: .nan\nf: 5.\ng: .5\nh: -1.5e-3\n",
+            "a: true\nb: False\nc: TRUE\nd: yes\ne: no\nf: on\ng: off\nh: y\n",
+            "a: ~\nb: null\nc: Null\nd: NULL\ne: nil\n",
+            "a: 2024-01-02\nb: 2024-1-2 10:00:00\nc: 2020-01-01T10:00:00.5Z\n",
+            "a: 1:20\nb: a:b\nc: http://example.com/x?y=1#z\nd: a#b\n",
+            "a: it's\nb: say \"hi\"\nc: a, b\nd: x[1]\ne: f{g}\nf: a - b\ng: a ? b\n",
+            "a: ./test.sh --opt=1 && echo $HOME | grep x > /dev/null\n",
+            "a: <<\nb: =\nc: ...\nd: .\ne: \\n\n",
+            "a: []\nb: [ ]\nc: [x]\nd: [x, y, z]\ne: [ x ,y ]\nf: [1, -2, 1.5, true, ~, null, 2024-01-02]\n",
+            "a: [Tier1, fast, c++]\nb: [a b, c  d]\n",
+            "a: \"\"\nb: ''\nc: \"x: y # z\"\nd: 'x: y # z'\ne: \"it's\"\nf: 'say \"hi\"'\ng: 'a\\b'\nh: \"  padded  \"\n",
+            "a: \"017\"\nb: 'true'\nc: \"~\"\n",
+            "a_b: 1\nA-B: 2\nc.d: 3\ne+: 4\nf<: 5\ng~: 6\n_: 7\n9a: 8\nyes: 9\nno: 10\nNone: 11\nnan: 12\ninf: 13\n",
+            "x: 99999999999999999999999999999999999999999999\ny: -170141183460469231731687303715884105729\n",
+            "a: 123456789012345678901234567890\n",
+        ] {
+            fires(text);
+        }
+    }
+
+    #[test]
+    fn simple_map_declines_near_misses() {
+        for text in [
+            // Not a mapping, or nothing at all.
+            "",
+            "\n\n",
+            "# only a comment\n",
+            "\u{FEFF}",
+            "x",
+            "- x\n",
+            "- a: b\n",
+            "[a, b]\n",
+            "{a: 1}\n",
+            "\"a\": 1\n",
+            "'a': 1\n",
+            // Keys that are not plain strings.
+            "true: 1\n",
+            "1: a\n",
+            "null: a\n",
+            "~: a\n",
+            "1.5: a\n",
+            "2024-01-02: a\n",
+            "0x1F: a\n",
+            "/child: a\n",
+            "/child:\n  a: b\n",
+            "<<: {a: 1}\n",
+            "? complex\n: value\n",
+            "a b: c\n",
+            "a : b\n",
+            "a:b\n",
+            // Nesting, continuation, empty values.
+            "a:\n",
+            "a: \n",
+            "a:\n  b: c\n",
+            "a: b\n  c\n",
+            "a: b\n c: d\n",
+            " a: b\n",
+            "a: b\n \nc: d\n",
+            "a:\n- x\n",
+            // Document markers and directives.
+            "---\na: b\n",
+            "a: b\n---\nc: d\n",
+            "a: b\n...\n",
+            "%YAML 1.2\n---\na: b\n",
+            // Values with indicators, comments, tags, anchors.
+            "a: |\n  x\n",
+            "a: >\n  x\n",
+            "a: &anchor x\n",
+            "a: *alias\n",
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "a: !local x\n",
+            "a: ! x\n",
+            "a: ? x\n",
+            "a: - x\n",
+            "a: -x\n",
+            "a: --1\n",
+            "a: ---x\n",
+            "a: @x\n",
+            "a: `x`\n",
+            "a: %x\n",
+            "a: ,x\n",
+            "a: :x\n",
+            "a: a: b\n",
+            "a: a:\n",
+            "a: x #c\n",
+            "a: x # c\n",
+            "a: 'x' # c\n",
+            "a: [x] # c\n",
+            "a: #c\n",
+            "a: {b: 1}\n",
+            "a: {}\n",
+            // Quoted strings with escapes or not closed on the line.
+            "a: \"a\\\"b\"\n",
+            "a: \"a\\nb\"\n",
+            "a: 'it''s'\n",
+            "a: \"x\"y\"\n",
+            "a: \"x\n  y\"\n",
+            "a: 'x\n  y'\n",
+            "a: \"x\" y\n",
+            "a: \"\n",
+            "a: '\n",
+            // Flow sequences we leave alone.
+            "a: [a, [b]]\n",
+            "a: [a, {b: c}]\n",
+            "a: [a,]\n",
+            "a: [a,,b]\n",
+            "a: [,]\n",
+            "a: [a: b]\n",
+            "a: [a:b]\n",
+            "a: [\"x\"]\n",
+            "a: ['x']\n",
+            "a: [x#y]\n",
+            "a: [? x]\n",
+            "a: [- x]\n",
+            "a: [-]\n",
+            "a: [&a x]\n",
+            "a: [*a]\n",
+            "a: [!!str 1]\n",
+            "a: [x\n",
+            "a: [x,\n  y]\n",
+            "a: [x] y\n",
+            "a: [x]]\n",
+            // Values the builder rejects.
+            "a: 2024-02-30\n",
+            "a: 2024-13-01\n",
+            "a: 2024-01-01 25:00:00\n",
+            // Duplicates.
+            "a: 1\na: 2\n",
+            "a: 1\nb: 2\na: 1\n",
+            // Characters outside the subset.
+            "a:\tb\n",
+            "a: b\t\n",
+            "a: b\r\n",
+            "a: b\rc: d\n",
+            "a: caf\u{e9}\n",
+            "a: \u{FEFF}b\n",
+            "# caf\u{e9}\na: b\n",
+            "a: b\u{85}c\n",
+            "a: b\x00\n",
+            "a: b\x7f\n",
+            "\u{FEFF}\u{FEFF}a: b\n",
+        ] {
+            declines(text);
+        }
+        // Keys longer than the fast path takes.
+        declines(&format!("{}: x\n", "k".repeat(MAX_SIMPLE_KEY + 1)));
+        declines(&format!("{}: x\n", "k".repeat(2000)));
+        fires(&format!("{}: x\n", "k".repeat(MAX_SIMPLE_KEY)));
+    }
+
+    /// Small deterministic generator (xorshift) for the random mix below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn one_in(&mut self, n: u64) -> bool {
+            self.next().is_multiple_of(n)
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    /// Lines glued from fragments: mostly ones inside the subset, with a
+    /// steady trickle of ways to leave it. The fast path must never
+    /// disagree with the full parser, and must fire often enough for that
+    /// to mean something.
+    #[test]
+    fn simple_map_agrees_on_random_mixes() {
+        let good_keys = [
+            "a", "b", "c", "tag", "tag+", "tier", "x-y", "a.b", "_", "yes", "k~", "k<", "9a",
+        ];
+        let bad_keys = [
+            "1",
+            "true",
+            "null",
+            "~",
+            "/c",
+            "<<",
+            "a b",
+            "\"q\"",
+            "2020-01-01",
+            "1e3",
+            "-a",
+            "? a",
+        ];
+        let bad_seps = [":  ", ":", " : ", ":\t", ": \t", "::"];
+        let good_atoms = [
+            "x",
+            "1",
+            "-1",
+            "0o17",
+            "0x1f",
+            "1_0",
+            "1e3",
+            "1.5",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "~",
+            "null",
+            "true",
+            "False",
+            "yes",
+            "2024-01-02",
+            "2024-1-2 1:00:00",
+            "a b",
+            "a:b",
+            "a#b",
+            "a,b",
+            "a]",
+            "a}",
+            "a[",
+            "a{",
+            "'x'",
+            "\"x\"",
+            "''",
+            "\"\"",
+            "...",
+            "<<",
+            "\\",
+            ".",
+            "+1",
+            "0b11",
+            "12:30",
+            "1:2:3",
+            "\"a: #b\"",
+            "'a\\b'",
+            "x y  z",
+        ];
+        let bad_atoms = [
+            "2024-02-30",
+            "a: b",
+            "a #b",
+            "x:",
+            "-",
+            "- x",
+            "-x",
+            "?",
+            "? x",
+            ":x",
+            "&a x",
+            "*a",
+            "!!str 1",
+            "!x",
+            "|",
+            ">",
+            "%x",
+            "@x",
+            "`x`",
+            "'",
+            "\"",
+            "'a''b'",
+            "\"a\\\"b\"",
+            "\"a\\nb\"",
+            "#",
+            "---",
+            "",
+            "{}",
+            "{a: 1}",
+            "\"x\" y",
+            "'x'y'",
+        ];
+        let good_items = [
+            "x",
+            "1",
+            "-1",
+            "a b",
+            "~",
+            "true",
+            "1.5",
+            "2024-01-02",
+            "-.5",
+            "a.b",
+            "c++",
+        ];
+        let bad_items = [
+            "a:b",
+            "a: b",
+            "-",
+            "- x",
+            "[x]",
+            "{x}",
+            "'x'",
+            "\"x\"",
+            "",
+            " ",
+            "#x",
+            "x#",
+            "?x",
+            "? x",
+            "&a x",
+            "*a",
+            "2024-02-30",
+        ];
+        let tails = [" #c", "#c", "\t", "\r", ":", " x", " ", "  "];
+        let extra = [
+            "# c",
+            "#",
+            "",
+            "  nested: 1",
+            " cont",
+            "- item",
+            "---",
+            "...",
+            "\t",
+            " ",
+            "%YAML 1.2",
+            "? k",
+            ": v",
+            "  - x",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let rounds = 50_000;
+        let mut fired = 0usize;
+        for _ in 0..rounds {
+            // One chance in `odds` of each kind of deviation.
+            let odds = 4 + rng.next() % 60;
+            let mut text = String::new();
+            let bom = rng.one_in(odds);
+            let lines = 1 + rng.next() % 6;
+            if bom {
+                text.push('\u{FEFF}');
+            }
+            for _ in 0..lines {
+                let (b1, b2, b3) = (rng.one_in(odds), rng.one_in(odds), rng.one_in(odds));
+                let (b4, b5, b6) = (rng.one_in(odds), rng.one_in(odds), rng.one_in(odds));
+                if b1 {
+                    text.push_str(rng.pick(&extra));
+                    text.push('\n');
+                }
+                text.push_str(rng.pick(if b2 { &bad_keys } else { &good_keys }));
+                text.push_str(if b3 { rng.pick(&bad_seps) } else { ": " });
+                if rng.next().is_multiple_of(3) {
+                    text.push('[');
+                    let n = rng.next() % 4;
+                    for i in 0..n {
+                        if i > 0 {
+                            text.push_str(rng.pick(&[",", ", ", " ,", " , "]));
+                        }
+                        let bad_item = rng.one_in(odds * 2);
+                        text.push_str(rng.pick(if bad_item { &bad_items } else { &good_items }));
+                    }
+                    if !b4 {
+                        text.push(']');
+                    }
+                } else {
+                    text.push_str(rng.pick(if b4 { &bad_atoms } else { &good_atoms }));
+                }
+                if b5 {
+                    text.push_str(rng.pick(&tails));
+                }
+                if !b6 {
+                    text.push('\n');
+                }
+            }
+            if check(&text) {
+                fired += 1;
+            }
+        }
+        eprintln!("fast path fired on {fired} of {rounds} random texts");
+        assert!(fired > rounds / 5, "fast path fired only {fired} times");
+    }
+
+    /// Every metadata file of the conformance corpus.
+    #[test]
+    fn simple_map_agrees_on_fmf_corpus() {
+        fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    walk(&path, files);
+                } else if path.extension().is_some_and(|e| e == "fmf") {
+                    files.push(path);
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        files.sort();
+        assert!(files.len() > 100, "corpus not found at {}", root.display());
+        let mut fired = 0usize;
+        for file in &files {
+            // Symlinks are followed by `read_to_string`; unreadable and
+            // non-UTF-8 files are skipped.
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            if check(&text) {
+                fired += 1;
+            }
+        }
+        assert!(fired > 0, "fast path never fired on the corpus");
+        eprintln!("fast path fired on {fired} of {} files", files.len());
+    }
+
+    /// Rough timing of the fast path against the full parser on the
+    /// generated-benchmark file shape
+    /// (`cargo test --release -p atex --lib simple_map_timing -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn simple_map_timing() {
+        let text =
+            "summary: Test number 17\ntest: ./test.sh 17\ntag+: [group-7]\ntier: 2\nduration: 3m\n";
+        let rounds = 200_000u32;
+        let full = || {
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                let map = full_map(std::hint::black_box(text));
+                std::hint::black_box(map);
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+        };
+        let fast = || {
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                let map = parse_simple_map(std::hint::black_box(text));
+                std::hint::black_box(map);
+            }
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+        };
+        // Warm up the regexes and caches once.
+        let _ = (full(), fast());
+        let (f, s) = (full(), fast());
+        eprintln!(
+            "parse + into_json: {f:.3} us/file, parse_simple_map: {s:.3} us/file, {:.1}x",
+            f / s
+        );
     }
 }
