@@ -318,7 +318,7 @@ struct DiscoverArgs {
 
 fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
     let sel = args.selection;
-    let text = atex::fmf::cli_discover(&atex::fmf::DiscoverArgs {
+    let output = atex::fmf::cli_discover(&atex::fmf::DiscoverArgs {
         root: sel.root,
         plan: sel.plan,
         context: sel.context,
@@ -330,7 +330,7 @@ fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     // A closed pipe (`atex discover | head`) is not an error.
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    if let Err(e) = output.write_to(&mut out).and_then(|()| out.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         return Err(e.into());

@@ -7,7 +7,8 @@
 #   ATEX_BINARY  default: target/release/atex (build with
 #                `cargo build --release -p atex`)
 #   SIZES        default: 1000 10000
-# Python fmf is measured when `python3 -c 'import fmf'` works
+# atex runs RUNS times (default 5; the median wall time is printed), python
+# fmf once. Python fmf is measured when `python3 -c 'import fmf'` works
 # (`pip install fmf==1.7.0`); set NO_PYTHON=1 to skip it.
 # Targets (2 cores): 10,000 tests in < 0.35 s wall and < 30 MB peak RSS.
 set -euo pipefail
@@ -18,6 +19,7 @@ atex=${1:-${CARGO_TARGET_DIR:-$repo/target}/release/atex}
 shift || true
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000)
+runs=${RUNS:-5}
 [ -x "$atex" ] || { echo "no atex binary at $atex (cargo build --release -p atex)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (apt-get install time)" >&2; exit 2; }
 
@@ -55,15 +57,22 @@ for i in range(n):
 PY
 }
 
-measure() { # LABEL CMD...
+measure() { # LABEL CMD...  (RUNS times; prints the median wall time and the largest peak RSS)
     local label=$1; shift
-    local out="$work/out" err="$work/time"
-    /usr/bin/time -v "$@" > "$out" 2> "$err"
-    local wall rss count
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$err")
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$err")
+    local out="$work/out" err="$work/time" walls=() rss_max=0 count wall rss
+    for _ in $(seq "$runs"); do
+        /usr/bin/time -v "$@" > "$out" 2> "$err"
+        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$err")
+        # m:ss.cc to seconds
+        walls+=("$(echo "$wall" | awk -F: '{ printf "%.2f", $1 * 60 + $2 }')")
+        rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$err")
+        [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    done
     if [ "$(head -c1 "$out")" = "{" ]; then count=$(grep -c '"source_dir"' "$out" || true); else count=$(wc -l < "$out"); fi
-    printf '%-14s %-8s wall %-9s peak RSS %6.1f MB  (%s tests)\n' "$label" "$n" "$wall" "$(echo "$rss / 1024" | bc -l)" "$count"
+    local median
+    median=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+    printf '%-14s %-6s wall %5s s (median of %s: %s)  peak RSS %6.1f MB  (%s tests)\n' \
+        "$label" "$n" "$median" "${#walls[@]}" "${walls[*]}" "$(echo "$rss_max / 1024" | bc -l)" "$count"
 }
 
 python_discover='
@@ -87,6 +96,6 @@ for n in "${sizes[@]}"; do
     measure "atex" "$atex" discover "$tree" -c distro=fedora-40 -c arch=x86_64
     measure "atex --json" "$atex" discover "$tree" -c distro=fedora-40 -c arch=x86_64 --json
     if [ $have_python = 1 ]; then
-        measure "python fmf" python3 -c "$python_discover" "$tree"
+        runs=1 measure "python fmf" python3 -c "$python_discover" "$tree"
     fi
 done

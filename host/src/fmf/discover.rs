@@ -7,12 +7,13 @@
 //! Without a plan (the default plan: one section, all tests) discovery
 //! does not keep the tree's data: each node is inherited, adjusted,
 //! selected and built on its own, spread over the cores, and `atex
-//! discover` writes each test's text as it is built. The result is that of
-//! the whole-tree steps; when anything fails, the whole-tree steps run
-//! again and report the error they meet first, as before.
+//! discover` keeps only each test's text. The result is that of the
+//! whole-tree steps; when anything fails, the whole-tree steps run again
+//! and report the error they meet first.
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{
@@ -119,8 +120,8 @@ fn discover_whole(root: &Path, selection: &Selection) -> Result<Discovery> {
 /// tree's data: each node's data is inherited, adjusted, selected and
 /// turned into a [`Test`] that `push` adds to a sink made by `new_sink`
 /// (and closed by `end_sink`), in chunks of nodes spread over the
-/// available cores. Returns the sinks
-/// in discovery order. On success the tests are exactly those of
+/// available cores (the rayon pool). Returns the sinks in discovery
+/// order. On success the tests are exactly those of
 /// [`discover_whole`]; on any error the caller runs [`discover_whole`],
 /// which reports the error the sequential steps meet first.
 fn stream_default<S: Send>(
@@ -139,12 +140,20 @@ fn stream_default<S: Send>(
     let (options, excludes) = section_options(section, selection);
     let adjust = AdjustOptions::default();
     let mut tree = Tree::load_uninherited(root)?;
-    let mut items = tree.inherit_items()?.into_iter();
+    // Items are taken out of their slots by the workers, chunk by chunk.
+    let mut items: Vec<(NodeId, Option<Inherit>)> = tree
+        .inherit_items()?
+        .into_iter()
+        .map(|(id, inherit)| (id, Some(inherit)))
+        .collect();
     let tree = &tree;
-    let work = |chunk: Vec<(NodeId, Inherit)>, evaluator: &mut Evaluator<'_>| -> Result<S> {
+    let work = |chunk: &mut [(NodeId, Option<Inherit>)], evaluator: &mut Evaluator<'_>| {
         let mut sink = new_sink();
         let mut decisions = Vec::new();
         for (id, inherit) in chunk {
+            let (id, Some(inherit)) = (*id, inherit.take()) else {
+                continue;
+            };
             let node = tree.node(id);
             let mut data = inherit.data(node.name())?;
             adjust_node(&mut data, node.name(), evaluator, &adjust, &mut decisions)?;
@@ -158,66 +167,15 @@ fn stream_default<S: Send>(
         end_sink(&mut sink);
         Ok(sink)
     };
-    let mut chunks = Vec::new();
-    loop {
-        let chunk: Vec<_> = items.by_ref().take(CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8)
-        .min(chunks.len());
-    let new_evaluator = || Evaluator::new(&selection.context, adjust.case_sensitive);
-    if threads < 2 {
-        let mut evaluator = new_evaluator();
-        let sinks = chunks
-            .into_iter()
-            .map(|c| work(c, &mut evaluator))
-            .collect::<Result<Vec<S>>>()?;
-        return Ok((tree.root().to_path_buf(), plan, sinks));
-    }
-    let count = chunks.len();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    for chunk in chunks.into_iter().enumerate() {
-        // The receiver is alive: sending cannot fail.
-        let _ = tx.send(chunk);
-    }
-    drop(tx);
-    let (rtx, rrx) = crossbeam_channel::unbounded();
-    let run = |rx: crossbeam_channel::Receiver<(usize, Vec<(NodeId, Inherit)>)>,
-               rtx: crossbeam_channel::Sender<(usize, Result<S>)>| {
-        let mut evaluator = new_evaluator();
-        for (i, chunk) in rx.iter() {
-            let result = work(chunk, &mut evaluator);
-            let failed = result.is_err();
-            let _ = rtx.send((i, result));
-            if failed {
-                break;
-            }
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            let (rx, rtx) = (rx.clone(), rtx.clone());
-            s.spawn(|| run(rx, rtx));
-        }
-        run(rx, rtx);
-    });
-    let mut slots: Vec<Option<S>> = Vec::with_capacity(count);
-    slots.resize_with(count, || None);
-    for (i, result) in rrx.iter() {
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(result?);
-        }
-    }
-    let sinks = slots
-        .into_iter()
-        .collect::<Option<Vec<S>>>()
-        .ok_or_else(|| Error::Usage("internal error: a chunk was not processed".into()))?;
+    // Each worker keeps one evaluator (and its cache of parsed rules) for
+    // the chunks it takes.
+    let sinks = items
+        .par_chunks_mut(CHUNK)
+        .map_init(
+            || Evaluator::new(&selection.context, adjust.case_sensitive),
+            |evaluator, chunk| work(chunk, evaluator),
+        )
+        .collect::<Result<Vec<S>>>()?;
     Ok((tree.root().to_path_buf(), plan, sinks))
 }
 
@@ -411,8 +369,9 @@ pub fn parse_context_args(args: &[String]) -> Result<Context> {
 
 /// Run `atex discover`: test names one per line, or with `json` an object
 /// keyed by test name (in discovery order) whose values are
-/// `{"metadata": {...}, "source_dir": "/abs/dir"}`.
-pub fn cli_discover(args: &DiscoverArgs) -> Result<String> {
+/// `{"metadata": {...}, "source_dir": "/abs/dir"}`. Nothing is written
+/// before discovery has succeeded.
+pub fn cli_discover(args: &DiscoverArgs) -> Result<DiscoverOutput> {
     let selection = Selection {
         plan: args.plan.clone(),
         context: parse_context_args(&args.context)?,
@@ -445,13 +404,8 @@ pub fn cli_discover(args: &DiscoverArgs) -> Result<String> {
                 .all(|n| seen.insert(n.as_str()));
             if unique {
                 drop(seen);
-                let len = chunks.iter().map(|(out, _)| out.text.len()).sum::<usize>();
-                let mut out = Output::new(json);
-                out.text.reserve_exact(len + 3);
-                for (chunk, _) in chunks {
-                    out.text.push_str(&chunk.text);
-                }
-                return out.finish();
+                let pieces = chunks.into_iter().map(|(out, _)| out.text).collect();
+                return Ok(DiscoverOutput::framed(json, pieces));
             }
         }
     }
@@ -470,19 +424,56 @@ pub fn cli_discover(args: &DiscoverArgs) -> Result<String> {
         let mut text = serde_json::to_string_pretty(&Value::Object(out))
             .map_err(|e| Error::Usage(format!("cannot write JSON: {e}")))?;
         text.push('\n');
-        Ok(text)
+        Ok(DiscoverOutput { pieces: vec![text] })
     } else {
         let mut out = Output::new(false);
         for t in found.tests {
             out.push(t)?;
         }
-        out.finish()
+        Ok(DiscoverOutput::framed(false, vec![out.text]))
     }
 }
 
-/// The text `atex discover` prints, built one test at a time: names one
-/// per line, or the JSON object `serde_json::to_string_pretty` gives for
-/// `{name: {"metadata": ..., "source_dir": ...}}` plus a newline.
+/// The text `atex discover` prints, kept in the pieces it was built in
+/// (joining them would hold the text twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverOutput {
+    pieces: Vec<String>,
+}
+
+impl DiscoverOutput {
+    /// Frame the pieces of [`Output`] texts: for JSON, every entry starts
+    /// with a separator, and the first one becomes the opening brace.
+    fn framed(json: bool, mut pieces: Vec<String>) -> DiscoverOutput {
+        if json {
+            match pieces.iter_mut().find(|p| !p.is_empty()) {
+                Some(first) => {
+                    first.replace_range(..1, "{");
+                    pieces.push("\n}\n".into());
+                }
+                None => pieces = vec!["{}\n".into()],
+            }
+        }
+        DiscoverOutput { pieces }
+    }
+
+    /// Write the text out, piece by piece.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.pieces
+            .iter()
+            .try_for_each(|piece| out.write_all(piece.as_bytes()))
+    }
+
+    /// The whole text as one string.
+    pub fn into_string(self) -> String {
+        self.pieces.concat()
+    }
+}
+
+/// The text of a chunk of tests, built one test at a time: names one per
+/// line, or the entries of the JSON object `serde_json::to_string_pretty`
+/// gives for `{name: {"metadata": ..., "source_dir": ...}}`, each after a
+/// `,` separator ([`DiscoverOutput::framed`] completes the object).
 struct Output {
     json: bool,
     text: String,
@@ -510,8 +501,6 @@ impl Output {
             Value::String(t.source_dir.to_string_lossy().into_owned()),
         );
         let body = serde_json::to_string_pretty(&Value::Object(entry)).map_err(err)?;
-        // Every entry starts with a separator; `finish` turns the first
-        // one into the opening brace (chunks of entries concatenate).
         self.text.push_str(",\n  ");
         self.text
             .push_str(&serde_json::to_string(&t.name).map_err(err)?);
@@ -527,18 +516,6 @@ impl Output {
             self.text.push_str(line);
         }
         Ok(())
-    }
-
-    fn finish(mut self) -> Result<String> {
-        if self.json {
-            if self.text.is_empty() {
-                self.text.push_str("{}\n");
-            } else {
-                self.text.replace_range(..1, "{");
-                self.text.push_str("\n}\n");
-            }
-        }
-        Ok(self.text)
     }
 }
 
@@ -584,7 +561,9 @@ pub(crate) fn stream_agrees(root: &Path, selection: &Selection) -> bool {
             root == found.root
                 && plan == found.plan
                 && tests == found.tests
-                && (!unique || streamed.finish().ok() == json.ok())
+                && (!unique
+                    || json.ok()
+                        == Some(DiscoverOutput::framed(true, vec![streamed.text]).into_string()))
         }
         (Err(_), Err(_)) => true,
         _ => false,
@@ -637,9 +616,46 @@ mod tests {
         }
     }
 
+    /// Found by the fuzz target: a root whose only file is simple and
+    /// holds merge operators (`tag+` into nothing becomes `tag`).
+    #[test]
+    fn stream_agrees_on_operators_at_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".fmf")).unwrap();
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+        std::fs::write(root.join("main.fmf"), "test: ./t\ntag+: [a]\nx-: [b]\n").unwrap();
+        std::fs::write(root.join("child.fmf"), "").unwrap();
+        std::fs::write(root.join("dir/main.fmf"), "tag+: [b]\n").unwrap();
+        assert!(stream_agrees(root, &Selection::default()));
+        let found = discover(root, &Selection::default()).unwrap();
+        let tags: Vec<&[String]> = found.tests.iter().map(|t| t.tag.as_slice()).collect();
+        assert_eq!(tags, [&["a".to_string()][..], &["a".into(), "b".into()]]);
+    }
+
     #[test]
     fn json_output_shape() {
-        let out = Output::new(true);
-        assert_eq!(out.finish().unwrap(), "{}\n");
+        assert_eq!(
+            DiscoverOutput::framed(true, Vec::new()).into_string(),
+            "{}\n"
+        );
+        assert_eq!(
+            DiscoverOutput::framed(true, vec![String::new()]).into_string(),
+            "{}\n"
+        );
+        let mut one = Output::new(true);
+        let test = Test::from_metadata(
+            "/a".into(),
+            PathBuf::from("/tree"),
+            PathBuf::from("."),
+            serde_json::from_str(r#"{"test": "true"}"#).unwrap(),
+        )
+        .unwrap();
+        one.push(test).unwrap();
+        let text = DiscoverOutput::framed(true, vec![String::new(), one.text]).into_string();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["/a"]["source_dir"], "/tree");
+        assert!(text.starts_with("{\n  \"/a\": {\n"), "{text}");
     }
 }

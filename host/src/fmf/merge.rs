@@ -16,25 +16,27 @@ use super::{
 };
 
 /// Merge `source` into `data` in `source`'s key order (`node` names the
-/// node in errors).
-pub fn merge_special(
+/// node in errors). `source` is any sequence of pairs, so a caller can
+/// merge part of a mapping without building a new one.
+pub fn merge_special<K: AsRef<str> + Into<String>>(
     data: &mut Map<String, Value>,
-    source: Map<String, Value>,
+    source: impl IntoIterator<Item = (K, Value)>,
     node: &str,
 ) -> Result<()> {
     for (key, value) in source {
-        if key.ends_with('+') {
-            plus(data, key.trim_end_matches('+'), value, false, node)?;
-        } else if key.ends_with("+<") {
-            plus(data, key.trim_end_matches(['+', '<']), value, true, node)?;
-        } else if key.ends_with("-~") {
-            minus_regexp(data, key.trim_end_matches(['-', '~']), value, node)?;
-        } else if key.ends_with('-') {
-            minus(data, key.trim_end_matches('-'), value, node)?;
-        } else if key.ends_with('~') {
-            regexp(data, key.trim_end_matches('~'), value, node)?;
+        let k = key.as_ref();
+        if k.ends_with('+') {
+            plus(data, k.trim_end_matches('+'), value, false, node)?;
+        } else if k.ends_with("+<") {
+            plus(data, k.trim_end_matches(['+', '<']), value, true, node)?;
+        } else if k.ends_with("-~") {
+            minus_regexp(data, k.trim_end_matches(['-', '~']), value, node)?;
+        } else if k.ends_with('-') {
+            minus(data, k.trim_end_matches('-'), value, node)?;
+        } else if k.ends_with('~') {
+            regexp(data, k.trim_end_matches('~'), value, node)?;
         } else {
-            data.insert(key, value);
+            data.insert(key.into(), value);
         }
     }
     Ok(())

@@ -42,11 +42,13 @@ pub mod pyre;
 pub mod pyval;
 pub mod tmt;
 pub mod tree;
+mod walk;
 pub mod yaml;
 
 pub use context::{Context, ContextValue};
 pub use discover::{
-    DiscoverArgs, Discovery, Selection, cli_discover, discover, discover_in, parse_context_args,
+    DiscoverArgs, DiscoverOutput, Discovery, Selection, cli_discover, discover, discover_in,
+    parse_context_args,
 };
 pub use error::{Error, Result};
 pub use prune::{PruneOptions, prune};

@@ -1,17 +1,15 @@
 //! Loading an FMF tree the way python fmf 1.7.0 does (`fmf.Tree`): finding
-//! the root and its `.fmf/version` and `.fmf/config`, walking directories
-//! (hidden entries, `explore.include`, symlinked directories visited once,
-//! nested trees skipped), naming nodes from files and `/child` keys,
-//! scattered definitions, directives, pruning of empty directories, and
-//! inheritance with the merge operators. Then [`Tree::adjust`] applies
-//! `adjust` rules against a context.
+//! the root and its `.fmf/version` and `.fmf/config`, naming nodes from
+//! files and `/child` keys, scattered definitions, directives, pruning of
+//! empty directories, and inheritance with the merge operators. Then
+//! [`Tree::adjust`] applies `adjust` rules against a context.
 //!
-//! Loading runs in three steps: the directory walk (which does not depend
-//! on file contents), parsing all files in parallel, then replaying the
-//! reference's `grow()` in walk order over the parsed data, so the result
-//! and the first error reported are those of a sequential walk. Files
-//! whose top level is a plain mapping (no directives, no `/child` keys)
-//! are turned into node data on the parsing threads.
+//! Loading runs in two steps: [`super::walk`] finds and parses the files
+//! (in parallel), then the reference's `grow()` is replayed in walk order
+//! over the parsed data, so the result and the first error reported are
+//! those of a sequential walk. A file that is a flat mapping of plain
+//! scalars is kept as its text until its node's data is needed: parsing it
+//! again is cheaper than holding thousands of parsed maps at once.
 //!
 //! Inheritance is either done for the whole tree ([`Tree::load`]) or
 //! prepared node by node for discovery that does not keep the tree's data
@@ -24,12 +22,14 @@ use std::{
 };
 
 use indexmap::IndexMap;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{
     context::{Context, Evaluator, RuleError},
     error::{Error, Result},
     merge::merge_special,
+    walk::{self, DirPlan, FileData, PlanFile, is_dir_following},
     yaml::{self, Yaml},
 };
 
@@ -52,6 +52,11 @@ pub struct Node {
     parent: Option<NodeId>,
     children: IndexMap<String, NodeId>,
     data: Map<String, Value>,
+    /// The text of a simple file (see [`yaml::parse_simple_map`]) that
+    /// alone makes the node's own data, parsed when the data is needed.
+    /// A tree of mostly such files holds a few bytes of text per node
+    /// instead of the parsed maps until discovery reaches each node.
+    text: Option<Box<str>>,
     directives: Directives,
     sources: Vec<Arc<Path>>,
     updated: bool,
@@ -82,11 +87,32 @@ impl Node {
     pub fn directives(&self) -> Directives {
         self.directives
     }
+    /// Parse pending simple text into the node's data.
+    fn materialize(&mut self) -> Result<()> {
+        if let Some(text) = self.text.take() {
+            self.data = parse_simple(&text)?;
+        }
+        Ok(())
+    }
     /// Whether `climb` yields it without `whole`: the `select` directive,
     /// else "has no children".
     pub fn is_selected(&self) -> bool {
         self.directives.select.unwrap_or(self.children.is_empty())
     }
+}
+
+/// Parse the text of a simple file, checked by the walk.
+fn parse_simple(text: &str) -> Result<Map<String, Value>> {
+    yaml::parse_simple_map(text)
+        .ok_or_else(|| Error::Usage("internal error: a simple file is no longer simple".into()))
+}
+
+/// A node's own data: parsed, or the text of a simple file.
+pub(super) enum Raw {
+    /// Parsed data.
+    Data(Map<String, Value>),
+    /// Text for [`yaml::parse_simple_map`].
+    Text(Box<str>),
 }
 
 /// A node's inherited data, to be made by [`Inherit::data`].
@@ -95,7 +121,7 @@ pub(super) enum Inherit {
     Ready(Arc<Map<String, Value>>),
     /// The parent's inherited data (`None`: nothing to inherit) and the
     /// node's own data to merge into it.
-    Merge(Option<Arc<Map<String, Value>>>, Map<String, Value>),
+    Merge(Option<Arc<Map<String, Value>>>, Raw),
 }
 
 impl Inherit {
@@ -104,7 +130,19 @@ impl Inherit {
         match self {
             Inherit::Ready(data) => Ok(Arc::unwrap_or_clone(data)),
             Inherit::Merge(base, raw) => {
-                let mut data = base.map(Arc::unwrap_or_clone).unwrap_or_default();
+                let raw = match raw {
+                    Raw::Data(map) => map,
+                    Raw::Text(text) => parse_simple(&text)?,
+                };
+                let mut data = match base {
+                    Some(base) => Arc::unwrap_or_clone(base),
+                    // Nothing to inherit and no merge operator to resolve
+                    // (`key+` into nothing still becomes `key`).
+                    None if !raw.keys().any(|k| k.ends_with(['+', '<', '-', '~'])) => {
+                        return Ok(raw);
+                    }
+                    None => Map::new(),
+                };
                 merge_special(&mut data, raw, name)?;
                 Ok(data)
             }
@@ -160,23 +198,6 @@ pub struct Tree {
     nodes: Vec<Node>,
 }
 
-/// What the walk found in one directory.
-#[derive(Default)]
-struct DirPlan {
-    /// `.fmf` files in processing order, with their index in the file list.
-    files: Vec<(String, usize)>,
-    /// Sub-directories to grow, in order.
-    dirs: Vec<(String, DirPlan)>,
-}
-
-struct Walker {
-    include: Vec<String>,
-    symlinkdirs: Vec<PathBuf>,
-    files: Vec<PathBuf>,
-    /// Where to send each file to parse as soon as it is found.
-    tx: Option<crossbeam_channel::Sender<(usize, PathBuf)>>,
-}
-
 /// Python `os.path.abspath`: absolute and lexically normalised.
 fn abspath(path: &Path) -> Result<PathBuf> {
     let joined = if path.is_absolute() {
@@ -199,10 +220,6 @@ fn abspath(path: &Path) -> Result<PathBuf> {
         }
     }
     Ok(out)
-}
-
-fn is_dir_following(path: &Path) -> bool {
-    fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
 /// Python `int(text)` for `.fmf/version`.
@@ -236,187 +253,18 @@ fn join_name(parent: &str, name: &str) -> String {
     }
 }
 
-impl Walker {
-    /// Walk a directory; `None` when it holds a `.fmf` directory and is
-    /// not the root (a nested tree, which the reference skips).
-    fn walk(&mut self, path: &Path, is_root: bool) -> Option<DirPlan> {
-        let mut plan = DirPlan::default();
-        if [Path::new("/dev"), Path::new("/proc"), Path::new("/sys")].contains(&path) {
-            return Some(plan);
-        }
-        let Ok(entries) = fs::read_dir(path) else {
-            return Some(plan);
-        };
-        let mut files: Vec<(String, PathBuf)> = Vec::new();
-        let mut dirs: Vec<(String, bool, PathBuf)> = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(ft) = entry.file_type() else { continue };
-            let is_link = ft.is_symlink();
-            let is_dir = if is_link {
-                is_dir_following(&entry.path())
-            } else {
-                ft.is_dir()
-            };
-            if is_dir {
-                if name == ".fmf" && !is_root {
-                    return None;
-                }
-                dirs.push((name, is_link, entry.path()));
-            } else if name.ends_with(".fmf") {
-                files.push((name, entry.path()));
-            }
-        }
-        files.sort_unstable();
-        if let Some(pos) = files.iter().position(|(f, _)| f == "main.fmf") {
-            let main = files.remove(pos);
-            files.insert(0, main);
-        }
-        for (name, full) in files {
-            if name.starts_with('.') && !self.include.contains(&name) {
-                continue;
-            }
-            if let Some(tx) = &self.tx {
-                // A closed channel only means the parsers are gone; the
-                // file is then parsed after the walk.
-                let _ = tx.send((self.files.len(), full.clone()));
-            }
-            self.files.push(full);
-            plan.files.push((name, self.files.len() - 1));
-        }
-        dirs.sort_unstable();
-        for (name, is_link, full) in dirs {
-            if name.starts_with('.') && !self.include.contains(&name) {
-                continue;
-            }
-            if is_link {
-                let real = fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
-                if self.symlinkdirs.contains(&real) {
-                    continue;
-                }
-                self.symlinkdirs.push(real);
-            }
-            // A nested tree (with its own .fmf/) is skipped.
-            if let Some(sub) = self.walk(&full, false) {
-                plan.dirs.push((name, sub));
-            }
-        }
-        Some(plan)
-    }
-}
-
-/// A parsed file.
-enum FileData {
-    /// A mapping with only plain keys (strings, no `/` directives or
-    /// children), already as node data.
-    Plain(Map<String, Value>),
-    /// Anything else, for [`Tree::update`] to take apart.
-    Yaml(Yaml),
-}
-
-/// Read and parse one file, converting plain node data on the spot (on the
-/// parsing thread).
-fn load_file(path: &Path) -> Result<FileData> {
-    let yaml = parse_file(path)?;
-    match yaml {
-        Yaml::Map(pairs)
-            if pairs
-                .iter()
-                .all(|(k, _)| matches!(k, Yaml::Str(s) if !s.starts_with('/'))) =>
-        {
-            let mut map = Map::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                if let Yaml::Str(k) = k {
-                    map.insert(k, v.into_json());
-                }
-            }
-            Ok(FileData::Plain(map))
-        }
-        other => Ok(FileData::Yaml(other)),
-    }
-}
-
-/// Read and parse one file.
-fn parse_file(path: &Path) -> Result<Yaml> {
-    let io = |e: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let mut bytes = Vec::with_capacity(1024);
-    std::io::Read::read_to_end(&mut fs::File::open(path).map_err(io)?, &mut bytes).map_err(io)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Yaml {
-        path: path.to_path_buf(),
-        line: Some(
-            bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1,
-        ),
-        message: format!("invalid UTF-8: {e}"),
-    })?;
-    yaml::parse(text, path)
-}
-
-/// Walk the tree from `root` and parse every file found. With several
-/// cores the files are parsed by worker threads while the walk goes on.
-fn walk_and_load(walker: &mut Walker, root: &Path) -> (DirPlan, Vec<Option<Result<FileData>>>) {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads < 2 {
-        let plan = walker.walk(root, true).unwrap_or_default();
-        let parsed = walker.files.iter().map(|f| Some(load_file(f))).collect();
-        return (plan, parsed);
-    }
-    let (tx, rx) = crossbeam_channel::unbounded::<(usize, PathBuf)>();
-    let (rtx, rrx) = crossbeam_channel::unbounded::<(usize, Result<FileData>)>();
-    let plan = std::thread::scope(|s| {
-        for _ in 0..threads - 1 {
-            let (rx, rtx) = (rx.clone(), rtx.clone());
-            s.spawn(move || {
-                for (i, path) in rx.iter() {
-                    let _ = rtx.send((i, load_file(&path)));
-                }
-            });
-        }
-        walker.tx = Some(tx);
-        let plan = walker.walk(root, true).unwrap_or_default();
-        walker.tx = None;
-        // Help with what is left.
-        for (i, path) in rx.iter() {
-            let _ = rtx.send((i, load_file(&path)));
-        }
-        plan
-    });
-    drop(rtx);
-    let mut parsed: Vec<Option<Result<FileData>>> = Vec::with_capacity(walker.files.len());
-    parsed.resize_with(walker.files.len(), || None);
-    for (i, r) in rrx.iter() {
-        if let Some(slot) = parsed.get_mut(i) {
-            *slot = Some(r);
-        }
-    }
-    for (slot, path) in parsed.iter_mut().zip(&walker.files) {
-        if slot.is_none() {
-            *slot = Some(load_file(path));
-        }
-    }
-    (plan, parsed)
-}
-
 impl Tree {
     /// Load the tree that contains `path` (searching parents for `.fmf/`),
     /// always from its root, and apply inheritance.
     pub fn load(path: impl AsRef<Path>) -> Result<Tree> {
         let mut tree = Self::load_uninherited(path.as_ref())?;
+        tree.nodes.par_iter_mut().try_for_each(Node::materialize)?;
         tree.inherit()?;
         Ok(tree)
     }
 
     /// [`Tree::load`] without the inheritance step: nodes hold only their
-    /// own data (see [`Tree::inherit_items`]).
+    /// own data, possibly still as text (see [`Tree::inherit_items`]).
     pub(super) fn load_uninherited(path: &Path) -> Result<Tree> {
         let start = abspath(path)?;
         let mut root = start.clone();
@@ -450,29 +298,28 @@ impl Tree {
         })?;
         let include = Self::explore_include(&root)?;
 
-        let mut walker = Walker {
-            include,
-            symlinkdirs: Vec::new(),
-            files: Vec::new(),
-            tx: None,
-        };
-        let (plan, mut parsed) = walk_and_load(&mut walker, &root);
-        let files: Vec<Arc<Path>> = walker.files.into_iter().map(Arc::from).collect();
+        let plan = walk::walk_and_load(&root, &include);
 
+        // Every directory and every file other than `main.fmf` is a node
+        // (plus any `/child` keys): sizing the list up front spares the
+        // unused half a doubling vector would keep.
+        let mut nodes = Vec::with_capacity(1 + plan.node_count());
+        nodes.push(Node {
+            name: "/".into(),
+            parent: None,
+            children: IndexMap::new(),
+            data: Map::new(),
+            text: None,
+            directives: Directives::default(),
+            sources: Vec::new(),
+            updated: false,
+        });
         let mut tree = Tree {
             root: root.clone(),
             version,
-            nodes: vec![Node {
-                name: "/".into(),
-                parent: None,
-                children: IndexMap::new(),
-                data: Map::new(),
-                directives: Directives::default(),
-                sources: Vec::new(),
-                updated: false,
-            }],
+            nodes,
         };
-        tree.grow(0, plan, &mut parsed, &files)?;
+        tree.grow(0, plan)?;
         Ok(tree)
     }
 
@@ -551,6 +398,7 @@ impl Tree {
             parent: Some(parent),
             children: IndexMap::new(),
             data: Map::new(),
+            text: None,
             directives: Directives::default(),
             sources: Vec::new(),
             updated: false,
@@ -559,31 +407,29 @@ impl Tree {
         id
     }
 
-    fn grow(
-        &mut self,
-        node: NodeId,
-        plan: DirPlan,
-        parsed: &mut [Option<Result<FileData>>],
-        files: &[Arc<Path>],
-    ) -> Result<()> {
-        for (name, index) in plan.files {
-            let data = parsed[index]
-                .take()
-                .unwrap_or_else(|| Err(Error::Usage("internal error: file parsed twice".into())))?;
-            let source = &files[index];
+    fn grow(&mut self, node: NodeId, plan: DirPlan) -> Result<()> {
+        for PlanFile { name, path, data } in plan.files {
+            let data = data?;
+            let source = &path;
             if name == "main.fmf" {
                 self.nodes[node].sources.push(source.clone());
                 match data {
-                    FileData::Plain(map) => self.update_plain(node, map),
+                    FileData::Simple(text) => self.update_simple(node, text)?,
+                    FileData::Plain(map) => self.update_plain(node, map)?,
                     FileData::Yaml(data) => self.update(node, data, source)?,
                 }
             } else {
                 let child_name = &name[..name.len() - ".fmf".len()];
                 match data {
-                    FileData::Plain(map) => {
+                    FileData::Simple(text) => {
                         // `child()` with a mapping.
                         let id = self.new_child(node, child_name);
-                        self.update_plain(id, map);
+                        self.update_simple(id, text)?;
+                        self.nodes[id].sources.push(source.clone());
+                    }
+                    FileData::Plain(map) => {
+                        let id = self.new_child(node, child_name);
+                        self.update_plain(id, map)?;
                         self.nodes[id].sources.push(source.clone());
                     }
                     FileData::Yaml(data) => self.child(node, child_name, data, source, true)?,
@@ -592,7 +438,7 @@ impl Tree {
         }
         for (name, sub) in plan.dirs {
             let child = self.new_child(node, &name);
-            self.grow(child, sub, parsed, files)?;
+            self.grow(child, sub)?;
         }
         let nodes = &self.nodes;
         let keep: IndexMap<String, NodeId> = nodes[node]
@@ -641,9 +487,23 @@ impl Tree {
         Ok(())
     }
 
+    /// `Tree.update(data)` for a [`FileData::Simple`] text: kept as text
+    /// when it is all the node's data so far.
+    fn update_simple(&mut self, node: NodeId, text: Box<str>) -> Result<()> {
+        let n = &mut self.nodes[node];
+        if n.data.is_empty() && n.text.is_none() {
+            n.updated = true;
+            n.text = Some(text);
+            return Ok(());
+        }
+        let map = parse_simple(&text)?;
+        self.update_plain(node, map)
+    }
+
     /// `Tree.update(data)` for a [`FileData::Plain`] mapping.
-    fn update_plain(&mut self, node: NodeId, map: Map<String, Value>) {
+    fn update_plain(&mut self, node: NodeId, map: Map<String, Value>) -> Result<()> {
         let node = &mut self.nodes[node];
+        node.materialize()?;
         node.updated = true;
         if node.data.is_empty() {
             node.data = map;
@@ -652,10 +512,12 @@ impl Tree {
                 node.data.insert(key, value);
             }
         }
+        Ok(())
     }
 
     /// `Tree.update(data)`.
     fn update(&mut self, node: NodeId, data: Yaml, file: &Arc<Path>) -> Result<()> {
+        self.nodes[node].materialize()?;
         self.nodes[node].updated = true;
         let pairs = match data {
             Yaml::Null => return Ok(()),
@@ -814,7 +676,10 @@ impl Tree {
                     }
                 }
             };
-            let raw = std::mem::take(&mut self.nodes[id].data);
+            let raw = match self.nodes[id].text.take() {
+                Some(text) => Raw::Text(text),
+                None => Raw::Data(std::mem::take(&mut self.nodes[id].data)),
+            };
             let parent = self.nodes[id]
                 .parent
                 .filter(|_| self.nodes[id].directives.inherit != Some(false));
@@ -934,10 +799,20 @@ pub(super) fn adjust_node(
     options: &AdjustOptions,
     decisions: &mut Vec<Decision>,
 ) -> Result<()> {
-    let rules = match data.get(&options.key) {
-        None => Vec::new(),
-        Some(Value::Object(m)) => vec![Value::Object(m.clone())],
-        Some(Value::Array(items)) => items.clone(),
+    let key = options.key.as_str();
+    // The reference applies a copy of the rules. Unless a rule changes the
+    // rules key itself, the rules are moved out of the data while they are
+    // applied instead (leaving a null in place, so the key order stays),
+    // and put back afterwards.
+    let touches_key =
+        |rule: &Value| matches!(rule, Value::Object(r) if r.keys().any(|k| k.starts_with(key)));
+    let (rules, moved) = match data.get_mut(key) {
+        None => (Value::Array(Vec::new()), false),
+        Some(v @ Value::Object(_)) if !touches_key(v) => (std::mem::take(v), true),
+        Some(Value::Array(items)) if !items.iter().any(touches_key) => {
+            (Value::Array(std::mem::take(items)), true)
+        }
+        Some(v @ (Value::Object(_) | Value::Array(_))) => (v.clone(), false),
         Some(other) => {
             return Err(Error::Adjust {
                 node: name.to_string(),
@@ -948,7 +823,28 @@ pub(super) fn adjust_node(
             });
         }
     };
-    for set in [&rules, &options.additional_rules] {
+    let result = apply_rules(data, &rules, name, evaluator, options, decisions);
+    if moved && let Some(slot) = data.get_mut(key) {
+        *slot = rules;
+    }
+    result
+}
+
+/// Apply `rules` (the node's own: a mapping or a list), then the
+/// additional ones, to `data`.
+fn apply_rules(
+    data: &mut Map<String, Value>,
+    rules: &Value,
+    name: &str,
+    evaluator: &mut Evaluator<'_>,
+    options: &AdjustOptions,
+    decisions: &mut Vec<Decision>,
+) -> Result<()> {
+    let own = match rules {
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    for set in [own, options.additional_rules.as_slice()] {
         for rule in set.iter() {
             let Value::Object(rule) = rule else {
                 return Err(Error::Adjust {
@@ -1004,11 +900,10 @@ pub(super) fn adjust_node(
             }
             match outcome {
                 Some(true) => {
-                    let apply: Map<String, Value> = rule
+                    let apply = rule
                         .iter()
                         .filter(|(k, _)| !matches!(k.as_str(), "because" | "continue" | "when"))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
+                        .map(|(k, v)| (k.as_str(), v.clone()));
                     merge_special(data, apply, name)?;
                     if !cont {
                         break;
@@ -1068,5 +963,55 @@ mod tests {
             Value::Object(tree.node(x).data().clone()),
             serde_json::json!({"tag": ["a", "b"]})
         );
+    }
+
+    /// Simple files are kept as text until needed; when a second file
+    /// adds to the same node (before or after), the data is that of
+    /// merging both in walk order, in the whole tree and in the items
+    /// discovery inherits from.
+    #[test]
+    fn deferred_text_merges_with_later_and_earlier_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join(".fmf")).unwrap();
+        fs::write(root.join(".fmf/version"), "1\n").unwrap();
+        fs::write(root.join("main.fmf"), "tag: [r]\n/early:\n  a: from-root\n").unwrap();
+        fs::write(root.join("late.fmf"), "a: from-file\nb: 1\n").unwrap();
+        fs::write(root.join("only.fmf"), "e: 5\n").unwrap();
+        for (d, text) in [("late", "b: 2\nc: 3\n"), ("early", "a: 1\nd: [x]\n")] {
+            fs::create_dir_all(root.join(d)).unwrap();
+            fs::write(root.join(d).join("main.fmf"), text).unwrap();
+        }
+        let expected = [
+            (
+                "/early",
+                serde_json::json!({"tag": ["r"], "a": 1, "d": ["x"]}),
+            ),
+            (
+                "/late",
+                serde_json::json!({"tag": ["r"], "a": "from-file", "b": 2, "c": 3}),
+            ),
+            ("/only", serde_json::json!({"tag": ["r"], "e": 5})),
+        ];
+        let tree = Tree::load(root).unwrap();
+        for (name, want) in &expected {
+            let id = tree.find(name).unwrap();
+            assert_eq!(&Value::Object(tree.node(id).data().clone()), want, "{name}");
+        }
+        let mut tree = Tree::load_uninherited(root).unwrap();
+        assert!(
+            tree.nodes.iter().any(|n| n.text.is_some()),
+            "nothing deferred"
+        );
+        let names: Vec<String> = tree.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut seen = 0;
+        for (id, inherit) in tree.inherit_items().unwrap() {
+            if let Some((_, want)) = expected.iter().find(|(n, _)| *n == names[id]) {
+                let data = inherit.data(&names[id]).unwrap();
+                assert_eq!(&Value::Object(data), want);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3);
     }
 }
