@@ -786,19 +786,29 @@ fn resolve_plain(text: &str) -> Resolved {
             _ => {}
         }
     }
-    if matches!(first, '-' | '+' | '0'..='9' | '.') && float_re().is_match(text) {
+    let may_be_number = may_be_number(text);
+    if may_be_number && matches!(first, '-' | '+' | '0'..='9' | '.') && float_re().is_match(text) {
         return Resolved::Float;
     }
-    if matches!(first, '-' | '+' | '0'..='9') && int_re().is_match(text) {
+    if may_be_number && matches!(first, '-' | '+' | '0'..='9') && int_re().is_match(text) {
         return Resolved::Int;
     }
     if matches!(text, "~" | "null" | "Null" | "NULL") {
         return Resolved::Null;
     }
-    if first.is_ascii_digit() && timestamp_re().is_match(text) {
+    if may_be_number && first.is_ascii_digit() && timestamp_re().is_match(text) {
         return Resolved::Timestamp;
     }
     Resolved::Str
+}
+
+/// Whether `text` holds only characters the number and timestamp patterns
+/// can match; other text (`./run.sh`, `5m`) skips those three regexes.
+fn may_be_number(text: &str) -> bool {
+    text.bytes().all(|b| {
+        matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b'_' | b'+' | b'-' | b'.' | b'x'
+            | b'o' | b'i' | b'n' | b'I' | b'N' | b'T' | b't' | b'Z' | b':' | b' ' | b'\t')
+    })
 }
 
 fn float_re() -> &'static regex::Regex {
@@ -862,6 +872,45 @@ mod tests {
         assert_eq!(p("'017'").unwrap(), Yaml::Str("017".into()));
         assert_eq!(p("").unwrap(), Yaml::Null);
         assert_eq!(p("# c\n").unwrap(), Yaml::Null);
+    }
+
+    /// The character guard never hides a match of the number and
+    /// timestamp patterns: every string built from a pool of relevant and
+    /// irrelevant characters that one of them matches passes the guard.
+    #[test]
+    fn number_guard_keeps_every_match() {
+        let pool: Vec<char> = "0123456789_+-.:eExXoObBaAfFiInNtTZz \tm/#"
+            .chars()
+            .collect();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut matched = 0;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = 1 + (state % 12) as usize;
+            let text: String = (0..len)
+                .map(|i| pool[((state >> (i * 5)) % pool.len() as u64) as usize])
+                .collect();
+            let any = float_re().is_match(&text)
+                || int_re().is_match(&text)
+                || timestamp_re().is_match(&text);
+            if any {
+                matched += 1;
+                assert!(may_be_number(&text), "{text:?}");
+            }
+        }
+        for text in [
+            "2024-01-02 10:20:30.5 +01:00",
+            ".NaN",
+            "-.Inf",
+            "0x_fF",
+            "0o17",
+            "1e5",
+        ] {
+            assert!(may_be_number(text), "{text}");
+        }
+        assert!(matched > 1000, "only {matched} matches");
     }
 
     #[test]
