@@ -113,10 +113,10 @@ fn is_skipped(path: &Path) -> bool {
 }
 
 /// Sort `.fmf` files the way `grow()` processes them: `main.fmf` first,
-/// the rest by name.
-fn sort_files<T: Ord>(files: &mut Vec<(String, T)>) {
+/// the rest by name (`T` sorts by its name first).
+fn sort_files<T: Ord>(files: &mut Vec<T>, name: impl Fn(&T) -> &str) {
     files.sort_unstable();
-    if let Some(pos) = files.iter().position(|(f, _)| f == "main.fmf") {
+    if let Some(pos) = files.iter().position(|f| name(f) == "main.fmf") {
         let main = files.remove(pos);
         files.insert(0, main);
     }
@@ -164,7 +164,7 @@ impl Walker {
                 files.push((name, entry.path()));
             }
         }
-        sort_files(&mut files);
+        sort_files(&mut files, |(name, _)| name);
         for (name, full) in files {
             if is_hidden(&name, &self.include) {
                 continue;
@@ -229,11 +229,10 @@ fn scan_dir(
     let Ok(mut dir) = Dir::new(fd) else {
         return Ok(Some(out));
     };
-    let mut files: Vec<(String, ())> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     let mut dirs: Vec<String> = Vec::new();
     while let Some(entry) = dir.read() {
-        // A failed read ends the listing, like Python's `os.listdir`
-        // error handling in the reference: what was read is kept.
+        // A failed read ends the listing; what was read so far is kept.
         let Ok(entry) = entry else { break };
         let raw = entry.file_name().to_bytes();
         if raw == b"." || raw == b".." {
@@ -278,14 +277,14 @@ fn scan_dir(
             }
             dirs.push(name);
         } else if name.ends_with(".fmf") {
-            files.push((name, ()));
+            files.push(name);
         }
     }
     let Ok(dfd) = dir.fd() else {
         return Ok(Some(out));
     };
-    sort_files(&mut files);
-    for (name, ()) in files {
+    sort_files(&mut files, String::as_str);
+    for name in files {
         if is_hidden(&name, include) {
             continue;
         }
