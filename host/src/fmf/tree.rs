@@ -4,7 +4,7 @@
 //! empty directories, and inheritance with the merge operators. Then
 //! [`Tree::adjust`] applies `adjust` rules against a context.
 //!
-//! Loading runs in two steps: [`super::walk`] finds and parses the files
+//! Loading runs in two steps: the `walk` module finds and parses the files
 //! (in parallel), then the reference's `grow()` is replayed in walk order
 //! over the parsed data, so the result and the first error reported are
 //! those of a sequential walk. A file that is a flat mapping of plain
