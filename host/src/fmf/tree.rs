@@ -87,6 +87,19 @@ impl Node {
     pub fn directives(&self) -> Directives {
         self.directives
     }
+    /// A node with no data yet.
+    fn empty(name: String, parent: Option<NodeId>) -> Node {
+        Node {
+            name,
+            parent,
+            children: IndexMap::new(),
+            data: Map::new(),
+            text: None,
+            directives: Directives::default(),
+            sources: Vec::new(),
+            updated: false,
+        }
+    }
     /// Parse pending simple text into the node's data.
     fn materialize(&mut self) -> Result<()> {
         if let Some(text) = self.text.take() {
@@ -304,16 +317,7 @@ impl Tree {
         // (plus any `/child` keys): sizing the list up front spares the
         // unused half a doubling vector would keep.
         let mut nodes = Vec::with_capacity(1 + plan.node_count());
-        nodes.push(Node {
-            name: "/".into(),
-            parent: None,
-            children: IndexMap::new(),
-            data: Map::new(),
-            text: None,
-            directives: Directives::default(),
-            sources: Vec::new(),
-            updated: false,
-        });
+        nodes.push(Node::empty("/".into(), None));
         let mut tree = Tree {
             root: root.clone(),
             version,
@@ -393,16 +397,7 @@ impl Tree {
         }
         let id = self.nodes.len();
         let full = join_name(&self.nodes[parent].name, name);
-        self.nodes.push(Node {
-            name: full,
-            parent: Some(parent),
-            children: IndexMap::new(),
-            data: Map::new(),
-            text: None,
-            directives: Directives::default(),
-            sources: Vec::new(),
-            updated: false,
-        });
+        self.nodes.push(Node::empty(full, Some(parent)));
         self.nodes[parent].children.insert(name.to_string(), id);
         id
     }
@@ -941,15 +936,24 @@ mod tests {
         assert_eq!(parse_version(""), None);
     }
 
+    /// A tree root (with `.fmf/version`) holding `files`, by relative path.
+    fn tree_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [(".fmf/version", "1\n")].iter().chain(files) {
+            let path = dir.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn load_small_tree() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tree_dir(&[
+            ("main.fmf", "tag: [a]\n/x:\n  tag+: [b]\n"),
+            ("d/main.fmf", "v: 1\n"),
+        ]);
         let root = dir.path();
-        fs::create_dir_all(root.join(".fmf")).unwrap();
-        fs::write(root.join(".fmf/version"), "1\n").unwrap();
-        fs::write(root.join("main.fmf"), "tag: [a]\n/x:\n  tag+: [b]\n").unwrap();
-        fs::create_dir_all(root.join("d")).unwrap();
-        fs::write(root.join("d/main.fmf"), "v: 1\n").unwrap();
         fs::create_dir_all(root.join("empty/deeper")).unwrap();
         let tree = Tree::load(root.join("d")).unwrap();
         let leaves: Vec<&str> = tree
@@ -971,17 +975,14 @@ mod tests {
     /// discovery inherits from.
     #[test]
     fn deferred_text_merges_with_later_and_earlier_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tree_dir(&[
+            ("main.fmf", "tag: [r]\n/early:\n  a: from-root\n"),
+            ("late.fmf", "a: from-file\nb: 1\n"),
+            ("only.fmf", "e: 5\n"),
+            ("late/main.fmf", "b: 2\nc: 3\n"),
+            ("early/main.fmf", "a: 1\nd: [x]\n"),
+        ]);
         let root = dir.path();
-        fs::create_dir_all(root.join(".fmf")).unwrap();
-        fs::write(root.join(".fmf/version"), "1\n").unwrap();
-        fs::write(root.join("main.fmf"), "tag: [r]\n/early:\n  a: from-root\n").unwrap();
-        fs::write(root.join("late.fmf"), "a: from-file\nb: 1\n").unwrap();
-        fs::write(root.join("only.fmf"), "e: 5\n").unwrap();
-        for (d, text) in [("late", "b: 2\nc: 3\n"), ("early", "a: 1\nd: [x]\n")] {
-            fs::create_dir_all(root.join(d)).unwrap();
-            fs::write(root.join(d).join("main.fmf"), text).unwrap();
-        }
         let expected = [
             (
                 "/early",

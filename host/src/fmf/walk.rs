@@ -78,9 +78,14 @@ pub(super) enum FileData {
 /// Walk the tree at `root` (with the `explore.include` names) and parse
 /// every `.fmf` file found.
 pub(super) fn walk_and_load(root: &Path, include: &[String]) -> DirPlan {
-    if let Ok(Some(plan)) = scan(root, include) {
-        return plan;
+    match scan(root, include) {
+        Ok(Some(plan)) => plan,
+        _ => walk_sequential(root, include),
     }
+}
+
+/// The sequential walk, then every file parsed (in parallel).
+fn walk_sequential(root: &Path, include: &[String]) -> DirPlan {
     let mut walker = Walker {
         include: include.to_vec(),
         symlinkdirs: Vec::new(),
@@ -431,16 +436,7 @@ mod tests {
     }
 
     fn sequential(root: &Path, include: &[String]) -> Vec<String> {
-        let mut walker = Walker {
-            include: include.to_vec(),
-            symlinkdirs: Vec::new(),
-        };
-        let mut plan = walker.walk(root, true).unwrap_or_default();
-        let mut files = Vec::new();
-        collect_files(&mut plan, &mut files);
-        for file in files {
-            file.data = load_file(&file.path);
-        }
+        let plan = walk_sequential(root, include);
         let mut out = Vec::new();
         describe(&plan, "", &mut out);
         out
