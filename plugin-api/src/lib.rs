@@ -52,6 +52,7 @@
 mod host;
 mod root;
 pub mod sdk;
+pub mod time;
 mod traits;
 mod types;
 

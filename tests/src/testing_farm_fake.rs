@@ -29,6 +29,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use atex_plugin_api::time::UtcTime;
 use serde_json::{Value, json};
 
 /// The image every fake machine runs (tests/images/build.sh ssh).
@@ -1327,33 +1328,12 @@ fn uuid4() -> String {
     )
 }
 
-fn civil(t: SystemTime) -> (i64, u32, u32, u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, day, secs % 86_400, d.subsec_micros())
-}
-
 fn iso_micro(t: SystemTime) -> String {
-    let (y, m, d, s, us) = civil(t);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    let u = UtcTime::from_system_time(t);
+    format!("{}.{:06}", u.iso_seconds(), u.micros)
 }
 
 fn hms(t: SystemTime) -> String {
-    let (_, _, _, s, _) = civil(t);
-    format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    let u = UtcTime::from_system_time(t);
+    format!("{:02}:{:02}:{:02}", u.hour, u.minute, u.second)
 }

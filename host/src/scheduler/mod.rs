@@ -28,7 +28,7 @@ pub mod sim;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
+    time::SystemTime,
 };
 
 pub use config::{ConfigError, RunConfig};
@@ -37,6 +37,8 @@ pub use driver::{
 };
 pub use engine::{Policy, QueuedTest};
 pub use progress::ProgressMode;
+
+use atex_plugin_api::time::UtcTime;
 
 use crate::{
     backend::{Provisioner, Reporter},
@@ -48,26 +50,15 @@ use crate::{
 /// A run identifier: UTC date and time plus the process id, e.g.
 /// `20260512-101530-4242`.
 pub fn new_run_id() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = UtcTime::from_system_time(SystemTime::now());
     format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{}",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
         std::process::id()
     )
 }

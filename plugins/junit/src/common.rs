@@ -13,7 +13,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use atex_plugin_api::{PluginError, TestResult};
+use atex_plugin_api::{PluginError, TestResult, time::UtcTime};
 
 /// Longest note kept per result, in bytes (notes are not logs).
 pub const MAX_NOTE_BYTES: usize = 16 * 1024;
@@ -170,29 +170,7 @@ pub fn write_atomically(
 
 /// `ms` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn iso_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{}Z", UtcTime::from_unix_ms(ms).iso_seconds())
 }
 
 /// Milliseconds as seconds with three decimals, e.g. `12.345`.

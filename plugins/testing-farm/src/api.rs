@@ -9,9 +9,10 @@ use std::{
     fmt,
     io::Read,
     sync::{Mutex, atomic::AtomicBool, atomic::Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
+use atex_plugin_api::time::UtcTime;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -541,25 +542,7 @@ fn type_name(v: &Value) -> &'static str {
 /// `t` as naive ISO 8601 in UTC (`2024-05-01T12:00:00`), as the search
 /// parameters want it (no zone suffix).
 pub fn iso_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    UtcTime::from_system_time(t).iso_seconds()
 }
 
 #[cfg(test)]
@@ -568,6 +551,7 @@ mod tests {
 
     #[test]
     fn iso_dates() {
+        use std::time::UNIX_EPOCH;
         assert_eq!(iso_utc(UNIX_EPOCH), "1970-01-01T00:00:00");
         assert_eq!(
             iso_utc(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
