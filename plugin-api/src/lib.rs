@@ -52,6 +52,7 @@
 mod host;
 mod root;
 pub mod sdk;
+mod status;
 pub mod time;
 mod traits;
 mod types;
@@ -59,6 +60,7 @@ mod types;
 pub use abi_stable;
 pub use host::{HostContext, HostServices, HostServices_TO, HostServicesArc};
 pub use root::{PluginMod, PluginMod_Ref};
+pub use status::Status;
 /// The `tracing` this crate forwards to the host; plugins may log through it.
 pub use tracing;
 pub use traits::{
