@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let artifacts = tempfile::tempdir()?;
             let outcome = system.run_test(&test, artifacts.path(), &[], &CancelToken::new())?;
-            if outcome.status != "pass" {
+            if outcome.status != atex::Status::Pass {
                 return Err(format!("{}: {} {:?}", test.name, outcome.status, outcome.note).into());
             }
         }

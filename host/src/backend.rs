@@ -7,6 +7,8 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+use crate::Status;
+
 /// An error from a provisioner, remote or reporter.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{origin}: {message}")]
@@ -119,8 +121,8 @@ pub struct ReportedResult {
     pub test: String,
     /// Sub-result name, `None` for the test's own result.
     pub subtest: Option<String>,
-    /// Status string (`pass`, `fail`, ...).
-    pub status: String,
+    /// Status, `None` when the result line has none.
+    pub status: Option<Status>,
     /// Free-form note.
     pub note: Option<String>,
     /// Files, relative to `results_dir`.
@@ -155,7 +157,7 @@ pub struct RunSummary {
     /// Tests selected to run.
     pub tests_total: u64,
     /// Final test-level results by status, sorted by status.
-    pub counts: Vec<(String, u64)>,
+    pub counts: Vec<(Status, u64)>,
     /// Whether the run was interrupted.
     pub interrupted: bool,
     /// Anything else.

@@ -16,6 +16,8 @@
 //!
 //! The `atex` binary is a thin front end over these modules.
 
+pub use atex_plugin_api::Status;
+
 pub mod backend;
 pub mod executor;
 pub mod fmf;

@@ -287,7 +287,7 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
         deadline: args
             .deadline
             .as_deref()
-            .map(scheduler::config::parse_deadline)
+            .map(scheduler::parse_deadline)
             .transpose()?,
         progress: if args.plain {
             ProgressMode::Plain
@@ -303,7 +303,11 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
             .stats
             .render(report.wall, report.interrupted.is_some())
     );
-    eprintln!("results: {}", report.results_dir.display());
+    eprintln!(
+        "results: {} (run {})",
+        report.results_dir.display(),
+        report.run_id
+    );
     Ok(ExitCode::from(report.exit_code()))
 }
 

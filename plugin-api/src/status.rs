@@ -113,7 +113,8 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so that width and alignment (`{:<6}`) apply.
+        f.pad(self.as_str())
     }
 }
 
@@ -121,6 +122,20 @@ impl FromStr for Status {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Status::parse(s))
+    }
+}
+
+/// Compares with the wire word: `status == "pass"`.
+impl PartialEq<str> for Status {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// Compares with the wire word: `status == "pass"`.
+impl PartialEq<&str> for Status {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -155,6 +170,7 @@ mod tests {
         }
         assert_eq!(Status::parse("Weird"), Status::Other("weird".into()));
         assert_eq!(Status::parse("weird").to_string(), "weird");
+        assert_eq!(format!("[{:<6}]", Status::Fail), "[fail  ]");
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn fake_run(
             .map(|p| p as Arc<dyn Provisioner>)
             .collect(),
         reporters: vec![Box::new(FakeReporter(Arc::clone(&seen)))],
+        sinks: Vec::new(),
         executor: Arc::new(FakeExec(exec)),
         policy,
         results_dir: dir.join("results"),

@@ -33,6 +33,8 @@ use std::{
 
 pub use session::{System, SystemOptions};
 
+use crate::Status;
+
 /// A flag another thread sets to stop what is running.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
@@ -110,7 +112,7 @@ pub struct TestOutcome {
     /// The test's exit code, when it reported one.
     pub exit_code: Option<i32>,
     /// Status of the test's own (nameless) result.
-    pub status: String,
+    pub status: Status,
     /// Note of the test's own result.
     pub note: Option<String>,
     /// Wall time of the attempt, setup included.

@@ -23,7 +23,7 @@ use super::{
     scripts::{self, RunScript},
     transport::Transport,
 };
-use crate::backend::Connection;
+use crate::{Status, backend::Connection};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -556,8 +556,7 @@ impl System {
             status: own
                 .and_then(|r| r.get("status"))
                 .and_then(|s| s.as_str())
-                .unwrap_or("pass")
-                .to_string(),
+                .map_or(Status::Pass, Status::parse),
             note: own
                 .and_then(|r| r.get("note"))
                 .and_then(|s| s.as_str())

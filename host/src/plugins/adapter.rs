@@ -19,7 +19,7 @@ use abi_stable::{
 };
 use atex_plugin_api::{
     self as api, ConnectionKind, ErrorKind, HostContext, HostServices, HostServices_TO, LogLevel,
-    ProgressEvent, ProvisionerBox, RemoteBox, ReporterBox,
+    ProgressEvent, ProvisionerBox, RemoteBox, ReporterBox, Status,
 };
 
 use super::load::LoadedPlugin;
@@ -278,7 +278,7 @@ impl Reporter for ForeignReporter {
             platform: r.platform.as_str().into(),
             test: r.test.as_str().into(),
             subtest: r.subtest.as_deref().map(RString::from).into(),
-            status: r.status.as_str().into(),
+            status: r.status.as_ref().map_or("", Status::as_str).into(),
             note: r.note.as_deref().map(RString::from).into(),
             files: r.files.iter().map(|f| RString::from(f.as_str())).collect(),
             results_dir: r.results_dir.to_string_lossy().as_ref().into(),

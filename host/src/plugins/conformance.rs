@@ -18,6 +18,7 @@ use super::{
     load::{LoadedPlugin, PluginLoadError, load_plugin},
 };
 use crate::{
+    Status,
     backend::{Provisioner, Remote, ReportedResult, Reporter, RunSummary},
     executor::transport::command_for,
 };
@@ -341,7 +342,7 @@ fn synthetic_results(results_dir: &Path) -> Vec<ReportedResult> {
         platform: "conformance".into(),
         test: "/check/pass".into(),
         subtest: None,
-        status: "pass".into(),
+        status: Some(Status::Pass),
         note: None,
         files: Vec::new(),
         results_dir: results_dir.to_path_buf(),
@@ -369,18 +370,18 @@ fn synthetic_results(results_dir: &Path) -> Vec<ReportedResult> {
         base.clone(),
         with(&|r| {
             r.test = "/check/fail".into();
-            r.status = "fail".into();
+            r.status = Some(Status::parse("fail"));
             r.note = Some("exit code 1 <&>".into());
             r.files = vec![output.into()];
         }),
         with(&|r| {
             r.test = "/check/fail".into();
             r.subtest = Some("sub/one".into());
-            r.status = "pass".into();
+            r.status = Some(Status::parse("pass"));
         }),
         with(&|r| {
             r.test = "/check/flaky".into();
-            r.status = "fail".into();
+            r.status = Some(Status::parse("fail"));
             r.final_attempt = false;
         }),
         with(&|r| {
@@ -389,20 +390,20 @@ fn synthetic_results(results_dir: &Path) -> Vec<ReportedResult> {
         }),
         with(&|r| {
             r.test = "/check/error".into();
-            r.status = "error".into();
+            r.status = Some(Status::parse("error"));
             r.note = Some("duration exceeded \u{0}\u{7}".into());
         }),
         with(&|r| {
             r.test = "/check/infra".into();
-            r.status = "infra".into();
+            r.status = Some(Status::parse("infra"));
         }),
         with(&|r| {
             r.test = "/check/skip".into();
-            r.status = "skip".into();
+            r.status = Some(Status::parse("skip"));
         }),
         with(&|r| {
             r.test = "/check/custom".into();
-            r.status = "weird-custom-status".into();
+            r.status = Some(Status::parse("weird-custom-status"));
         }),
     ]
 }
@@ -454,12 +455,12 @@ fn check_reporter(
         duration: Duration::from_secs(3),
         tests_total: 7,
         counts: vec![
-            ("error".into(), 1),
-            ("fail".into(), 1),
-            ("infra".into(), 1),
-            ("pass".into(), 2),
-            ("skip".into(), 1),
-            ("weird-custom-status".into(), 1),
+            (Status::parse("error"), 1),
+            (Status::parse("fail"), 1),
+            (Status::parse("infra"), 1),
+            (Status::parse("pass"), 2),
+            (Status::parse("skip"), 1),
+            (Status::parse("weird-custom-status"), 1),
         ],
         interrupted: false,
         extra: serde_json::Map::new(),

@@ -96,8 +96,9 @@ impl TimingHistory {
         self.path.as_deref()
     }
 
-    /// Writes the file (atomically: a temp file renamed over it).
-    pub fn save(&self) -> std::io::Result<()> {
+    /// Writes the file (atomically: a temp file renamed over it). The error
+    /// names the file; a temp file is never left behind.
+    pub fn save(&self) -> Result<(), HistoryError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -105,14 +106,33 @@ impl TimingHistory {
             version: 1,
             tests: self.tests.clone(),
         };
-        let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
+        let err = |error: std::io::Error| HistoryError {
+            path: path.clone(),
+            error,
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| err(e.into()))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(err)?;
         }
-        fs::write(&tmp, text + "\n")?;
-        fs::rename(&tmp, path)
+        let written = fs::write(&tmp, text + "\n").and_then(|()| fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(err)
     }
+}
+
+/// The timing history could not be saved.
+#[derive(Debug, thiserror::Error)]
+// The I/O error is part of the message, not a `source()`, so that printing
+// the chain does not repeat it.
+#[error("cannot save the timing history {}: {error}", path.display())]
+pub struct HistoryError {
+    /// The history file.
+    pub path: std::path::PathBuf,
+    /// What failed.
+    pub error: std::io::Error,
 }
 
 #[cfg(test)]

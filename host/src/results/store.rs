@@ -25,7 +25,7 @@ use std::{
 use serde_json::{Map, Value, json};
 
 use super::pyjson;
-use crate::backend::ReportedResult;
+use crate::{Status, backend::ReportedResult};
 
 /// Errors of the results store.
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +51,20 @@ pub enum ResultsError {
         /// Test name.
         test: String,
     },
-    /// Reading or writing failed.
-    #[error("{context}: {source}")]
+    /// Reading or writing failed. The I/O error is part of the message,
+    /// not a `source()`, so that printing the chain does not repeat it.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ResultsError {
     let context = context.into();
-    move |source| ResultsError::Io { context, source }
+    move |error| ResultsError::Io { context, error }
 }
 
 /// What the scheduler knows about one attempt besides its artifacts.
@@ -204,10 +204,7 @@ impl ResultsStore {
         let mut reported = Vec::with_capacity(lines.len());
         let mut text = String::new();
         for obj in &lines {
-            let status = obj
-                .get("status")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let status = obj.get("status").and_then(Value::as_str).map(Status::parse);
             let subtest = obj.get("name").and_then(Value::as_str).map(str::to_string);
             let note = obj.get("note").and_then(Value::as_str).map(str::to_string);
             let files: Vec<String> = match obj.get("files") {
@@ -249,7 +246,7 @@ impl ResultsStore {
                 platform: info.platform.clone(),
                 test: info.test.clone(),
                 subtest,
-                status: status.unwrap_or_default(),
+                status,
                 note,
                 files: rel_files,
                 results_dir: self.dir.clone(),
@@ -284,8 +281,7 @@ impl ResultsStore {
             .iter()
             .rev()
             .find(|l| l.get("name").is_none_or(Value::is_null))
-            .and_then(|l| l.get("status").and_then(Value::as_str))
-            .unwrap_or("");
+            .and_then(|l| l.get("status").and_then(Value::as_str));
         self.record_attempt(
             info,
             own,
@@ -305,7 +301,7 @@ impl ResultsStore {
         &mut self,
         platform: &str,
         test: &str,
-        status: &str,
+        status: &Status,
         note: &str,
     ) -> Result<ReportedResult, ResultsError> {
         let key = (platform.to_string(), test.to_string());
@@ -316,7 +312,7 @@ impl ResultsStore {
             });
         }
         self.seen.insert(key);
-        let line = json!([platform, status, test, null, [], note]);
+        let line = json!([platform, status.as_str(), test, null, [], note]);
         self.results
             .write_all(format!("{}\n", pyjson::dumps(&line)).as_bytes())
             .and_then(|()| self.results.flush())
@@ -328,12 +324,12 @@ impl ResultsStore {
             final_attempt: true,
             ..AttemptInfo::default()
         };
-        self.record_attempt(&info, status, None)?;
+        self.record_attempt(&info, Some(status.as_str()), None)?;
         Ok(ReportedResult {
             platform: platform.into(),
             test: test.into(),
             subtest: None,
-            status: status.into(),
+            status: Some(status.clone()),
             note: Some(note.into()),
             files: Vec::new(),
             results_dir: self.dir.clone(),
@@ -349,7 +345,7 @@ impl ResultsStore {
     fn record_attempt(
         &mut self,
         info: &AttemptInfo,
-        status: &str,
+        status: Option<&str>,
         kept_at: Option<&str>,
     ) -> Result<(), ResultsError> {
         let line = json!({
@@ -431,7 +427,7 @@ fn move_tree(src: &Path, dest: &Path) -> Result<(), ResultsError> {
     if dest.exists() {
         return Err(ResultsError::Io {
             context: format!("cannot store files at {}", dest.display()),
-            source: io::Error::from(io::ErrorKind::AlreadyExists),
+            error: io::Error::from(io::ErrorKind::AlreadyExists),
         });
     }
     if fs::rename(src, dest).is_ok() {

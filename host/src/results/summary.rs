@@ -5,26 +5,23 @@ use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
 use serde_json::{Value, json};
 
+use crate::Status;
+
 /// A test's final result, as the summary keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalTest {
     /// Test name.
     pub test: String,
     /// Status of its own result.
-    pub status: String,
+    pub status: Status,
     /// Note of its own result.
     pub note: Option<String>,
     /// Attempts made (0 when it never ran).
     pub attempts: u32,
     /// Statuses of the earlier attempts, in order.
-    pub earlier: Vec<String>,
+    pub earlier: Vec<Status>,
     /// Duration of the final attempt.
     pub duration: Duration,
-}
-
-/// Whether a status counts as a failure for the exit code.
-pub fn is_failure(status: &str) -> bool {
-    !matches!(status, "pass" | "info" | "warn" | "skip")
 }
 
 /// Everything the summary needs.
@@ -36,21 +33,30 @@ pub struct RunStats {
     pub not_run: Vec<String>,
     /// Errors that did not stop the run (dropped provisioners, ...).
     pub errors: Vec<String>,
+    /// Tests whose results could not be stored (a full disk, ...).
+    pub lost: Vec<String>,
+    /// Files of the run that could not be written (`summary.json`).
+    pub unwritten: Vec<String>,
 }
 
 impl RunStats {
-    /// Final results by status, sorted by status.
-    pub fn counts(&self) -> Vec<(String, u64)> {
-        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+    /// Final results by status, sorted by the status word.
+    pub fn counts(&self) -> Vec<(Status, u64)> {
+        let mut m: BTreeMap<&str, (&Status, u64)> = BTreeMap::new();
         for f in &self.finals {
-            *m.entry(f.status.clone()).or_default() += 1;
+            m.entry(f.status.as_str()).or_insert((&f.status, 0)).1 += 1;
         }
-        m.into_iter().collect()
+        m.into_values().map(|(s, n)| (s.clone(), n)).collect()
     }
 
     /// Whether any final result is a failure.
     pub fn any_failed(&self) -> bool {
-        self.finals.iter().any(|f| is_failure(&f.status))
+        self.finals.iter().any(|f| f.status.is_failure())
+    }
+
+    /// Whether some results or files of the run could not be written.
+    pub fn results_incomplete(&self) -> bool {
+        !self.lost.is_empty() || !self.unwritten.is_empty()
     }
 
     /// Tests that needed more than one attempt.
@@ -71,7 +77,7 @@ impl RunStats {
         let counts: serde_json::Map<String, Value> = self
             .counts()
             .into_iter()
-            .map(|(k, v)| (k, json!(v)))
+            .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
         json!({
             "wall_seconds": wall.as_secs_f64(),
@@ -84,6 +90,7 @@ impl RunStats {
             })).collect::<Vec<_>>(),
             "not_run": self.not_run,
             "errors": self.errors,
+            "lost": self.lost,
         })
     }
 
@@ -123,7 +130,7 @@ impl RunStats {
         if !reruns.is_empty() {
             let _ = writeln!(s, "rerun:");
             for f in reruns {
-                let flaky = if !is_failure(&f.status) {
+                let flaky = if !f.status.is_failure() {
                     "  (flaky)"
                 } else {
                     ""
@@ -131,7 +138,11 @@ impl RunStats {
                 let _ = writeln!(
                     s,
                     "  {} -> {}  {}{flaky}",
-                    f.earlier.join(", "),
+                    f.earlier
+                        .iter()
+                        .map(Status::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     f.status,
                     f.test
                 );
@@ -140,7 +151,7 @@ impl RunStats {
         let failed: Vec<_> = self
             .finals
             .iter()
-            .filter(|f| is_failure(&f.status))
+            .filter(|f| f.status.is_failure())
             .collect();
         if !failed.is_empty() {
             let _ = writeln!(s, "failed:");
@@ -157,6 +168,14 @@ impl RunStats {
         }
         for e in &self.errors {
             let _ = writeln!(s, "error: {e}");
+        }
+        if !self.lost.is_empty() {
+            let _ = writeln!(
+                s,
+                "error: the results of {} test(s) are not on disk: {}",
+                self.lost.len(),
+                self.lost.join(", ")
+            );
         }
         s
     }

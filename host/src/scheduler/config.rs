@@ -32,7 +32,7 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::progress::ProgressMode;
+use super::display::ProgressMode;
 use crate::plugins::PluginSpec;
 
 /// Everything `atex run` needs.
@@ -247,6 +247,18 @@ impl RunConfig {
             progress: ProgressMode::Auto,
             signals: false,
         })
+    }
+
+    /// Refuses values that cannot make a run: no workers, a failure
+    /// budget of 0.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == Some(0) {
+            return Err(ConfigError("workers: must be at least 1".into()));
+        }
+        if self.failure_budget == Some(0) {
+            return Err(ConfigError("failure-budget: must be at least 1".into()));
+        }
+        Ok(())
     }
 
     /// Values set in `over` replace ours (lists when non-empty).

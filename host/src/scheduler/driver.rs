@@ -1,17 +1,24 @@
-//! The real driver: the [`Engine`] on one thread, fed by events over a
+//! The real driver: the [`Engine`] on one thread, fed by messages over a
 //! crossbeam channel; every blocking job on a worker thread that reports
-//! back.
+//! back. [`execute`] runs in phases:
 //!
-//! Threads:
+//! 1. **start** the provisioners ([`ProvHandle`] keeps what the driver
+//!    needs of each); one that fails to start is an engine input of its
+//!    own and never asked for systems;
+//! 2. **fetchers**: one thread per started provisioner, waiting in
+//!    `get_remote` (in short slices, and only while systems are asked of
+//!    it) and sending each system it gets;
+//! 3. **signals**: SIGINT/SIGTERM and the caller's interrupts forwarded as
+//!    messages;
+//! 4. **the loop**: messages become engine events, engine actions become
+//!    threads (one per setup, per running test, per release) and
+//!    [`RunEvent`]s;
+//! 5. **wind-down**: fetchers stopped, late systems released, provisioners
+//!    stopped, the results thread finished.
 //!
-//! - one *fetcher* per provisioner, waiting in `get_remote` (in short
-//!   slices, so it notices the end of the run) and sending each system it
-//!   gets;
-//! - one thread per setup, per running test and per release;
-//! - one *results* thread that owns the [`ResultsStore`], the timing
-//!   history and the reporters, so slow reporters never hold up
-//!   scheduling;
-//! - with `signals`, a thread forwarding SIGINT/SIGTERM as events.
+//! A *results* thread owns the [`ResultsStore`], the timing history and
+//! every [`EventSink`] (the terminal display, the reporters, the caller's
+//! own), so a slow sink never holds up scheduling.
 //!
 //! Every system is registered in the loop's table from the moment it
 //! arrives until its release finished, so an interrupt finds and frees all
@@ -32,16 +39,15 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use super::{
+    display::{ProgressMode, TerminalDisplay},
     engine::{Action, Engine, Event, Policy, ProvisionerInfo, QueuedTest, RemoteId, TestId},
-    progress::{Counts, Progress, ProgressMode},
+    events::{Counts, EventSink, ReporterSink, RunEvent},
 };
 use crate::{
+    Status,
     backend::{Connection, Provisioner, Remote, Reporter, RunSummary},
     executor::{CancelToken, ExecError, PlanSpec, System, SystemOptions, TestOutcome, TestSpec},
-    results::{
-        AttemptInfo, FinalTest, ResultsError, ResultsStore, RunStats, TimingHistory,
-        summary::is_failure,
-    },
+    results::{AttemptInfo, FinalTest, ResultsError, ResultsStore, RunStats, TimingHistory},
 };
 
 /// Opens and sets up systems for tests. [`FmfExecutor`] is the real one;
@@ -130,6 +136,9 @@ pub struct Execution {
     pub provisioners: Vec<Arc<dyn Provisioner>>,
     /// Result consumers.
     pub reporters: Vec<Box<dyn Reporter>>,
+    /// The caller's own consumers of [`RunEvent`]s (the terminal display
+    /// and the reporters are added by [`execute`]).
+    pub sinks: Vec<Box<dyn EventSink>>,
     /// Sets systems up and runs tests on them.
     pub executor: Arc<dyn TestExecutor>,
     /// Scheduling policies.
@@ -140,7 +149,8 @@ pub struct Execution {
     pub platform: Option<String>,
     /// Runtimes from earlier runs, updated with this run's.
     pub history: TimingHistory,
-    /// How to show progress.
+    /// How to show progress on the terminal ([`ProgressMode::Quiet`]: not
+    /// at all).
     pub progress: ProgressMode,
     /// Handle SIGINT and SIGTERM.
     pub signals: bool,
@@ -170,6 +180,7 @@ impl Execution {
             tests: super::plan::run_tests(found, &history),
             provisioners,
             reporters: Vec::new(),
+            sinks: Vec::new(),
             executor: Arc::new(FmfExecutor {
                 tree_root: found.root.clone(),
                 plan: super::plan::plan_spec(&found.plan),
@@ -210,16 +221,19 @@ pub struct RunReport {
     pub results_dir: PathBuf,
     /// Most systems held at once.
     pub peak_systems: usize,
+    /// The run identifier.
+    pub run_id: String,
 }
 
 impl RunReport {
-    /// The exit code: 0 all passed, 1 a test failed, 2 infrastructure,
-    /// 128 + signal when interrupted.
+    /// The exit code: 0 all passed, 1 a test failed, 2 infrastructure
+    /// (or results that could not be written), 128 + signal when
+    /// interrupted.
     pub fn exit_code(&self) -> u8 {
         if let Some(sig) = self.interrupted {
             return (128 + sig).clamp(0, 255) as u8;
         }
-        if self.infra_failure {
+        if self.infra_failure || self.stats.results_incomplete() {
             2
         } else if self.stats.any_failed() {
             1
@@ -241,11 +255,20 @@ pub enum RunError {
     /// Bad configuration, selection or plugin.
     #[error("{0}")]
     Config(String),
-    /// Something else.
+    /// A file or directory of the run could not be made.
+    #[error("{path}: {error}")]
+    Io {
+        /// What could not be made.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A thread could not be started, or one panicked.
     #[error("{0}")]
-    Other(String),
+    Thread(String),
 }
 
+/// Messages to the loop.
 enum Msg {
     Ready {
         prov: usize,
@@ -261,7 +284,7 @@ enum Msg {
     },
     TestEnd(Box<TestEnd>),
     Released {
-        rid: RemoteId,
+        name: String,
         error: Option<String>,
     },
     Signal(i32),
@@ -286,7 +309,9 @@ struct Slot {
     cancel: CancelToken,
 }
 
+/// Messages to the results thread.
 enum ResultsMsg {
+    Event(RunEvent),
     Attempt {
         info: AttemptInfo,
         artifacts: PathBuf,
@@ -295,7 +320,7 @@ enum ResultsMsg {
     NotRun {
         platform: String,
         test: String,
-        status: &'static str,
+        status: Status,
         note: String,
     },
     Error(String),
@@ -313,78 +338,59 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs the tests on the provisioners' systems and stores the results.
-pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
-    let t0 = Instant::now();
-    let started_unix_ms = unix_ms(SystemTime::now());
-    let store = ResultsStore::create(&exec.results_dir)?;
-    let scratch = store.scratch_dir();
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| RunError::Other(format!("{}: {e}", scratch.display())))?;
-    let (tx, rx) = unbounded::<Msg>();
-    let progress = Progress::new(exec.progress, exec.tests.len() as u64);
+/// One provisioner of a run and what the driver keeps for it.
+pub(crate) struct ProvHandle {
+    provisioner: Arc<dyn Provisioner>,
+    started: bool,
+    /// Tells the fetcher to end.
+    stop: Arc<AtomicBool>,
+    /// Systems asked and not received yet. The fetcher only waits in
+    /// `get_remote` while something is asked, so a provisioner that hands
+    /// out more than it was asked for cannot flood the run.
+    asked: Arc<AtomicU32>,
+    /// Wakes the fetcher as soon as something is asked.
+    wake: (Sender<()>, Receiver<()>),
+}
 
-    // Start the provisioners; one that fails to start is dropped.
-    let mut errors = Vec::new();
-    let mut started = vec![false; exec.provisioners.len()];
-    for (i, p) in exec.provisioners.iter().enumerate() {
-        match p.start() {
-            Ok(()) => started[i] = true,
-            Err(e) => {
-                progress.line(&format!(
-                    "error: provisioner {} failed to start: {e}",
-                    p.name()
-                ));
-                errors.push(format!("provisioner {} failed to start: {e}", p.name()));
-            }
-        }
+impl ProvHandle {
+    /// Phase 1: starts `provisioner`; a failure is reported as an event.
+    fn start(
+        provisioner: Arc<dyn Provisioner>,
+        events: &Sender<ResultsMsg>,
+    ) -> (Self, Option<String>) {
+        let failure = provisioner.start().err().map(|e| {
+            let _ = events.send(ResultsMsg::Event(RunEvent::ProvisionerFailedToStart {
+                provisioner: provisioner.name(),
+                error: e.to_string(),
+            }));
+            format!("provisioner {} failed to start: {e}", provisioner.name())
+        });
+        let handle = ProvHandle {
+            started: failure.is_none(),
+            provisioner,
+            stop: Arc::new(AtomicBool::new(false)),
+            asked: Arc::new(AtomicU32::new(0)),
+            wake: unbounded(),
+        };
+        (handle, failure)
     }
-    if !exec.provisioners.is_empty() && !started.iter().any(|s| *s) {
-        for (i, p) in exec.provisioners.iter().enumerate() {
-            if started[i] {
-                let _ = p.stop();
-            }
-        }
-        return Err(RunError::NoProvisioner(errors.join("; ")));
+
+    fn name(&self) -> String {
+        self.provisioner.name()
     }
 
-    // Results thread.
-    let (rtx, rrx) = unbounded::<ResultsMsg>();
-    let reporters = std::mem::take(&mut exec.reporters);
-    let history = std::mem::take(&mut exec.history);
-    let run_id = exec.run_id.clone();
-    let results_thread = thread::Builder::new()
-        .name("atex-results".into())
-        .spawn(move || results_loop(store, reporters, history, rrx, run_id, started_unix_ms))
-        .map_err(|e| RunError::Other(format!("cannot start a thread: {e}")))?;
-
-    // Fetchers.
-    let fetch_stop: Vec<Arc<AtomicBool>> = exec
-        .provisioners
-        .iter()
-        .enumerate()
-        .map(|(i, _)| Arc::new(AtomicBool::new(!started[i])))
-        .collect();
-    // Systems asked of each provisioner and not received yet. A fetcher
-    // only waits in get_remote while something is asked, so a provisioner
-    // that hands out more than it was asked for cannot flood the run.
-    let asked: Vec<Arc<AtomicU32>> = exec
-        .provisioners
-        .iter()
-        .map(|_| Arc::new(AtomicU32::new(0)))
-        .collect();
-    // Wakes a fetcher as soon as something is asked of its provisioner.
-    let wake: Vec<(Sender<()>, Receiver<()>)> =
-        exec.provisioners.iter().map(|_| unbounded()).collect();
-    let mut fetchers: Vec<JoinHandle<()>> = Vec::new();
-    for (i, p) in exec.provisioners.iter().enumerate() {
-        if !started[i] {
-            continue;
+    /// Phase 2: the thread that waits for this provisioner's systems.
+    fn spawn_fetcher(&self, prov: usize, tx: Sender<Msg>) -> Option<JoinHandle<()>> {
+        if !self.started {
+            return None;
         }
-        let (p, stop, tx) = (Arc::clone(p), Arc::clone(&fetch_stop[i]), tx.clone());
-        let asked = Arc::clone(&asked[i]);
-        let woken = wake[i].1.clone();
-        fetchers.push(thread::spawn(move || {
+        let p = Arc::clone(&self.provisioner);
+        let (stop, asked, woken) = (
+            Arc::clone(&self.stop),
+            Arc::clone(&self.asked),
+            self.wake.1.clone(),
+        );
+        Some(thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 if asked.load(Ordering::SeqCst) == 0 {
                     let _ = woken.recv_timeout(Duration::from_millis(100));
@@ -394,7 +400,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
                     Ok(Some(remote)) => {
                         let _ = asked
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                        if tx.send(Msg::Ready { prov: i, remote }).is_err() {
+                        if tx.send(Msg::Ready { prov, remote }).is_err() {
                             break;
                         }
                     }
@@ -403,92 +409,196 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
-                        let _ = tx.send(Msg::ProvError {
-                            prov: i,
-                            error: e.to_string(),
-                        });
+                        let error = e.to_string();
+                        if tx.send(Msg::ProvError { prov, error }).is_err() {
+                            break;
+                        }
                         thread::sleep(Duration::from_millis(200));
                     }
                 }
             }
-        }));
+        }))
     }
 
-    // Signals.
-    let mut signal_handle = None;
-    let mut signal_thread = None;
-    if exec.signals {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-            Ok(mut signals) => {
-                signal_handle = Some(signals.handle());
-                let tx = tx.clone();
-                signal_thread = Some(thread::spawn(move || {
-                    for sig in signals.forever() {
-                        if tx.send(Msg::Signal(sig)).is_err() {
-                            break;
+    fn ask(&self, count: u32) {
+        self.provisioner.provision(count);
+        let _ = self
+            .asked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(count))
+            });
+        let _ = self.wake.0.send(());
+    }
+
+    fn clear(&self) {
+        self.provisioner.clear();
+        self.asked.store(0, Ordering::SeqCst);
+    }
+
+    fn halt_fetcher(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Phase 3: SIGINT/SIGTERM (when asked for) and the caller's interrupts,
+/// forwarded to the loop.
+struct SignalForwarder {
+    handle: Option<signal_hook::iterator::Handle>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SignalForwarder {
+    fn start(os_signals: bool, extra: Option<Receiver<i32>>, tx: &Sender<Msg>) -> Self {
+        let mut fwd = SignalForwarder {
+            handle: None,
+            thread: None,
+        };
+        if os_signals {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+                Ok(mut signals) => {
+                    fwd.handle = Some(signals.handle());
+                    let tx = tx.clone();
+                    fwd.thread = Some(thread::spawn(move || {
+                        for sig in signals.forever() {
+                            if tx.send(Msg::Signal(sig)).is_err() {
+                                break;
+                            }
                         }
-                    }
-                }));
+                    }));
+                }
+                Err(e) => tracing::warn!("cannot handle signals: {e}"),
             }
-            Err(e) => tracing::warn!("cannot handle signals: {e}"),
+        }
+        if let Some(ext) = extra {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for sig in ext.iter() {
+                    if tx.send(Msg::Signal(sig)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        fwd
+    }
+
+    fn close(self) {
+        if let Some(h) = self.handle {
+            h.close();
+        }
+        if let Some(t) = self.thread {
+            let _ = t.join();
         }
     }
-    if let Some(ext) = exec.interrupts.take() {
-        let tx = tx.clone();
-        thread::spawn(move || {
-            for sig in ext.iter() {
-                if tx.send(Msg::Signal(sig)).is_err() {
-                    break;
-                }
-            }
-        });
+}
+
+/// How the loop ended.
+struct LoopEnd {
+    interrupted: Option<i32>,
+    forced: bool,
+}
+
+/// Runs the tests on the provisioners' systems and stores the results.
+pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
+    let t0 = Instant::now();
+    let started_unix_ms = unix_ms(SystemTime::now());
+    let store = ResultsStore::create(&exec.results_dir)?;
+    let scratch = store.scratch_dir();
+    std::fs::create_dir_all(&scratch).map_err(|error| RunError::Io {
+        path: scratch.clone(),
+        error,
+    })?;
+
+    // The results thread first, so that every event has its sinks.
+    let (rtx, rrx) = unbounded::<ResultsMsg>();
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if exec.progress != ProgressMode::Quiet {
+        sinks.push(Box::new(TerminalDisplay::new(exec.progress)));
+    }
+    for r in std::mem::take(&mut exec.reporters) {
+        sinks.push(Box::new(ReporterSink::new(r)));
+    }
+    sinks.append(&mut exec.sinks);
+    let _ = rtx.send(ResultsMsg::Event(RunEvent::RunStarted {
+        run_id: exec.run_id.clone(),
+        results_dir: exec.results_dir.clone(),
+        tests: exec.tests.len(),
+    }));
+    let results = ResultsThread {
+        store,
+        sinks,
+        history: std::mem::take(&mut exec.history),
+        run_id: exec.run_id.clone(),
+        started_unix_ms,
+        stats: RunStats::default(),
+        earlier: HashMap::new(),
+    };
+    let results_thread = thread::Builder::new()
+        .name("atex-results".into())
+        .spawn(move || results.run(rrx))
+        .map_err(|e| RunError::Thread(format!("cannot start a thread: {e}")))?;
+
+    // Phase 1: start the provisioners.
+    let mut errors = Vec::new();
+    let mut provs: Vec<ProvHandle> = Vec::with_capacity(exec.provisioners.len());
+    for p in &exec.provisioners {
+        let (handle, failure) = ProvHandle::start(Arc::clone(p), &rtx);
+        errors.extend(failure);
+        provs.push(handle);
+    }
+    if !provs.is_empty() && !provs.iter().any(|p| p.started) {
+        drop(rtx);
+        let _ = results_thread.join();
+        return Err(RunError::NoProvisioner(errors.join("; ")));
     }
 
-    let infos: Vec<ProvisionerInfo> = exec
-        .provisioners
+    // Phase 2: fetchers.
+    let (tx, rx) = unbounded::<Msg>();
+    let fetchers: Vec<JoinHandle<()>> = provs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.spawn_fetcher(i, tx.clone()))
+        .collect();
+
+    // Phase 3: signals.
+    let signals = SignalForwarder::start(exec.signals, exec.interrupts.take(), &tx);
+
+    // Phase 4: the loop.
+    let infos: Vec<ProvisionerInfo> = provs
         .iter()
         .map(|p| ProvisionerInfo {
             name: p.name(),
-            max_remotes: p.max_remotes(),
+            max_remotes: p.provisioner.max_remotes(),
         })
         .collect();
     let queued: Vec<QueuedTest> = exec.tests.iter().map(|t| t.queued.clone()).collect();
     let mut engine = Engine::new(queued, infos, exec.policy.clone());
-    // Provisioners that did not start are dropped from the beginning.
     let mut out = Vec::new();
-    for (i, s) in started.iter().enumerate() {
-        if !s {
-            for _ in 0..exec.policy.failure_budget.max(1) {
-                engine.handle(
-                    Duration::ZERO,
-                    Event::ProvisionerFailed {
-                        prov: i,
-                        error: "did not start".into(),
-                    },
-                    &mut Vec::new(),
-                );
-            }
+    for (prov, p) in provs.iter().enumerate() {
+        if !p.started {
+            engine.handle(
+                Duration::ZERO,
+                Event::ProvisionerUnavailable { prov },
+                &mut out,
+            );
         }
     }
     engine.start(Duration::ZERO, &mut out);
-
     let mut st = LoopState {
         exec: &exec,
-        tx: tx.clone(),
-        rtx: rtx.clone(),
+        provs: &provs,
+        tx,
+        rtx,
         slots: HashMap::new(),
         releasing: 0,
         next_rid: 0,
         pending: HashMap::new(),
-        progress: &progress,
         counts: Counts {
             queued: engine.queued() as u64,
             ..Counts::default()
         },
-        fetch_stop: &fetch_stop,
-        asked: &asked,
-        wake: &wake,
+        shown: None,
         scratch,
         platform_seen: None,
         infra_failure: false,
@@ -496,141 +606,54 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         running_since: HashMap::new(),
         peak: 0,
     };
-    let mut interrupted = None;
-    let mut forced = false;
-    st.apply(&mut engine, t0.elapsed(), &mut out);
-    drop(tx);
+    st.apply(&mut engine, &mut out);
+    let end = st.run_loop(&mut engine, &rx, t0, &mut out);
 
-    while !(engine.finished() && st.releasing == 0) {
-        let msg = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => {
-                st.refresh(&engine);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let now = t0.elapsed();
-        let event = match msg {
-            Msg::Signal(sig) => {
-                if interrupted.is_some() {
-                    progress.line(&format!(
-                        "atex: second signal ({sig}): releasing what can be released and exiting"
-                    ));
-                    forced = true;
-                    break;
-                }
-                progress.line(&format!(
-                    "atex: {} received: cancelling running tests and releasing every system (again to exit at once)",
-                    signal_name(sig)
-                ));
-                interrupted = Some(sig);
-                if let Some(flag) = &exec.plugin_cancel {
-                    flag.store(true, Ordering::SeqCst);
-                }
-                Some(Event::Interrupt)
-            }
-            other => st.translate(&mut engine, other),
-        };
-        if let Some(event) = event {
-            engine.handle(now, event, &mut out);
-            st.apply(&mut engine, now, &mut out);
-        }
-        st.refresh(&engine);
-    }
-
-    // Wind down: fetchers, leftovers, provisioners.
-    for f in &fetch_stop {
-        f.store(true, Ordering::SeqCst);
-    }
-    if forced {
-        for slot in st.slots.values() {
-            slot.cancel.cancel();
-        }
-        let slots: Vec<Slot> = st.slots.drain().map(|(_, s)| s).collect();
-        let mut joins = Vec::new();
-        for s in slots {
-            let remote = Arc::clone(&s.remote);
-            joins.push(thread::spawn(move || {
-                let _ = remote.release();
-            }));
-        }
-        let provs = exec.provisioners.clone();
-        joins.push(thread::spawn(move || {
-            for p in provs {
-                let _ = p.stop();
-            }
-        }));
-        wait_all(joins, Duration::from_secs(20));
-    } else {
-        for f in fetchers {
-            let _ = f.join();
-        }
-        // A system that arrived after the end is released right away.
-        while let Ok(msg) = rx.try_recv() {
-            if let Msg::Ready { remote, .. } = msg {
-                let _ = remote.release();
-            }
-        }
-        for (i, p) in exec.provisioners.iter().enumerate() {
-            if started[i]
-                && let Err(e) = p.stop()
-            {
-                progress.line(&format!("warning: stopping provisioner {}: {e}", p.name()));
-            }
-        }
-    }
-    if let Some(h) = signal_handle {
-        h.close();
-    }
-    if let Some(t) = signal_thread {
-        let _ = t.join();
-    }
-
+    // Phase 5: wind down.
+    st.wind_down(fetchers, &rx, end.forced);
+    signals.close();
     let wall = t0.elapsed();
     let not_run: Vec<String> = engine
         .not_run()
         .iter()
         .map(|t| exec.tests[*t].queued.name.clone())
         .collect();
-    for e in &errors {
-        let _ = rtx.send(ResultsMsg::Error(e.clone()));
+    for e in errors {
+        st.send(ResultsMsg::Error(e));
     }
-    let _ = rtx.send(ResultsMsg::Finish {
+    st.send(ResultsMsg::Finish {
         wall,
-        interrupted: interrupted.is_some(),
+        interrupted: end.interrupted.is_some(),
         tests_total: exec.tests.len() as u64,
         not_run,
     });
-    drop(rtx);
-    drop(st.rtx);
-    let stats = if forced {
+    let (infra_failure, peak) = (st.infra_failure, st.peak);
+    drop(st);
+    let stats = if end.forced {
         // Give the results thread a moment to finish its file writes.
         let (done_tx, done_rx) = unbounded();
         thread::spawn(move || {
             let _ = done_tx.send(results_thread.join());
         });
         match done_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(s)) => s?,
+            Ok(Ok(s)) => s,
             _ => RunStats::default(),
         }
     } else {
         results_thread
             .join()
-            .map_err(|_| RunError::Other("the results thread panicked".into()))??
+            .map_err(|_| RunError::Thread("the results thread panicked".into()))?
     };
-    progress.finish();
-    let infra_failure = st.infra_failure;
-    let peak = st.peak;
     Ok(RunReport {
         stats,
         tests_total: exec.tests.len(),
         wall,
-        interrupted,
-        forced,
+        interrupted: end.interrupted,
+        forced: end.forced,
         infra_failure,
         results_dir: exec.results_dir.clone(),
         peak_systems: peak,
+        run_id: exec.run_id.clone(),
     })
 }
 
@@ -646,16 +669,9 @@ fn wait_all(joins: Vec<JoinHandle<()>>, limit: Duration) {
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        2 => "SIGINT",
-        15 => "SIGTERM",
-        _ => "signal",
-    }
-}
-
 struct LoopState<'a> {
     exec: &'a Execution,
+    provs: &'a [ProvHandle],
     tx: Sender<Msg>,
     rtx: Sender<ResultsMsg>,
     slots: HashMap<RemoteId, Slot>,
@@ -663,11 +679,9 @@ struct LoopState<'a> {
     next_rid: RemoteId,
     /// The attempt that just finished on each system, until recorded.
     pending: HashMap<TestId, (AttemptInfo, PathBuf, TestOutcome)>,
-    progress: &'a Progress,
     counts: Counts,
-    fetch_stop: &'a [Arc<AtomicBool>],
-    asked: &'a [Arc<AtomicU32>],
-    wake: &'a [(Sender<()>, Receiver<()>)],
+    /// The counts last sent as a progress event.
+    shown: Option<Counts>,
     scratch: PathBuf,
     platform_seen: Option<String>,
     infra_failure: bool,
@@ -677,6 +691,106 @@ struct LoopState<'a> {
 }
 
 impl LoopState<'_> {
+    fn send(&self, msg: ResultsMsg) {
+        let _ = self.rtx.send(msg);
+    }
+
+    fn emit(&self, event: RunEvent) {
+        self.send(ResultsMsg::Event(event));
+    }
+
+    /// Phase 4: until every test is done and every system released.
+    fn run_loop(
+        &mut self,
+        engine: &mut Engine,
+        rx: &Receiver<Msg>,
+        t0: Instant,
+        out: &mut Vec<Action>,
+    ) -> LoopEnd {
+        let mut end = LoopEnd {
+            interrupted: None,
+            forced: false,
+        };
+        while !(engine.finished() && self.releasing == 0) {
+            let msg = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.refresh(engine, true);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let event = match msg {
+                Msg::Signal(signal) => {
+                    if end.interrupted.is_some() {
+                        self.emit(RunEvent::ForcedExit { signal });
+                        end.forced = true;
+                        break;
+                    }
+                    self.emit(RunEvent::Interrupted { signal });
+                    end.interrupted = Some(signal);
+                    if let Some(flag) = &self.exec.plugin_cancel {
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    Some(Event::Interrupt)
+                }
+                other => self.translate(engine, other),
+            };
+            if let Some(event) = event {
+                engine.handle(t0.elapsed(), event, out);
+                self.apply(engine, out);
+            }
+            self.refresh(engine, false);
+        }
+        end
+    }
+
+    /// Phase 5: stop the fetchers, release what is left, stop the
+    /// provisioners. After a second signal, every release gets 20 s.
+    fn wind_down(&mut self, fetchers: Vec<JoinHandle<()>>, rx: &Receiver<Msg>, forced: bool) {
+        let provs = self.provs;
+        for p in provs {
+            p.halt_fetcher();
+        }
+        if forced {
+            for slot in self.slots.values() {
+                slot.cancel.cancel();
+            }
+            let mut joins = Vec::new();
+            for (_, s) in self.slots.drain() {
+                joins.push(thread::spawn(move || {
+                    let _ = s.remote.release();
+                }));
+            }
+            let all: Vec<Arc<dyn Provisioner>> =
+                provs.iter().map(|p| Arc::clone(&p.provisioner)).collect();
+            joins.push(thread::spawn(move || {
+                for p in all {
+                    let _ = p.stop();
+                }
+            }));
+            wait_all(joins, Duration::from_secs(20));
+            return;
+        }
+        for f in fetchers {
+            let _ = f.join();
+        }
+        // A system that arrived after the end is released right away.
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Ready { remote, .. } = msg {
+                let _ = remote.release();
+            }
+        }
+        for p in provs.iter().filter(|p| p.started) {
+            if let Err(e) = p.provisioner.stop() {
+                self.emit(RunEvent::ProvisionerStopFailed {
+                    provisioner: p.name(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
     fn translate(&mut self, engine: &mut Engine, msg: Msg) -> Option<Event> {
         match msg {
             Msg::Ready { prov, remote } => {
@@ -690,7 +804,11 @@ impl LoopState<'_> {
                     .clone()
                     .unwrap_or_else(|| remote.platform());
                 self.platform_seen.get_or_insert_with(|| platform.clone());
-                tracing::info!(remote = %name, "system ready");
+                self.emit(RunEvent::SystemReady {
+                    system: name.clone(),
+                    provisioner: self.provs[prov].name(),
+                    platform: platform.clone(),
+                });
                 self.slots.insert(
                     rid,
                     Slot {
@@ -708,7 +826,10 @@ impl LoopState<'_> {
                 if engine.dropped(prov) || engine.stopping() {
                     return None;
                 }
-                self.progress.line(&format!("warning: {error}"));
+                self.emit(RunEvent::ProvisionerError {
+                    provisioner: self.provs[prov].name(),
+                    error: error.clone(),
+                });
                 Some(Event::ProvisionerFailed { prov, error })
             }
             Msg::SetupEnd { rid, result } => match result {
@@ -720,7 +841,11 @@ impl LoopState<'_> {
                 }
                 Err(e) => {
                     if !engine.stopping() {
-                        self.progress.line(&format!("warning: {e}"));
+                        let system = self.slots.get(&rid).map(|s| s.name.clone());
+                        self.emit(RunEvent::SystemSetupFailed {
+                            system: system.unwrap_or_default(),
+                            error: e.to_string(),
+                        });
                     }
                     Some(Event::SetupFailed {
                         remote: rid,
@@ -728,82 +853,14 @@ impl LoopState<'_> {
                     })
                 }
             },
-            Msg::TestEnd(end) => {
-                let TestEnd {
-                    rid,
-                    test,
-                    result,
-                    system,
-                    artifacts,
-                    started_unix_ms,
-                    took,
-                } = *end;
-                self.running_since.remove(&test);
-                let slot = self.slots.get_mut(&rid)?;
-                slot.system = Some(system);
-                // A test cut short by an interrupt did not finish: it is
-                // not recorded (the executor reports it as an `infra`
-                // result with the cancel note).
-                let result = match result {
-                    Ok(o) if slot.cancel.is_cancelled() && is_failure(&o.status) => {
-                        Err(ExecError::Cancelled {
-                            system: slot.name.clone(),
-                        })
-                    }
-                    other => other,
-                };
-                match result {
-                    Ok(outcome) => {
-                        let failed = is_failure(&outcome.status);
-                        let info = AttemptInfo {
-                            platform: slot.platform.clone(),
-                            test: self.exec.tests[test].queued.name.clone(),
-                            attempt: 0,
-                            final_attempt: false,
-                            remote: slot.name.clone(),
-                            provisioner: self.exec.provisioners[slot.prov].name(),
-                            started_unix_ms,
-                            duration: took,
-                            exit_code: outcome.exit_code,
-                            reboots: outcome.reboots,
-                            system_lost: outcome.system_lost,
-                        };
-                        if outcome.system_lost {
-                            self.progress.line(&format!(
-                                "warning: {} was lost during {}",
-                                slot.name, info.test
-                            ));
-                        }
-                        let lost = outcome.system_lost;
-                        self.pending.insert(test, (info, artifacts, outcome));
-                        Some(Event::TestFinished {
-                            remote: rid,
-                            test,
-                            failed,
-                            system_lost: lost,
-                        })
-                    }
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&artifacts);
-                        if !engine.stopping() {
-                            self.progress.line(&format!(
-                                "warning: {} broke during {}: {e}",
-                                slot.name, self.exec.tests[test].queued.name
-                            ));
-                        }
-                        Some(Event::TestBroken {
-                            remote: rid,
-                            test,
-                            error: e.to_string(),
-                        })
-                    }
-                }
-            }
-            Msg::Released { rid, error } => {
+            Msg::TestEnd(end) => self.test_ended(engine, *end),
+            Msg::Released { name, error, .. } => {
                 self.releasing -= 1;
-                if let Some(e) = error {
-                    self.progress
-                        .line(&format!("warning: releasing system {rid}: {e}"));
+                if let Some(error) = error {
+                    self.emit(RunEvent::SystemReleaseFailed {
+                        system: name,
+                        error,
+                    });
                 }
                 None
             }
@@ -811,22 +868,80 @@ impl LoopState<'_> {
         }
     }
 
-    fn apply(&mut self, engine: &mut Engine, _now: Duration, out: &mut Vec<Action>) {
+    fn test_ended(&mut self, engine: &Engine, end: TestEnd) -> Option<Event> {
+        let TestEnd {
+            rid,
+            test,
+            result,
+            system,
+            artifacts,
+            started_unix_ms,
+            took,
+        } = end;
+        self.running_since.remove(&test);
+        let slot = self.slots.get_mut(&rid)?;
+        slot.system = Some(system);
+        let (system, platform, prov) = (slot.name.clone(), slot.platform.clone(), slot.prov);
+        let name = &self.exec.tests[test].queued.name;
+        match result {
+            // A test cut short by an interrupt is recorded as the executor
+            // reports it: `infra`, "cancel requested", with its output.
+            Ok(outcome) => {
+                let failed = outcome.status.is_failure();
+                let info = AttemptInfo {
+                    platform,
+                    test: name.clone(),
+                    attempt: 0,
+                    final_attempt: false,
+                    remote: system.clone(),
+                    provisioner: self.provs[prov].name(),
+                    started_unix_ms,
+                    duration: took,
+                    exit_code: outcome.exit_code,
+                    reboots: outcome.reboots,
+                    system_lost: outcome.system_lost,
+                };
+                let lost = outcome.system_lost;
+                if lost {
+                    self.emit(RunEvent::SystemLost {
+                        system,
+                        test: name.clone(),
+                    });
+                }
+                self.pending.insert(test, (info, artifacts, outcome));
+                Some(Event::TestFinished {
+                    remote: rid,
+                    test,
+                    failed,
+                    system_lost: lost,
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&artifacts);
+                if !engine.stopping() {
+                    self.emit(RunEvent::SystemBroke {
+                        system,
+                        test: name.clone(),
+                        error: e.to_string(),
+                    });
+                }
+                Some(Event::TestBroken {
+                    remote: rid,
+                    test,
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn apply(&mut self, engine: &mut Engine, out: &mut Vec<Action>) {
         for action in out.drain(..) {
             match action {
                 Action::Provision { prov, count } => {
                     tracing::debug!(prov, count, "provision");
-                    self.exec.provisioners[prov].provision(count);
-                    let _ =
-                        self.asked[prov].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                            Some(n.saturating_add(count))
-                        });
-                    let _ = self.wake[prov].0.send(());
+                    self.provs[prov].ask(count);
                 }
-                Action::Clear { prov } => {
-                    self.exec.provisioners[prov].clear();
-                    self.asked[prov].store(0, Ordering::SeqCst);
-                }
+                Action::Clear { prov } => self.provs[prov].clear(),
                 Action::Setup { remote } => self.setup(remote),
                 Action::Run {
                     remote,
@@ -838,76 +953,15 @@ impl LoopState<'_> {
                     test,
                     attempt,
                     final_attempt,
-                } => {
-                    if let Some((mut info, artifacts, outcome)) = self.pending.remove(&test) {
-                        info.attempt = attempt;
-                        info.final_attempt = final_attempt;
-                        if final_attempt {
-                            self.counts.done += 1;
-                            if is_failure(&outcome.status) {
-                                self.counts.failed += 1;
-                            } else {
-                                self.counts.passed += 1;
-                            }
-                            self.remaining_work = self
-                                .remaining_work
-                                .saturating_sub(self.exec.tests[test].queued.estimate());
-                            self.counts.running = engine.running() as u64;
-                            self.counts.queued = engine.queued() as u64;
-                            self.progress.finished(
-                                &self.counts,
-                                &outcome.status,
-                                &info.test,
-                                info.duration,
-                                &info.remote,
-                                outcome.note.as_deref(),
-                            );
-                        } else {
-                            self.progress.line(&format!(
-                                "{} {} (attempt {attempt}), will rerun on a fresh system",
-                                outcome.status, info.test
-                            ));
-                        }
-                        let _ = self.rtx.send(ResultsMsg::Attempt {
-                            info,
-                            artifacts,
-                            outcome,
-                        });
-                    }
-                }
-                Action::GiveUp { test, status, note } => {
-                    if status == "infra" {
-                        self.infra_failure = true;
-                    }
-                    let name = self.exec.tests[test].queued.name.clone();
-                    let platform = self
-                        .exec
-                        .platform
-                        .clone()
-                        .or_else(|| self.platform_seen.clone())
-                        .or_else(|| self.exec.provisioners.first().map(|p| p.name()))
-                        .unwrap_or_else(|| "unknown".into());
-                    self.counts.done += 1;
-                    self.counts.failed += 1;
-                    self.progress.finished(
-                        &self.counts,
-                        status,
-                        &name,
-                        Duration::ZERO,
-                        "-",
-                        Some(&note),
-                    );
-                    let _ = self.rtx.send(ResultsMsg::NotRun {
-                        platform,
-                        test: name,
-                        status,
-                        note,
-                    });
-                }
+                } => self.record(engine, test, attempt, final_attempt),
+                Action::GiveUp { test, status, note } => self.give_up(test, status, note),
                 Action::DropProvisioner { prov, reason } => {
-                    self.fetch_stop[prov].store(true, Ordering::SeqCst);
-                    self.progress.line(&format!("error: {reason}"));
-                    let _ = self.rtx.send(ResultsMsg::Error(reason));
+                    self.provs[prov].halt_fetcher();
+                    self.emit(RunEvent::ProvisionerDropped {
+                        provisioner: self.provs[prov].name(),
+                        reason: reason.clone(),
+                    });
+                    self.send(ResultsMsg::Error(reason));
                 }
                 Action::CancelAll => {
                     for slot in self.slots.values() {
@@ -917,6 +971,74 @@ impl LoopState<'_> {
             }
         }
         self.peak = self.peak.max(self.slots.len());
+    }
+
+    fn record(&mut self, engine: &Engine, test: TestId, attempt: u32, final_attempt: bool) {
+        let Some((mut info, artifacts, outcome)) = self.pending.remove(&test) else {
+            return;
+        };
+        info.attempt = attempt;
+        info.final_attempt = final_attempt;
+        if final_attempt {
+            self.counts.done += 1;
+            if outcome.status.is_failure() {
+                self.counts.failed += 1;
+            } else {
+                self.counts.passed += 1;
+            }
+            self.remaining_work = self
+                .remaining_work
+                .saturating_sub(self.exec.tests[test].queued.estimate());
+            self.counts.running = engine.running() as u64;
+            self.counts.queued = engine.queued() as u64;
+            self.emit(RunEvent::TestFinished {
+                test: info.test.clone(),
+                system: info.remote.clone(),
+                attempt,
+                status: outcome.status.clone(),
+                note: outcome.note.clone(),
+                duration: info.duration,
+            });
+        } else {
+            self.emit(RunEvent::TestRerun {
+                test: info.test.clone(),
+                attempt,
+                status: outcome.status.clone(),
+                note: outcome.note.clone(),
+            });
+        }
+        self.send(ResultsMsg::Attempt {
+            info,
+            artifacts,
+            outcome,
+        });
+    }
+
+    fn give_up(&mut self, test: TestId, status: Status, note: String) {
+        if status == Status::Infra {
+            self.infra_failure = true;
+        }
+        let name = self.exec.tests[test].queued.name.clone();
+        let platform = self
+            .exec
+            .platform
+            .clone()
+            .or_else(|| self.platform_seen.clone())
+            .or_else(|| self.provs.first().map(ProvHandle::name))
+            .unwrap_or_else(|| "unknown".into());
+        self.counts.done += 1;
+        self.counts.failed += 1;
+        self.emit(RunEvent::TestNotRun {
+            test: name.clone(),
+            status: status.clone(),
+            note: note.clone(),
+        });
+        self.send(ResultsMsg::NotRun {
+            platform,
+            test: name,
+            status,
+            note,
+        });
     }
 
     fn setup(&mut self, rid: RemoteId) {
@@ -949,7 +1071,7 @@ impl LoopState<'_> {
         let Some(mut system) = slot.system.take() else {
             return;
         };
-        let cancel = slot.cancel.clone();
+        let (cancel, system_name) = (slot.cancel.clone(), slot.name.clone());
         let spec = self.exec.tests[test].spec.clone();
         let prefix = format!(
             "{}-",
@@ -962,6 +1084,11 @@ impl LoopState<'_> {
             .unwrap_or_else(|_| self.scratch.join(format!("{prefix}{rid}-{attempt}")));
         let _ = std::fs::create_dir_all(&artifacts);
         self.running_since.insert(test, Instant::now());
+        self.emit(RunEvent::TestStarted {
+            test: spec.name.clone(),
+            system: system_name,
+            attempt,
+        });
         let tx = self.tx.clone();
         let env = vec![("ATEX_TEST_ATTEMPT".to_string(), attempt.to_string())];
         thread::spawn(move || {
@@ -992,144 +1119,171 @@ impl LoopState<'_> {
                 system.close();
             }
             let error = slot.remote.release().err().map(|e| e.to_string());
-            let _ = tx.send(Msg::Released { rid, error });
+            let _ = tx.send(Msg::Released {
+                name: slot.name,
+                error,
+            });
         });
     }
 
-    fn refresh(&mut self, engine: &Engine) {
+    /// Updates the counters; sends them when they changed, or on `tick`
+    /// (the ETA moves with time).
+    fn refresh(&mut self, engine: &Engine, tick: bool) {
         self.counts.running = engine.running() as u64;
         self.counts.queued = engine.queued() as u64;
         let in_progress: Duration = self.running_since.values().map(Instant::elapsed).sum();
         let workers = (self.slots.len().max(1)) as u32;
-        self.counts.eta = Some(self.remaining_work.saturating_sub(in_progress) / workers);
-        self.progress.update(&self.counts);
+        let eta = Some(self.remaining_work.saturating_sub(in_progress) / workers);
+        let changed = self.shown.is_none_or(|s| {
+            Counts {
+                eta: s.eta,
+                ..self.counts
+            } != s
+        });
+        self.counts.eta = eta;
+        if changed || tick {
+            self.shown = Some(self.counts);
+            self.emit(RunEvent::Progress(self.counts));
+        }
     }
 }
 
-fn results_loop(
-    mut store: ResultsStore,
-    mut reporters: Vec<Box<dyn Reporter>>,
-    mut history: TimingHistory,
-    rx: Receiver<ResultsMsg>,
+/// The results thread: stores what lands, keeps the summary and the
+/// timing history, and hands every event to the sinks.
+struct ResultsThread {
+    store: ResultsStore,
+    sinks: Vec<Box<dyn EventSink>>,
+    history: TimingHistory,
     run_id: String,
     started_unix_ms: u64,
-) -> Result<RunStats, RunError> {
-    let mut stats = RunStats::default();
-    let mut earlier: HashMap<String, Vec<String>> = HashMap::new();
-    let mut first_error: Option<ResultsError> = None;
-    let report = |reporters: &mut Vec<Box<dyn Reporter>>,
-                  results: &[crate::backend::ReportedResult]| {
-        for r in reporters.iter_mut() {
-            for res in results {
-                if let Err(e) = r.on_result(res) {
-                    tracing::error!("reporter {}: {e}", r.name());
+    stats: RunStats,
+    /// Statuses of earlier attempts of tests that are being rerun.
+    earlier: HashMap<String, Vec<Status>>,
+}
+
+impl ResultsThread {
+    fn run(mut self, rx: Receiver<ResultsMsg>) -> RunStats {
+        for msg in rx.iter() {
+            match msg {
+                ResultsMsg::Event(e) => self.dispatch(&e),
+                ResultsMsg::Attempt {
+                    info,
+                    artifacts,
+                    outcome,
+                } => self.attempt(info, &artifacts, outcome),
+                ResultsMsg::NotRun {
+                    platform,
+                    test,
+                    status,
+                    note,
+                } => {
+                    match self.store.record_not_run(&platform, &test, &status, &note) {
+                        Ok(r) => self.dispatch(&RunEvent::ResultsStored(vec![r])),
+                        Err(e) => self.lost(&test, e),
+                    }
+                    self.stats.finals.push(FinalTest {
+                        earlier: self.earlier.remove(&test).unwrap_or_default(),
+                        test,
+                        status,
+                        note: Some(note),
+                        attempts: 0,
+                        duration: Duration::ZERO,
+                    });
+                }
+                ResultsMsg::Error(e) => self.stats.errors.push(e),
+                ResultsMsg::Finish {
+                    wall,
+                    interrupted,
+                    tests_total,
+                    not_run,
+                } => {
+                    self.finish(wall, interrupted, tests_total, not_run);
+                    break;
                 }
             }
         }
-    };
-    for msg in rx.iter() {
-        match msg {
-            ResultsMsg::Attempt {
-                info,
-                artifacts,
-                outcome,
-            } => {
-                if !outcome.system_lost {
-                    history.record(&info.test, info.duration);
+        self.stats
+    }
+
+    /// Hands an event to every sink.
+    fn dispatch(&mut self, event: &RunEvent) {
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.on_event(event) {
+                let msg = format!("{}: {e}", sink.name());
+                tracing::error!("{msg}");
+                if matches!(event, RunEvent::RunFinished { .. }) {
+                    self.stats.errors.push(msg);
                 }
-                let results = match store.ingest(&info, &artifacts) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!("storing {}: {e}", info.test);
-                        stats.errors.push(format!("storing {}: {e}", info.test));
-                        first_error.get_or_insert(e);
-                        continue;
-                    }
-                };
-                report(&mut reporters, &results);
-                if info.final_attempt {
-                    stats.finals.push(FinalTest {
-                        test: info.test.clone(),
-                        status: outcome.status.clone(),
-                        note: outcome.note.clone(),
-                        attempts: info.attempt,
-                        earlier: earlier.remove(&info.test).unwrap_or_default(),
-                        duration: info.duration,
-                    });
-                } else {
-                    earlier
-                        .entry(info.test.clone())
-                        .or_default()
-                        .push(outcome.status.clone());
-                }
-            }
-            ResultsMsg::NotRun {
-                platform,
-                test,
-                status,
-                note,
-            } => {
-                match store.record_not_run(&platform, &test, status, &note) {
-                    Ok(r) => report(&mut reporters, std::slice::from_ref(&r)),
-                    Err(e) => {
-                        stats.errors.push(format!("storing {test}: {e}"));
-                        first_error.get_or_insert(e);
-                    }
-                }
-                stats.finals.push(FinalTest {
-                    test: test.clone(),
-                    status: status.into(),
-                    note: Some(note),
-                    attempts: 0,
-                    earlier: earlier.remove(&test).unwrap_or_default(),
-                    duration: Duration::ZERO,
-                });
-            }
-            ResultsMsg::Error(e) => stats.errors.push(e),
-            ResultsMsg::Finish {
-                wall,
-                interrupted,
-                tests_total,
-                not_run,
-            } => {
-                stats.not_run = not_run;
-                let summary = RunSummary {
-                    run_id: run_id.clone(),
-                    results_dir: store.dir().to_path_buf(),
-                    started_unix_ms,
-                    duration: wall,
-                    tests_total,
-                    counts: stats.counts(),
-                    interrupted,
-                    extra: serde_json::Map::new(),
-                };
-                for r in reporters.iter_mut() {
-                    match r.finish(&summary) {
-                        Ok(files) => {
-                            for f in files {
-                                tracing::info!("{} wrote {}", r.name(), f.display());
-                            }
-                        }
-                        Err(e) => stats.errors.push(format!("reporter {}: {e}", r.name())),
-                    }
-                }
-                let mut json = stats.to_json(wall, interrupted);
-                json["run_id"] = serde_json::Value::String(run_id.clone());
-                json["tests_total"] = tests_total.into();
-                if let Err(e) = store.finish(&json) {
-                    stats.errors.push(e.to_string());
-                }
-                if let Err(e) = history.save() {
-                    stats
-                        .errors
-                        .push(format!("cannot save the timing history: {e}"));
-                }
-                break;
             }
         }
     }
-    match first_error {
-        Some(e) if stats.finals.is_empty() => Err(e.into()),
-        _ => Ok(stats),
+
+    fn lost(&mut self, test: &str, error: ResultsError) {
+        let error = error.to_string();
+        self.dispatch(&RunEvent::ResultsLost {
+            test: test.to_string(),
+            error: error.clone(),
+        });
+        self.stats.errors.push(format!("storing {test}: {error}"));
+        self.stats.lost.push(test.to_string());
+    }
+
+    fn attempt(&mut self, info: AttemptInfo, artifacts: &Path, outcome: TestOutcome) {
+        if !outcome.system_lost {
+            self.history.record(&info.test, info.duration);
+        }
+        match self.store.ingest(&info, artifacts) {
+            Ok(results) => self.dispatch(&RunEvent::ResultsStored(results)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(artifacts);
+                self.lost(&info.test, e);
+            }
+        }
+        if info.final_attempt {
+            self.stats.finals.push(FinalTest {
+                earlier: self.earlier.remove(&info.test).unwrap_or_default(),
+                test: info.test,
+                status: outcome.status,
+                note: outcome.note,
+                attempts: info.attempt,
+                duration: info.duration,
+            });
+        } else {
+            self.earlier
+                .entry(info.test)
+                .or_default()
+                .push(outcome.status);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        wall: Duration,
+        interrupted: bool,
+        tests_total: u64,
+        not_run: Vec<String>,
+    ) {
+        self.stats.not_run = not_run;
+        let summary = RunSummary {
+            run_id: self.run_id.clone(),
+            results_dir: self.store.dir().to_path_buf(),
+            started_unix_ms: self.started_unix_ms,
+            duration: wall,
+            tests_total,
+            counts: self.stats.counts(),
+            interrupted,
+            extra: serde_json::Map::new(),
+        };
+        self.dispatch(&RunEvent::RunFinished { summary });
+        let mut json = self.stats.to_json(wall, interrupted);
+        json["run_id"] = serde_json::Value::String(self.run_id.clone());
+        json["tests_total"] = tests_total.into();
+        if let Err(e) = self.store.finish(&json) {
+            self.stats.errors.push(e.to_string());
+            self.stats.unwritten.push(e.to_string());
+        }
+        if let Err(e) = self.history.save() {
+            self.stats.errors.push(e.to_string());
+        }
     }
 }

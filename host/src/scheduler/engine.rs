@@ -37,13 +37,17 @@
 //! - **Fit.** With a deadline, a test whose `duration` would end past it is
 //!   not started; it gets an `error` result saying why.
 //! - **Interrupt.** No more tests are handed out, running tests are
-//!   cancelled (and not recorded), every system is released.
+//!   cancelled (the driver records what they left, as upstream does: an
+//!   `infra` result with the note `cancel requested` and their output),
+//!   every system is released.
 
 use std::{
     cmp::{Ordering, Reverse},
     collections::{BinaryHeap, HashMap},
     time::Duration,
 };
+
+use crate::Status;
 
 /// Index of a provisioner in the list given to [`Engine::new`].
 pub type ProvId = usize;
@@ -132,6 +136,12 @@ pub enum Event {
         prov: ProvId,
         /// The new system's id.
         remote: RemoteId,
+    },
+    /// A provisioner is not available at all (its `start` failed): it is
+    /// never asked for systems. Give this before [`Engine::start`].
+    ProvisionerUnavailable {
+        /// Which provisioner.
+        prov: ProvId,
     },
     /// A provisioner failed to provide a system.
     ProvisionerFailed {
@@ -223,8 +233,8 @@ pub enum Action {
     GiveUp {
         /// The test.
         test: TestId,
-        /// Status of the result (`infra` or `error`).
-        status: &'static str,
+        /// Status of the result ([`Status::Infra`] or [`Status::Error`]).
+        status: Status,
         /// Why.
         note: String,
     },
@@ -419,6 +429,11 @@ impl Engine {
                     out.push(Action::Setup { remote });
                 }
             }
+            Event::ProvisionerUnavailable { prov } => {
+                let p = &mut self.provs[prov];
+                p.dropped = true;
+                p.outstanding = 0;
+            }
             Event::ProvisionerFailed { prov, error } => {
                 if !self.stopping {
                     self.charge(prov, error, out);
@@ -489,7 +504,7 @@ impl Engine {
                     if self.requeues[test] > self.policy.max_requeues {
                         out.push(Action::GiveUp {
                             test,
-                            status: "infra",
+                            status: Status::Infra,
                             note: format!(
                                 "its system broke {} times, last: {error}",
                                 self.requeues[test]
@@ -559,7 +574,7 @@ impl Engine {
                 if now + duration > deadline {
                     out.push(Action::GiveUp {
                         test,
-                        status: "error",
+                        status: Status::Error,
                         note: format!(
                             "not run: its duration ({}s) ends past the run's deadline ({}s left)",
                             duration.as_secs(),
@@ -632,7 +647,7 @@ impl Engine {
         for k in left {
             out.push(Action::GiveUp {
                 test: k.test,
-                status: "infra",
+                status: Status::Infra,
                 note: why.clone(),
             });
         }

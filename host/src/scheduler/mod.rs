@@ -5,24 +5,26 @@
 //!   provisioner for, reruns, destructive tests, broken systems, failure
 //!   budgets, deadlines, interrupts) as a state machine without threads or
 //!   clock; its module documentation lists every policy;
-//! - [`driver`]: runs the engine for real — worker threads for
-//!   reservations, setups, tests and releases, a results thread, signals;
-//! - [`sim`]: runs the engine on a virtual clock with fake provisioners
-//!   (the scheduler's tests and its scale bench);
-//! - [`config`]: [`RunConfig`], from flags and/or a YAML file;
-//! - [`plan`]: discovered FMF tests and plans to scheduler and executor
-//!   types;
-//! - [`progress`]: the live progress bar or plain lines.
+//! - [`execute`] runs the engine for real (the driver: worker threads for
+//!   reservations, setups, tests and releases, a results thread, signals)
+//!   and reports what happens as [`RunEvent`]s to [`EventSink`]s;
+//! - [`TerminalDisplay`]: the live progress bar or plain lines, a sink;
+//! - [`RunConfig`]: what `atex run` does, from flags and/or a YAML file;
+//! - [`run_tests`] and [`plan_spec`]: discovered FMF tests and plans to
+//!   scheduler and executor types.
 //!
 //! [`run`] is what `atex run` does; a toolbox user who wants something
 //! else builds an [`Execution`] (own tests, own provisioners implementing
-//! [`crate::backend::Provisioner`], own executor) and calls [`execute`].
+//! [`crate::backend::Provisioner`], own executor, own event sinks) and
+//! calls [`execute`].
 
-pub mod config;
-pub mod driver;
+mod config;
+mod display;
+mod driver;
 pub mod engine;
-pub mod plan;
-pub mod progress;
+mod events;
+mod plan;
+#[doc(hidden)]
 pub mod sim;
 
 use std::{
@@ -31,12 +33,14 @@ use std::{
     time::SystemTime,
 };
 
-pub use config::{ConfigError, RunConfig};
+pub use config::{ConfigError, RunConfig, parse_deadline};
+pub use display::{ProgressMode, TerminalDisplay};
 pub use driver::{
     ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor, execute,
 };
 pub use engine::{Policy, QueuedTest};
-pub use progress::ProgressMode;
+pub use events::{Counts, EventSink, ReporterSink, RunEvent};
+pub use plan::{plan_spec, queued_test, run_tests, test_spec};
 
 use atex_plugin_api::time::UtcTime;
 
@@ -75,6 +79,8 @@ pub fn default_history_path(results_dir: &Path) -> PathBuf {
 /// `atex run`: discover the tests, load the plugins, run everything, store
 /// the results, tell the reporters.
 pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
+    cfg.validate()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
     let selection = fmf::Selection {
         plan: cfg.plan.clone(),
@@ -108,8 +114,10 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         .unwrap_or_else(|| default_history_path(&results_dir));
     let history = TimingHistory::load(&history_path);
 
-    std::fs::create_dir_all(&results_dir)
-        .map_err(|e| RunError::Config(format!("cannot create {}: {e}", results_dir.display())))?;
+    // Reporters check at creation that they can write into the results
+    // directory, so it is made now; a configuration error below removes
+    // what was made, so a failed start leaves nothing behind.
+    let made = NewDirGuard::create(&results_dir)?;
     let registry = PluginRegistry::discover(&search_path(&cfg.plugin_dirs));
     let host = PluginHost::new(run_id.clone(), results_dir.clone());
     let get = |spec: &PluginSpec| {
@@ -169,10 +177,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plan: plan::plan_spec(&found.plan),
         options: Default::default(),
     };
+    made.keep();
     execute(Execution {
         tests,
         provisioners,
         reporters,
+        sinks: Vec::new(),
         executor: Arc::new(executor),
         policy,
         results_dir,
@@ -184,4 +194,38 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
     })
+}
+
+/// The outermost directory a run created for its results, removed again
+/// unless [`NewDirGuard::keep`] is called.
+struct NewDirGuard {
+    created: Option<PathBuf>,
+}
+
+impl NewDirGuard {
+    fn create(dir: &Path) -> Result<Self, RunError> {
+        let mut outermost = None;
+        let mut cur = Some(dir);
+        while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            outermost = Some(d.to_path_buf());
+            cur = d.parent();
+        }
+        std::fs::create_dir_all(dir).map_err(|error| RunError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        Ok(NewDirGuard { created: outermost })
+    }
+
+    fn keep(mut self) {
+        self.created = None;
+    }
+}
+
+impl Drop for NewDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.created.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

@@ -109,7 +109,7 @@ pub struct SimReport {
     /// Attempts recorded.
     pub records: Vec<SimRecord>,
     /// Tests given up on, with status and note.
-    pub given_up: Vec<(String, &'static str, String)>,
+    pub given_up: Vec<(String, crate::Status, String)>,
     /// Dropped provisioners and why.
     pub dropped: Vec<String>,
     /// Systems handed out per provisioner.
@@ -607,7 +607,7 @@ mod tests {
         assert!(
             rep.given_up
                 .iter()
-                .all(|g| g.1 == "infra" && g.2.contains("no provisioner left"))
+                .all(|g| g.1 == crate::Status::Infra && g.2.contains("no provisioner left"))
         );
     }
 
@@ -625,7 +625,7 @@ mod tests {
             None,
         );
         assert_eq!(rep.given_up.len(), 1);
-        assert_eq!(rep.given_up[0].1, "error");
+        assert_eq!(rep.given_up[0].1, crate::Status::Error);
         assert!(
             rep.given_up[0].2.contains("deadline"),
             "{}",

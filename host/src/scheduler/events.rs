@@ -1,0 +1,261 @@
+//! What a run tells the world while it happens: typed [`RunEvent`]s sent to
+//! [`EventSink`]s.
+//!
+//! The driver never formats text for people. It emits events; the terminal
+//! display ([`super::display`]), the reporters (through [`ReporterSink`])
+//! and any sink a library caller passes in [`super::Execution::sinks`] turn
+//! them into whatever they like. Every sink sees every event, in the order
+//! the run produced them, on one thread (the run's results thread), so a
+//! slow sink delays other sinks but never the scheduling.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Status,
+    backend::{BackendError, ReportedResult, Reporter, RunSummary},
+};
+
+/// Counters of a run in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Tests with a final result.
+    pub done: u64,
+    /// Tests running.
+    pub running: u64,
+    /// Tests waiting.
+    pub queued: u64,
+    /// Final results that are not failures.
+    pub passed: u64,
+    /// Final failures.
+    pub failed: u64,
+    /// Expected time left.
+    pub eta: Option<Duration>,
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// The run began: provisioners were started, nothing ran yet.
+    RunStarted {
+        /// The run identifier (containers and reservations are labelled
+        /// with it).
+        run_id: String,
+        /// Where results go.
+        results_dir: PathBuf,
+        /// Tests selected.
+        tests: usize,
+    },
+    /// A provisioner's `start` failed; it takes no part in the run.
+    ProvisionerFailedToStart {
+        /// Its name.
+        provisioner: String,
+        /// What it said.
+        error: String,
+    },
+    /// A provisioner could not hand out a system this time (it counts
+    /// against its failure budget).
+    ProvisionerError {
+        /// Its name.
+        provisioner: String,
+        /// What it said.
+        error: String,
+    },
+    /// A provisioner is dropped for good; the others carry on.
+    ProvisionerDropped {
+        /// Its name.
+        provisioner: String,
+        /// Why.
+        reason: String,
+    },
+    /// Stopping a provisioner at the end of the run failed.
+    ProvisionerStopFailed {
+        /// Its name.
+        provisioner: String,
+        /// What it said.
+        error: String,
+    },
+    /// A system arrived from a provisioner.
+    SystemReady {
+        /// The system's name.
+        system: String,
+        /// The provisioner that made it.
+        provisioner: String,
+        /// The platform its results are filed under.
+        platform: String,
+    },
+    /// Setting a system up (connecting, uploading the tree, prepare steps)
+    /// failed; it is released.
+    SystemSetupFailed {
+        /// The system.
+        system: String,
+        /// What happened.
+        error: String,
+    },
+    /// A system was lost while a test ran on it; the test has a result.
+    SystemLost {
+        /// The system.
+        system: String,
+        /// The test that was running.
+        test: String,
+    },
+    /// A system broke under a test without a result; the test goes back
+    /// in the queue.
+    SystemBroke {
+        /// The system.
+        system: String,
+        /// The test that was running.
+        test: String,
+        /// What happened.
+        error: String,
+    },
+    /// Giving a system back failed.
+    SystemReleaseFailed {
+        /// The system.
+        system: String,
+        /// What happened.
+        error: String,
+    },
+    /// A test started on a system.
+    TestStarted {
+        /// The test.
+        test: String,
+        /// The system.
+        system: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed and the test will run again on a fresh system.
+    TestRerun {
+        /// The test.
+        test: String,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Its status.
+        status: Status,
+        /// Its note.
+        note: Option<String>,
+    },
+    /// A test has its final result.
+    TestFinished {
+        /// The test.
+        test: String,
+        /// The system it ran on.
+        system: String,
+        /// Attempts made.
+        attempt: u32,
+        /// Status of its own result.
+        status: Status,
+        /// Note of its own result.
+        note: Option<String>,
+        /// Wall time of the last attempt.
+        duration: Duration,
+    },
+    /// A test will not run (its systems kept breaking, no provisioner is
+    /// left, the deadline); it gets a result saying why.
+    TestNotRun {
+        /// The test.
+        test: String,
+        /// Status of that result.
+        status: Status,
+        /// Why.
+        note: String,
+    },
+    /// Results were written to the results directory.
+    ResultsStored(Vec<ReportedResult>),
+    /// Results of a test could not be stored (a full disk, ...).
+    ResultsLost {
+        /// The test.
+        test: String,
+        /// What failed.
+        error: String,
+    },
+    /// The counters changed, or time passed.
+    Progress(Counts),
+    /// SIGINT or SIGTERM (or the caller's interrupt): no more tests start,
+    /// running ones are cancelled, every system is released.
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+    /// A second signal: the run ends at once after a best-effort release.
+    ForcedExit {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The run is over; reporters write their files now.
+    RunFinished {
+        /// What reporters get.
+        summary: RunSummary,
+    },
+}
+
+/// Receives the events of a run.
+///
+/// An error returned for [`RunEvent::RunFinished`] is added to the run's
+/// errors (and its `summary.json`); errors for other events are logged.
+pub trait EventSink: Send {
+    /// A name for error messages.
+    fn name(&self) -> String {
+        "event sink".into()
+    }
+    /// Called once per event, in order, from one thread.
+    fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError>;
+}
+
+/// A closure is a sink.
+impl<F> EventSink for F
+where
+    F: FnMut(&RunEvent) + Send,
+{
+    fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError> {
+        self(event);
+        Ok(())
+    }
+}
+
+/// A [`Reporter`] as an event sink: every stored result to `on_result`,
+/// the end of the run to `finish`.
+pub struct ReporterSink {
+    reporter: Box<dyn Reporter>,
+}
+
+impl ReporterSink {
+    /// Wraps a reporter.
+    pub fn new(reporter: Box<dyn Reporter>) -> Self {
+        ReporterSink { reporter }
+    }
+}
+
+impl EventSink for ReporterSink {
+    fn name(&self) -> String {
+        format!("reporter {}", self.reporter.name())
+    }
+
+    fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError> {
+        match event {
+            RunEvent::ResultsStored(results) => {
+                for r in results {
+                    self.reporter.on_result(r)?;
+                }
+                Ok(())
+            }
+            RunEvent::RunFinished { summary } => {
+                let t0 = Instant::now();
+                for f in self.reporter.finish(summary)? {
+                    tracing::info!(
+                        "{} wrote {} in {:.2}s",
+                        self.reporter.name(),
+                        f.display(),
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
