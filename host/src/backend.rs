@@ -113,7 +113,7 @@ pub trait Provisioner: Send + Sync {
 }
 
 /// One result as reporters see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReportedResult {
     /// Platform the test ran on.
     pub platform: String,
@@ -132,6 +132,7 @@ pub struct ReportedResult {
     /// Start of the attempt, ms since the Unix epoch.
     pub started_unix_ms: u64,
     /// Duration of the attempt.
+    #[serde(rename = "duration_seconds", serialize_with = "secs")]
     pub duration: Duration,
     /// Attempt number, from 1.
     pub attempt: u32,
@@ -144,7 +145,7 @@ pub struct ReportedResult {
 }
 
 /// The summary of a run, for reporters.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunSummary {
     /// Run identifier.
     pub run_id: String,
@@ -153,6 +154,7 @@ pub struct RunSummary {
     /// Start of the run, ms since the Unix epoch.
     pub started_unix_ms: u64,
     /// Wall time of the run.
+    #[serde(rename = "duration_seconds", serialize_with = "secs")]
     pub duration: Duration,
     /// Tests selected to run.
     pub tests_total: u64,
@@ -172,4 +174,8 @@ pub trait Reporter: Send {
     fn on_result(&mut self, result: &ReportedResult) -> Result<(), BackendError>;
     /// The run is over; returns what it wrote.
     fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, BackendError>;
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }

@@ -279,3 +279,70 @@ fn the_custom_runner_example_doubles_durations_on_podman_with_junit() {
     // Failures were rerun: more attempts than tests.
     assert!(attempts.lines().count() > 12, "{attempts}");
 }
+
+#[test]
+fn the_event_sink_example_prints_one_json_line_per_event_matching_the_results() {
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let out = Command::new(example("event-sink"))
+        .arg(repo().join("examples/demo"))
+        .arg(&dir)
+        .env("ATEX_PLUGIN_PATH", profile_dir())
+        .output()
+        .expect("run the example");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("an event name"))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    assert_eq!(events[0]["tests"], 12);
+    // Every test started at least once and finished exactly once, with the
+    // status results.jsonl has for it.
+    let statuses = final_statuses(&dir);
+    let finished: std::collections::BTreeMap<String, String> = events
+        .iter()
+        .filter(|e| e["event"] == "test_finished")
+        .map(|e| {
+            (
+                e["test"].as_str().unwrap_or_default().to_string(),
+                e["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(finished, statuses);
+    for test in statuses.keys() {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "test_started" && e["test"] == test.as_str()),
+            "{test} has no test_started"
+        );
+    }
+    // Each stored result came through the sink too, and the systems that
+    // ran tests were announced.
+    let stored: usize = events
+        .iter()
+        .filter(|e| e["event"] == "results_stored")
+        .map(|e| e["results"].as_array().map_or(0, Vec::len))
+        .sum();
+    let lines = std::fs::read_to_string(dir.join("results.jsonl")).expect("results.jsonl");
+    assert_eq!(stored, lines.lines().count());
+    assert!(kinds.contains(&"system_ready"), "{kinds:?}");
+    assert!(
+        stderr(&out).contains("12 tests finished"),
+        "the closure sink counted: {}",
+        stderr(&out)
+    );
+}

@@ -1,20 +1,22 @@
 //! Plugins: finding them, checking them, loading them, and adapting what
 //! they construct to the host's own traits in [`crate::backend`].
 //!
-//! - [`load`]: the search path, the pre-flight and ABI checks, and a
-//!   registry of what was found and what was refused;
-//! - [`adapter`]: the host services given to plugins and the adapters
-//!   that hide the ABI types from the rest of the host;
+//! - [`PluginRegistry`], [`search_path`], [`load_plugin`]: the search
+//!   path, the pre-flight and ABI checks, and a registry of what was found
+//!   and what was refused;
+//! - [`PluginHost`] and the `Foreign*` adapters: the host services given
+//!   to plugins and the adapters that hide the ABI types from the rest of
+//!   the host;
 //! - [`conformance`]: the checks behind `atex plugin check`;
-//! - [`spec`]: `NAME[:K=V,...]` selections from the command line.
+//! - [`PluginSpec`]: `NAME[:K=V,...]` selections from the command line.
 
-pub mod adapter;
+mod adapter;
 pub mod conformance;
-pub mod load;
-pub mod spec;
+mod load;
+mod spec;
 
 pub use adapter::{ForeignProvisioner, ForeignRemote, ForeignReporter, PluginHost};
 pub use load::{
     LoadedPlugin, PluginDescription, PluginLoadError, PluginRegistry, load_plugin, search_path,
 };
-pub use spec::PluginSpec;
+pub use spec::{PluginSpec, PluginSpecError};

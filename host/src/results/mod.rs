@@ -1,23 +1,23 @@
 //! The results of a run, on disk as they land.
 //!
-//! - [`store`]: `results.jsonl` in upstream's line format
+//! - [`ResultsStore`]: `results.jsonl` in upstream's line format
 //!   `[platform, status, test, subtest|null, files, note|null]`, the files
 //!   under `files/<platform>/<test>/...`, and everything else about each
 //!   attempt (durations, attempts, systems) in `attempts.jsonl` beside it;
-//! - [`history`]: measured test runtimes kept between runs, so the next run
+//! - [`TimingHistory`]: measured test runtimes kept between runs, so the next run
 //!   can start the longest tests first;
-//! - [`summary`]: what a run did, for the end-of-run report and
+//! - [`RunStats`]: what a run did, for the end-of-run report and
 //!   `summary.json`;
-//! - [`pyjson`]: JSON text exactly as Python's `json.dumps` writes it.
+//! - JSON text is written exactly as Python's `json.dumps` writes it.
 //!
 //! Every line is written and flushed as soon as its test finishes: a crash
 //! or `kill -9` loses nothing already finished.
 
-pub mod history;
-pub mod pyjson;
-pub mod store;
-pub mod summary;
+mod history;
+mod pyjson;
+mod store;
+mod summary;
 
-pub use history::TimingHistory;
-pub use store::{AttemptInfo, ResultsError, ResultsStore};
+pub use history::{HistoryError, TimingHistory};
+pub use store::{AttemptInfo, ResultsError, ResultsStore, normalize_path};
 pub use summary::{FinalTest, RunStats};

@@ -159,7 +159,7 @@ impl EventSink for TerminalDisplay {
             RunEvent::ResultsLost { test, error } => {
                 self.line(&format!("error: results of {test} are lost: {error}"));
             }
-            RunEvent::Progress(counts) => {
+            RunEvent::Progress { counts } => {
                 self.counts = *counts;
                 self.update();
             }

@@ -1075,7 +1075,7 @@ impl LoopState<'_> {
         let spec = self.exec.tests[test].spec.clone();
         let prefix = format!(
             "{}-",
-            crate::results::store::normalize_path(&spec.name).replace('/', "-")
+            crate::results::normalize_path(&spec.name).replace('/', "-")
         );
         let artifacts = tempfile::Builder::new()
             .prefix(&prefix)
@@ -1143,7 +1143,9 @@ impl LoopState<'_> {
         self.counts.eta = eta;
         if changed || tick {
             self.shown = Some(self.counts);
-            self.emit(RunEvent::Progress(self.counts));
+            self.emit(RunEvent::Progress {
+                counts: self.counts,
+            });
         }
     }
 }
@@ -1178,7 +1180,7 @@ impl ResultsThread {
                     note,
                 } => {
                     match self.store.record_not_run(&platform, &test, &status, &note) {
-                        Ok(r) => self.dispatch(&RunEvent::ResultsStored(vec![r])),
+                        Ok(r) => self.dispatch(&RunEvent::ResultsStored { results: vec![r] }),
                         Err(e) => self.lost(&test, e),
                     }
                     self.stats.finals.push(FinalTest {
@@ -1233,7 +1235,7 @@ impl ResultsThread {
             self.history.record(&info.test, info.duration);
         }
         match self.store.ingest(&info, artifacts) {
-            Ok(results) => self.dispatch(&RunEvent::ResultsStored(results)),
+            Ok(results) => self.dispatch(&RunEvent::ResultsStored { results }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(artifacts);
                 self.lost(&info.test, e);

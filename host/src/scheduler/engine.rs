@@ -4,7 +4,7 @@
 //! [`Engine::handle`] takes one [`Event`] (a system is ready, a setup or a
 //! test finished, a provisioner failed, an interrupt) and the current time,
 //! and appends the [`Action`]s to take. The real driver
-//! ([`super::driver`]) turns actions into worker threads and their results
+//! ([`super::execute`]) turns actions into worker threads and their results
 //! into events; the simulator ([`super::sim`]) does the same on a virtual
 //! clock, which is how the policies are tested and measured.
 //!

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Counters of a run in progress.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Tests with a final result.
     pub done: u64,
@@ -32,11 +32,17 @@ pub struct Counts {
     /// Final failures.
     pub failed: u64,
     /// Expected time left.
+    #[serde(rename = "eta_seconds", serialize_with = "secs_opt")]
     pub eta: Option<Duration>,
 }
 
 /// Something that happened during a run.
-#[derive(Debug, Clone)]
+///
+/// As JSON (`serde_json::to_string(&event)`), an object with the event's
+/// name in `event` (`"test_finished"`, ...) and its fields beside it;
+/// durations are seconds.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunEvent {
     /// The run began: provisioners were started, nothing ran yet.
@@ -152,6 +158,7 @@ pub enum RunEvent {
         /// Note of its own result.
         note: Option<String>,
         /// Wall time of the last attempt.
+        #[serde(rename = "duration_seconds", serialize_with = "secs")]
         duration: Duration,
     },
     /// A test will not run (its systems kept breaking, no provisioner is
@@ -165,7 +172,10 @@ pub enum RunEvent {
         note: String,
     },
     /// Results were written to the results directory.
-    ResultsStored(Vec<ReportedResult>),
+    ResultsStored {
+        /// The results, as reporters get them.
+        results: Vec<ReportedResult>,
+    },
     /// Results of a test could not be stored (a full disk, ...).
     ResultsLost {
         /// The test.
@@ -174,7 +184,10 @@ pub enum RunEvent {
         error: String,
     },
     /// The counters changed, or time passed.
-    Progress(Counts),
+    Progress {
+        /// The counters now.
+        counts: Counts,
+    },
     /// SIGINT or SIGTERM (or the caller's interrupt): no more tests start,
     /// running ones are cancelled, every system is released.
     Interrupted {
@@ -237,7 +250,7 @@ impl EventSink for ReporterSink {
 
     fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError> {
         match event {
-            RunEvent::ResultsStored(results) => {
+            RunEvent::ResultsStored { results } => {
                 for r in results {
                     self.reporter.on_result(r)?;
                 }
@@ -257,5 +270,16 @@ impl EventSink for ReporterSink {
             }
             _ => Ok(()),
         }
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
     }
 }
