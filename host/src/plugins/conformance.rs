@@ -55,16 +55,35 @@ pub struct CheckOutcome {
     pub detail: String,
 }
 
+/// Why a check failed, for its outcome line.
+#[derive(Debug)]
+struct Failed(String);
+
+impl From<String> for Failed {
+    fn from(s: String) -> Self {
+        Failed(s)
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(s: &str) -> Self {
+        Failed(s.to_string())
+    }
+}
+
+/// A check's verdict: what passed, or why it failed.
+type Check = Result<String, Failed>;
+
 struct Suite<'a> {
     outcomes: Vec<CheckOutcome>,
     report: &'a mut dyn FnMut(&CheckOutcome),
 }
 
 impl Suite<'_> {
-    fn record(&mut self, name: &str, result: Result<String, String>) -> bool {
-        let (passed, detail) = match result {
+    fn record<E: Into<Failed>>(&mut self, name: &str, result: Result<String, E>) -> bool {
+        let (passed, detail) = match result.map_err(Into::into) {
             Ok(d) => (true, d),
-            Err(d) => (false, d),
+            Err(Failed(d)) => (false, d),
         };
         let outcome = CheckOutcome {
             name: name.to_string(),
@@ -93,7 +112,7 @@ pub fn check_library(
     suite.record(
         "loads and describes itself",
         if d.name.trim().is_empty() {
-            Err("the plugin name is empty".into())
+            Err(Failed::from("the plugin name is empty"))
         } else if d.kinds.is_empty() {
             Err("the plugin provides neither a provisioner nor a reporter".into())
         } else {
@@ -152,7 +171,7 @@ fn check_bad_configs(
     }
 }
 
-fn run_on(remote: &dyn Remote, token: &str) -> Result<String, String> {
+fn run_on(remote: &dyn Remote, token: &str) -> Check {
     let conn = remote.connection().map_err(|e| e.to_string())?;
     let script = format!("echo {token}; echo err >&2; exit 3");
     let out = command_for(&conn, &["bash", "-c", script.as_str()])
@@ -165,12 +184,11 @@ fn run_on(remote: &dyn Remote, token: &str) -> Result<String, String> {
             "through {conn}: expected exit code 3, got {:?} (stderr: {})",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        )
+        .into());
     }
     if stdout.trim() != token {
-        return Err(format!(
-            "through {conn}: expected output {token:?}, got {stdout:?}"
-        ));
+        return Err(format!("through {conn}: expected output {token:?}, got {stdout:?}").into());
     }
     Ok(format!("{} via {conn}", remote.name()))
 }
@@ -196,7 +214,7 @@ fn check_provisioner(
     };
     suite.record(
         "provisioner constructs with the given configuration",
-        Ok(String::new()),
+        Check::Ok(String::new()),
     );
     if !suite.record(
         "start",
@@ -236,7 +254,7 @@ fn check_provisioner(
             if names.len() == 2 {
                 Ok(names.into_iter().collect::<Vec<_>>().join(", "))
             } else {
-                Err("names are not distinct".into())
+                Err(Failed::from("names are not distinct"))
             },
         );
     }
@@ -269,18 +287,18 @@ fn check_provisioner(
             &format!("remote {} is not alive after release", i + 1),
             match r.alive() {
                 Ok(false) | Err(_) => Ok(String::new()),
-                Ok(true) => Err("alive() is still true".into()),
+                Ok(true) => Err(Failed::from("alive() is still true")),
             },
         );
     }
     drop(remotes);
 
     // Eight threads asking, using and releasing at once.
-    let outcomes: Vec<Result<String, String>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Check> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let prov = Arc::clone(&prov);
-                scope.spawn(move || -> Result<String, String> {
+                scope.spawn(move || -> Check {
                     prov.provision(1);
                     let remote = prov
                         .get_remote(timeout)
@@ -297,7 +315,10 @@ fn check_provisioner(
             .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
             .collect()
     });
-    let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+    let failures: Vec<String> = outcomes
+        .into_iter()
+        .filter_map(|o| o.err().map(|Failed(f)| f))
+        .collect();
     // Nothing is pending any more; clear() must still be callable.
     prov.clear();
     suite.record(
@@ -428,7 +449,7 @@ fn check_reporter(
     };
     suite.record(
         "reporter constructs with the given configuration",
-        Ok(String::new()),
+        Check::Ok(String::new()),
     );
     let results = synthetic_results(work_dir);
     let failures: Vec<String> = results

@@ -96,6 +96,22 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// Why one exchange got no reply.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// Connecting, sending or receiving failed.
+    #[error("{0}")]
+    Transport(String),
+    /// The reply's body could not be read.
+    #[error("reading the reply of {request}: {error}")]
+    Body {
+        /// Method and URL.
+        request: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+}
+
 /// One HTTP reply.
 #[derive(Debug)]
 pub struct Reply {
@@ -284,7 +300,7 @@ impl Api {
         body: Option<&Value>,
         auth: bool,
         range: Option<u64>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, SendError> {
         let mut req = self.agent.request(method, url);
         if auth && let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {}", t.expose()));
@@ -300,7 +316,7 @@ impl Api {
         };
         let resp = match res {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(t.to_string()),
+            Err(ureq::Error::Transport(t)) => return Err(SendError::Transport(t.to_string())),
         };
         let status = resp.status();
         let content_type = resp.header("Content-Type").map(str::to_string);
@@ -312,7 +328,10 @@ impl Api {
         resp.into_reader()
             .take(64 << 20)
             .read_to_end(&mut body)
-            .map_err(|e| format!("reading the reply of {method} {url}: {e}"))?;
+            .map_err(|error| SendError::Body {
+                request: format!("{method} {url}"),
+                error,
+            })?;
         Ok(Reply {
             status,
             content_type,
@@ -345,7 +364,7 @@ impl Api {
                 }
                 Ok(reply) => return Ok(reply),
                 Err(e) => {
-                    last = e;
+                    last = e.to_string();
                     self.policy.delay(attempt)
                 }
             };
@@ -500,7 +519,7 @@ impl Api {
                     });
                 }
                 Err(e) => {
-                    last = e;
+                    last = e.to_string();
                     self.policy.delay(attempt)
                 }
             };

@@ -462,7 +462,7 @@ impl Shared {
     }
 
     /// Cancels the request of `ticket` once (DELETE).
-    fn cancel(&self, ticket: &Ticket) -> Result<(), String> {
+    fn cancel(&self, ticket: &Ticket) -> Result<(), CancelError> {
         let Some(id) = lock(&ticket.id).clone() else {
             return Ok(());
         };
@@ -476,7 +476,7 @@ impl Shared {
             }
             Err(e) => {
                 warn!(target: TARGET, "cancelling request {id}: {e}");
-                Err(format!("request {id}: {e}"))
+                Err(CancelError::Api { id, error: e })
             }
         }
     }
@@ -772,14 +772,18 @@ impl ProvisionerImpl for TestingFarmProvisioner {
         // Up to 10 DELETEs at once.
         let mut errors: Vec<String> = Vec::new();
         for chunk in tickets.chunks(10) {
-            let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let results: Vec<Result<(), CancelError>> = std::thread::scope(|s| {
                 let handles: Vec<_> = chunk.iter().map(|t| s.spawn(|| shared.cancel(t))).collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err("cancel panicked".into())))
+                    .map(|h| h.join().unwrap_or(Err(CancelError::Panicked)))
                     .collect()
             });
-            errors.extend(results.into_iter().filter_map(Result::err));
+            errors.extend(
+                results
+                    .into_iter()
+                    .filter_map(|r| r.err().map(|e| e.to_string())),
+            );
         }
         // Reservation threads notice the abort within a poll; each cancels
         // a request it created after the list above was taken.
@@ -798,7 +802,7 @@ impl ProvisionerImpl for TestingFarmProvisioner {
         let late = std::mem::take(&mut lock(&shared.state).tickets);
         for t in &late {
             if let Err(e) = shared.cancel(t) {
-                errors.push(e);
+                errors.push(e.to_string());
             }
         }
         lock(&shared.key).take();
@@ -902,6 +906,22 @@ impl RemoteImpl for TestingFarmRemote {
         }
         result.map_err(|e| PluginError::remote(format!("testing-farm: {e}")))
     }
+}
+
+/// A request could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+enum CancelError {
+    /// The API refused or could not be reached.
+    #[error("request {id}: {error}")]
+    Api {
+        /// The request.
+        id: String,
+        /// What the API said.
+        error: ApiError,
+    },
+    /// The cancelling thread panicked.
+    #[error("cancel panicked")]
+    Panicked,
 }
 
 #[cfg(test)]

@@ -23,6 +23,23 @@ const PROBE_OPTIONS: &[&str] = &[
     "PasswordAuthentication=no",
 ];
 
+/// Why a key pair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The private directory could not be made.
+    #[error("cannot create a directory for the ssh key: {0}")]
+    Directory(std::io::Error),
+    /// `ssh-keygen` could not be started.
+    #[error("cannot run ssh-keygen: {0}")]
+    Spawn(std::io::Error),
+    /// `ssh-keygen` failed; its error output.
+    #[error("ssh-keygen failed: {0}")]
+    Failed(String),
+    /// The public key could not be read back.
+    #[error("cannot read the public key: {0}")]
+    ReadPublic(std::io::Error),
+}
+
 /// A key pair in a private temporary directory (0700), removed on drop.
 pub struct KeyPair {
     dir: tempfile::TempDir,
@@ -31,26 +48,25 @@ pub struct KeyPair {
 
 impl KeyPair {
     /// Generates an ed25519 key pair with `ssh-keygen`.
-    pub fn generate() -> Result<KeyPair, String> {
+    pub fn generate() -> Result<KeyPair, KeyError> {
         let dir = tempfile::Builder::new()
             .prefix("atex-testing-farm-")
             .tempdir()
-            .map_err(|e| format!("cannot create a directory for the ssh key: {e}"))?;
+            .map_err(KeyError::Directory)?;
         let key = dir.path().join("key");
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "atex", "-f"])
             .arg(&key)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+            .map_err(KeyError::Spawn)?;
         if !out.status.success() {
-            return Err(format!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+            return Err(KeyError::Failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .map_err(|e| format!("cannot read the public key: {e}"))?;
+        let public =
+            std::fs::read_to_string(key.with_extension("pub")).map_err(KeyError::ReadPublic)?;
         Ok(KeyPair {
             dir,
             public: public.trim().to_string(),
