@@ -106,6 +106,11 @@ pub trait Provisioner: Send + Sync {
     fn max_remotes(&self) -> Option<u32> {
         None
     }
+    /// The platform its systems are for: the column of the run's matrix
+    /// they serve. `None`: the run's default platform.
+    fn platform(&self) -> Option<String> {
+        None
+    }
     /// Release everything and join background work.
     fn stop(&self) -> Result<(), BackendError> {
         Ok(())

@@ -267,9 +267,8 @@ fn fake_run(
     let report = execute(Execution {
         tests: tests
             .iter()
-            .map(|(n, ms, _)| RunTest {
-                queued: QueuedTest::new(*n, Duration::from_millis(*ms)),
-                spec: spec(n),
+            .map(|(n, ms, _)| {
+                RunTest::new(QueuedTest::new(*n, Duration::from_millis(*ms)), spec(n))
             })
             .collect(),
         provisioners: provisioners

@@ -140,6 +140,7 @@ impl LoadedPlugin {
         Ok(ForeignProvisioner {
             name,
             inner: Arc::new(inner),
+            platform: None,
         })
     }
 
@@ -165,11 +166,24 @@ impl LoadedPlugin {
 pub struct ForeignProvisioner {
     name: String,
     inner: Arc<ProvisionerBox>,
+    platform: Option<String>,
+}
+
+impl ForeignProvisioner {
+    /// Files its systems under `platform` in a run's matrix (the plugins'
+    /// own `platform` option; see [`Provisioner::platform`]).
+    pub fn with_platform(mut self, platform: Option<String>) -> Self {
+        self.platform = platform;
+        self
+    }
 }
 
 impl Provisioner for ForeignProvisioner {
     fn name(&self) -> String {
         self.name.clone()
+    }
+    fn platform(&self) -> Option<String> {
+        self.platform.clone()
     }
     fn start(&self) -> Result<(), BackendError> {
         result(&self.name, self.inner.start())

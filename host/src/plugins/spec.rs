@@ -55,6 +55,17 @@ impl PluginSpec {
         })
     }
 
+    /// The `platform` option, which also names the provisioner's column in
+    /// a run's matrix.
+    pub fn platform(&self) -> Option<String> {
+        match self.options.get("platform")? {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
     /// The options as YAML text for the plugin (empty when there are none).
     pub fn config_text(&self) -> String {
         if self.options.is_empty() {

@@ -10,6 +10,8 @@ use crate::Status;
 /// A test's final result, as the summary keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalTest {
+    /// Platform.
+    pub platform: String,
     /// Test name.
     pub test: String,
     /// Status of its own result.
@@ -84,7 +86,7 @@ impl RunStats {
             "interrupted": interrupted,
             "counts": counts,
             "tests": self.finals.iter().map(|f| json!({
-                "test": f.test, "status": f.status, "note": f.note,
+                "test": f.test, "platform": f.platform, "status": f.status, "note": f.note,
                 "attempts": f.attempts, "earlier": f.earlier,
                 "duration_seconds": f.duration.as_secs_f64(),
             })).collect::<Vec<_>>(),
@@ -94,8 +96,58 @@ impl RunStats {
         })
     }
 
+    /// The platforms of the final results, in order of appearance.
+    pub fn platforms(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for f in &self.finals {
+            if !seen.contains(&f.platform.as_str()) {
+                seen.push(&f.platform);
+            }
+        }
+        seen
+    }
+
+    /// Tests × platforms: each test's final status on each platform (`-`
+    /// where it was not selected), for runs on more than one platform.
+    pub fn matrix_table(&self) -> Option<String> {
+        let platforms = self.platforms();
+        if platforms.len() < 2 {
+            return None;
+        }
+        let mut rows: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for f in &self.finals {
+            let col = platforms.iter().position(|p| *p == f.platform)?;
+            rows.entry(&f.test)
+                .or_insert_with(|| vec!["-"; platforms.len()])[col] = f.status.as_str();
+        }
+        let name_w = rows.keys().map(|t| t.len()).max().unwrap_or(4).max(4);
+        let widths: Vec<usize> = platforms.iter().map(|p| p.len().max(5)).collect();
+        let mut s = String::new();
+        let mut row = |first: &str, cells: &[&str]| {
+            let mut line = format!("  {first:<name_w$}");
+            for (cell, w) in cells.iter().zip(&widths) {
+                let _ = write!(line, "  {cell:<w$}");
+            }
+            s.push_str(line.trim_end());
+            s.push('\n');
+        };
+        row("test", &platforms);
+        for (test, statuses) in &rows {
+            row(test, statuses);
+        }
+        Some(s)
+    }
+
     /// Human-readable summary for the end of the run.
     pub fn render(&self, wall: Duration, interrupted: bool) -> String {
+        let matrix = self.platforms().len() > 1;
+        let label = |f: &FinalTest| {
+            if matrix {
+                format!("{} [{}]", f.test, f.platform)
+            } else {
+                f.test.clone()
+            }
+        };
         let mut s = String::new();
         let counts = self
             .counts()
@@ -119,11 +171,15 @@ impl RunStats {
                 String::new()
             }
         );
+        if let Some(table) = self.matrix_table() {
+            let _ = writeln!(s, "tests × platforms:");
+            s.push_str(&table);
+        }
         let slow = self.slowest(5);
         if !slow.is_empty() {
             let _ = writeln!(s, "slowest:");
             for f in slow {
-                let _ = writeln!(s, "  {:>8.1}s  {}", f.duration.as_secs_f64(), f.test);
+                let _ = writeln!(s, "  {:>8.1}s  {}", f.duration.as_secs_f64(), label(f));
             }
         }
         let reruns: Vec<_> = self.rerun().collect();
@@ -144,7 +200,7 @@ impl RunStats {
                         .collect::<Vec<_>>()
                         .join(", "),
                     f.status,
-                    f.test
+                    label(f)
                 );
             }
         }
@@ -158,10 +214,10 @@ impl RunStats {
             for f in failed {
                 match &f.note {
                     Some(n) if !n.is_empty() => {
-                        let _ = writeln!(s, "  {:<6} {}  ({n})", f.status, f.test);
+                        let _ = writeln!(s, "  {:<6} {}  ({n})", f.status, label(f));
                     }
                     _ => {
-                        let _ = writeln!(s, "  {:<6} {}", f.status, f.test);
+                        let _ = writeln!(s, "  {:<6} {}", f.status, label(f));
                     }
                 }
             }

@@ -28,6 +28,8 @@ pub struct TerminalDisplay {
     total: u64,
     done: u64,
     counts: Counts,
+    /// More than one platform: names carry theirs.
+    matrix: bool,
 }
 
 impl TerminalDisplay {
@@ -55,6 +57,7 @@ impl TerminalDisplay {
             total: 0,
             done: 0,
             counts: Counts::default(),
+            matrix: false,
         }
     }
 
@@ -63,6 +66,15 @@ impl TerminalDisplay {
             bar.println(msg);
         } else if self.plain {
             eprintln!("{msg}");
+        }
+    }
+
+    /// The test's name, with its platform in a matrix run.
+    fn label(&self, test: &str, platform: &str) -> String {
+        if self.matrix {
+            format!("{test} [{platform}]")
+        } else {
+            test.to_string()
         }
     }
 
@@ -104,8 +116,11 @@ impl EventSink for TerminalDisplay {
 
     fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError> {
         match event {
-            RunEvent::RunStarted { tests, .. } => {
+            RunEvent::RunStarted {
+                tests, platforms, ..
+            } => {
                 self.total = *tests as u64;
+                self.matrix = platforms.len() > 1;
                 if let Some(bar) = &self.bar {
                     bar.set_length(self.total);
                 }
@@ -136,14 +151,17 @@ impl EventSink for TerminalDisplay {
             }
             RunEvent::TestRerun {
                 test,
+                platform,
                 attempt,
                 status,
                 ..
             } => self.line(&format!(
-                "{status} {test} (attempt {attempt}), will rerun on a fresh system"
+                "{status} {} (attempt {attempt}), will rerun on a fresh system",
+                self.label(test, platform)
             )),
             RunEvent::TestFinished {
                 test,
+                platform,
                 system,
                 status,
                 note,
@@ -151,10 +169,17 @@ impl EventSink for TerminalDisplay {
                 ..
             } => {
                 let note = note.as_deref().unwrap_or("");
-                self.finished(status.as_str(), test, *duration, system, note);
+                let test = self.label(test, platform);
+                self.finished(status.as_str(), &test, *duration, system, note);
             }
-            RunEvent::TestNotRun { test, status, note } => {
-                self.finished(status.as_str(), test, Duration::ZERO, "-", note);
+            RunEvent::TestNotRun {
+                test,
+                platform,
+                status,
+                note,
+            } => {
+                let test = self.label(test, platform);
+                self.finished(status.as_str(), &test, Duration::ZERO, "-", note);
             }
             RunEvent::ResultsLost { test, error } => {
                 self.line(&format!("error: results of {test} are lost: {error}"));

@@ -126,6 +126,89 @@ pub struct RunTest {
     pub queued: QueuedTest,
     /// What the executor runs.
     pub spec: TestSpec,
+    /// The platform it is for: `None` runs it once on every platform of
+    /// the run (every distinct [`Provisioner::platform`]); `Some` only on
+    /// that one (its metadata was discovered with that platform's
+    /// context).
+    pub platform: Option<String>,
+}
+
+impl RunTest {
+    /// A test for every platform.
+    pub fn new(queued: QueuedTest, spec: TestSpec) -> Self {
+        RunTest {
+            queued,
+            spec,
+            platform: None,
+        }
+    }
+}
+
+/// The platform columns of a run and the jobs (test × platform) in them.
+struct Matrix {
+    /// Each column's platform name, when it has one.
+    columns: Vec<Option<String>>,
+    /// The column of each provisioner.
+    prov_column: Vec<usize>,
+    /// One entry per (platform, test), `queued.column` set.
+    jobs: Vec<RunTest>,
+}
+
+impl Matrix {
+    /// Columns from the provisioners' platforms (a provisioner without one
+    /// has `default`'s, the run's `--platform`), in order of appearance.
+    fn new(
+        tests: &[RunTest],
+        provisioners: &[Arc<dyn Provisioner>],
+        default: &Option<String>,
+    ) -> Self {
+        let mut columns: Vec<Option<String>> = Vec::new();
+        let mut column_of = |p: Option<String>| {
+            columns.iter().position(|c| *c == p).unwrap_or_else(|| {
+                columns.push(p);
+                columns.len() - 1
+            })
+        };
+        let prov_column: Vec<usize> = provisioners
+            .iter()
+            .map(|p| column_of(p.platform().or_else(|| default.clone())))
+            .collect();
+        // A test meant for a platform no provisioner serves gets a column
+        // of its own, where the engine gives it a result saying so.
+        for t in tests {
+            if let Some(p) = &t.platform {
+                column_of(Some(p.clone()));
+            }
+        }
+        if columns.is_empty() {
+            columns.push(default.clone());
+        }
+        let mut jobs = Vec::new();
+        for (c, platform) in columns.iter().enumerate() {
+            for t in tests {
+                if t.platform.is_none() || t.platform == *platform {
+                    let mut job = t.clone();
+                    job.queued.column = c;
+                    job.platform = platform.clone();
+                    jobs.push(job);
+                }
+            }
+        }
+        Matrix {
+            columns,
+            prov_column,
+            jobs,
+        }
+    }
+
+    /// The key under which a job's runtime is remembered: the test name,
+    /// with the platform when the column has one.
+    fn history_key(&self, job: &RunTest) -> String {
+        match &job.platform {
+            Some(p) if self.columns.len() > 1 => format!("{p}:{}", job.queued.name),
+            _ => job.queued.name.clone(),
+        }
+    }
 }
 
 /// Everything [`execute`] needs.
@@ -316,6 +399,7 @@ enum ResultsMsg {
         info: AttemptInfo,
         artifacts: PathBuf,
         outcome: TestOutcome,
+        history_key: String,
     },
     NotRun {
         platform: String,
@@ -520,10 +604,19 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         sinks.push(Box::new(ReporterSink::new(r)));
     }
     sinks.append(&mut exec.sinks);
+    let mut matrix = Matrix::new(&exec.tests, &exec.provisioners, &exec.platform);
+    if matrix.columns.len() > 1 {
+        // Runtimes differ between platforms: each job by its own history.
+        let keys: Vec<String> = matrix.jobs.iter().map(|j| matrix.history_key(j)).collect();
+        for (job, key) in matrix.jobs.iter_mut().zip(keys) {
+            job.queued.expected = exec.history.expected(&key);
+        }
+    }
     let _ = rtx.send(ResultsMsg::Event(RunEvent::RunStarted {
         run_id: exec.run_id.clone(),
         results_dir: exec.results_dir.clone(),
-        tests: exec.tests.len(),
+        tests: matrix.jobs.len(),
+        platforms: matrix.columns.iter().flatten().cloned().collect(),
     }));
     let results = ResultsThread {
         store,
@@ -567,12 +660,14 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     // Phase 4: the loop.
     let infos: Vec<ProvisionerInfo> = provs
         .iter()
-        .map(|p| ProvisionerInfo {
+        .zip(&matrix.prov_column)
+        .map(|(p, column)| ProvisionerInfo {
             name: p.name(),
             max_remotes: p.provisioner.max_remotes(),
+            column: *column,
         })
         .collect();
-    let queued: Vec<QueuedTest> = exec.tests.iter().map(|t| t.queued.clone()).collect();
+    let queued: Vec<QueuedTest> = matrix.jobs.iter().map(|t| t.queued.clone()).collect();
     let mut engine = Engine::new(queued, infos, exec.policy.clone());
     let mut out = Vec::new();
     for (prov, p) in provs.iter().enumerate() {
@@ -587,6 +682,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     engine.start(Duration::ZERO, &mut out);
     let mut st = LoopState {
         exec: &exec,
+        matrix: &matrix,
         provs: &provs,
         tx,
         rtx,
@@ -602,7 +698,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         scratch,
         platform_seen: None,
         infra_failure: false,
-        remaining_work: exec.tests.iter().map(|t| t.queued.estimate()).sum(),
+        remaining_work: matrix.jobs.iter().map(|t| t.queued.estimate()).sum(),
         running_since: HashMap::new(),
         peak: 0,
     };
@@ -616,7 +712,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     let not_run: Vec<String> = engine
         .not_run()
         .iter()
-        .map(|t| exec.tests[*t].queued.name.clone())
+        .map(|t| job_label(&matrix, *t))
         .collect();
     for e in errors {
         st.send(ResultsMsg::Error(e));
@@ -624,7 +720,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     st.send(ResultsMsg::Finish {
         wall,
         interrupted: end.interrupted.is_some(),
-        tests_total: exec.tests.len() as u64,
+        tests_total: matrix.jobs.len() as u64,
         not_run,
     });
     let (infra_failure, peak) = (st.infra_failure, st.peak);
@@ -646,7 +742,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     };
     Ok(RunReport {
         stats,
-        tests_total: exec.tests.len(),
+        tests_total: matrix.jobs.len(),
         wall,
         interrupted: end.interrupted,
         forced: end.forced,
@@ -655,6 +751,15 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         peak_systems: peak,
         run_id: exec.run_id.clone(),
     })
+}
+
+/// A job's name for lists: the test, with its platform in a matrix.
+fn job_label(matrix: &Matrix, job: TestId) -> String {
+    let j = &matrix.jobs[job];
+    match &j.platform {
+        Some(p) if matrix.columns.len() > 1 => format!("{} on {p}", j.queued.name),
+        _ => j.queued.name.clone(),
+    }
 }
 
 fn wait_all(joins: Vec<JoinHandle<()>>, limit: Duration) {
@@ -671,6 +776,7 @@ fn wait_all(joins: Vec<JoinHandle<()>>, limit: Duration) {
 
 struct LoopState<'a> {
     exec: &'a Execution,
+    matrix: &'a Matrix,
     provs: &'a [ProvHandle],
     tx: Sender<Msg>,
     rtx: Sender<ResultsMsg>,
@@ -798,9 +904,7 @@ impl LoopState<'_> {
                 let rid = self.next_rid;
                 let remote: Arc<dyn Remote> = Arc::from(remote);
                 let name = remote.name();
-                let platform = self
-                    .exec
-                    .platform
+                let platform = self.matrix.columns[self.matrix.prov_column[prov]]
                     .clone()
                     .unwrap_or_else(|| remote.platform());
                 self.platform_seen.get_or_insert_with(|| platform.clone());
@@ -882,7 +986,7 @@ impl LoopState<'_> {
         let slot = self.slots.get_mut(&rid)?;
         slot.system = Some(system);
         let (system, platform, prov) = (slot.name.clone(), slot.platform.clone(), slot.prov);
-        let name = &self.exec.tests[test].queued.name;
+        let name = &self.matrix.jobs[test].queued.name;
         match result {
             // A test cut short by an interrupt is recorded as the executor
             // reports it: `infra`, "cancel requested", with its output.
@@ -988,11 +1092,12 @@ impl LoopState<'_> {
             }
             self.remaining_work = self
                 .remaining_work
-                .saturating_sub(self.exec.tests[test].queued.estimate());
+                .saturating_sub(self.matrix.jobs[test].queued.estimate());
             self.counts.running = engine.running() as u64;
             self.counts.queued = engine.queued() as u64;
             self.emit(RunEvent::TestFinished {
                 test: info.test.clone(),
+                platform: info.platform.clone(),
                 system: info.remote.clone(),
                 attempt,
                 status: outcome.status.clone(),
@@ -1002,15 +1107,18 @@ impl LoopState<'_> {
         } else {
             self.emit(RunEvent::TestRerun {
                 test: info.test.clone(),
+                platform: info.platform.clone(),
                 attempt,
                 status: outcome.status.clone(),
                 note: outcome.note.clone(),
             });
         }
+        let history_key = self.matrix.history_key(&self.matrix.jobs[test]);
         self.send(ResultsMsg::Attempt {
             info,
             artifacts,
             outcome,
+            history_key,
         });
     }
 
@@ -1018,9 +1126,8 @@ impl LoopState<'_> {
         if status == Status::Infra {
             self.infra_failure = true;
         }
-        let name = self.exec.tests[test].queued.name.clone();
-        let platform = self
-            .exec
+        let name = self.matrix.jobs[test].queued.name.clone();
+        let platform = self.matrix.jobs[test]
             .platform
             .clone()
             .or_else(|| self.platform_seen.clone())
@@ -1030,6 +1137,7 @@ impl LoopState<'_> {
         self.counts.failed += 1;
         self.emit(RunEvent::TestNotRun {
             test: name.clone(),
+            platform: platform.clone(),
             status: status.clone(),
             note: note.clone(),
         });
@@ -1071,8 +1179,12 @@ impl LoopState<'_> {
         let Some(mut system) = slot.system.take() else {
             return;
         };
-        let (cancel, system_name) = (slot.cancel.clone(), slot.name.clone());
-        let spec = self.exec.tests[test].spec.clone();
+        let (cancel, system_name, platform) = (
+            slot.cancel.clone(),
+            slot.name.clone(),
+            slot.platform.clone(),
+        );
+        let spec = self.matrix.jobs[test].spec.clone();
         let prefix = format!(
             "{}-",
             crate::results::normalize_path(&spec.name).replace('/', "-")
@@ -1086,6 +1198,7 @@ impl LoopState<'_> {
         self.running_since.insert(test, Instant::now());
         self.emit(RunEvent::TestStarted {
             test: spec.name.clone(),
+            platform,
             system: system_name,
             attempt,
         });
@@ -1159,8 +1272,9 @@ struct ResultsThread {
     run_id: String,
     started_unix_ms: u64,
     stats: RunStats,
-    /// Statuses of earlier attempts of tests that are being rerun.
-    earlier: HashMap<String, Vec<Status>>,
+    /// Statuses of earlier attempts of tests that are being rerun, by
+    /// (platform, test).
+    earlier: HashMap<(String, String), Vec<Status>>,
 }
 
 impl ResultsThread {
@@ -1172,7 +1286,8 @@ impl ResultsThread {
                     info,
                     artifacts,
                     outcome,
-                } => self.attempt(info, &artifacts, outcome),
+                    history_key,
+                } => self.attempt(info, &artifacts, outcome, &history_key),
                 ResultsMsg::NotRun {
                     platform,
                     test,
@@ -1184,7 +1299,11 @@ impl ResultsThread {
                         Err(e) => self.lost(&test, e),
                     }
                     self.stats.finals.push(FinalTest {
-                        earlier: self.earlier.remove(&test).unwrap_or_default(),
+                        earlier: self
+                            .earlier
+                            .remove(&(platform.clone(), test.clone()))
+                            .unwrap_or_default(),
+                        platform,
                         test,
                         status,
                         note: Some(note),
@@ -1230,9 +1349,15 @@ impl ResultsThread {
         self.stats.lost.push(test.to_string());
     }
 
-    fn attempt(&mut self, info: AttemptInfo, artifacts: &Path, outcome: TestOutcome) {
+    fn attempt(
+        &mut self,
+        info: AttemptInfo,
+        artifacts: &Path,
+        outcome: TestOutcome,
+        history_key: &str,
+    ) {
         if !outcome.system_lost {
-            self.history.record(&info.test, info.duration);
+            self.history.record(history_key, info.duration);
         }
         match self.store.ingest(&info, artifacts) {
             Ok(results) => self.dispatch(&RunEvent::ResultsStored { results }),
@@ -1243,7 +1368,11 @@ impl ResultsThread {
         }
         if info.final_attempt {
             self.stats.finals.push(FinalTest {
-                earlier: self.earlier.remove(&info.test).unwrap_or_default(),
+                earlier: self
+                    .earlier
+                    .remove(&(info.platform.clone(), info.test.clone()))
+                    .unwrap_or_default(),
+                platform: info.platform,
                 test: info.test,
                 status: outcome.status,
                 note: outcome.note,
@@ -1252,7 +1381,7 @@ impl ResultsThread {
             });
         } else {
             self.earlier
-                .entry(info.test)
+                .entry((info.platform, info.test))
                 .or_default()
                 .push(outcome.status);
         }

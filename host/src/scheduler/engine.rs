@@ -14,7 +14,14 @@
 //!   highest `extra-priority` first, then the longest expected runtime (the
 //!   measured one when known, else the declared `duration`), then
 //!   discovery order.
-//! - **Systems wanted** = min(workers, queued + running tests). Each
+//! - **Platforms.** Every test and every provisioner belongs to a column
+//!   (a platform of the run's matrix, `0` when there is one). A system
+//!   only runs tests of its provisioner's column; each column has its own
+//!   queue, its own systems and the policies below on its own, so a column
+//!   whose provisioners all fail ends with results saying so while the
+//!   others carry on.
+//! - **Systems wanted** (per column) = min(workers, queued + running
+//!   tests). Each
 //!   provisioner that is short is asked for what it can give (up to its
 //!   `max_remotes`); whichever delivers first is used; a system that
 //!   arrives when none is wanted is released at once; when nothing is left
@@ -69,6 +76,8 @@ pub struct QueuedTest {
     pub priority: i64,
     /// Tag `destructive`: the system is not reused after it.
     pub destructive: bool,
+    /// The platform column it runs in (`0` when there is one).
+    pub column: usize,
 }
 
 impl QueuedTest {
@@ -80,6 +89,7 @@ impl QueuedTest {
             expected: None,
             priority: 0,
             destructive: false,
+            column: 0,
         }
     }
 
@@ -96,12 +106,26 @@ pub struct ProvisionerInfo {
     pub name: String,
     /// The most systems it hands out at once, when known.
     pub max_remotes: Option<u32>,
+    /// The platform column its systems serve (`0` when there is one).
+    pub column: usize,
+}
+
+impl ProvisionerInfo {
+    /// A provisioner of column 0.
+    pub fn new(name: impl Into<String>, max_remotes: Option<u32>) -> Self {
+        ProvisionerInfo {
+            name: name.into(),
+            max_remotes,
+            column: 0,
+        }
+    }
 }
 
 /// Tunable policies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// The most systems in use at once (all provisioners together).
+    /// The most systems in use at once (all provisioners of a column
+    /// together).
     pub workers: usize,
     /// Extra attempts for a failed or errored test.
     pub reruns: u32,
@@ -259,6 +283,7 @@ enum Phase {
 #[derive(Debug)]
 struct RemoteState {
     prov: ProvId,
+    column: usize,
     phase: Phase,
 }
 
@@ -300,9 +325,14 @@ pub struct Engine {
     tests: Vec<QueuedTest>,
     attempts: Vec<u32>,
     requeues: Vec<u32>,
-    queue: BinaryHeap<Key>,
+    /// One queue per column.
+    queues: Vec<BinaryHeap<Key>>,
     provs: Vec<ProvState>,
     remotes: HashMap<RemoteId, RemoteState>,
+    /// Systems held per column.
+    held: Vec<usize>,
+    /// Tests running per column.
+    running_in: Vec<usize>,
     running: usize,
     setting_up: usize,
     policy: Policy,
@@ -319,21 +349,28 @@ impl Engine {
         mut policy: Policy,
     ) -> Self {
         policy.workers = policy.workers.max(1);
-        let queue = tests
+        let columns = tests
             .iter()
-            .enumerate()
-            .map(|(i, t)| Key {
+            .map(|t| t.column)
+            .chain(provisioners.iter().map(|p| p.column))
+            .max()
+            .map_or(1, |c| c + 1);
+        let mut queues: Vec<BinaryHeap<Key>> = (0..columns).map(|_| BinaryHeap::new()).collect();
+        for (i, t) in tests.iter().enumerate() {
+            queues[t.column].push(Key {
                 priority: t.priority,
                 estimate: t.estimate(),
                 test: i,
-            })
-            .collect();
+            });
+        }
         let n = tests.len();
         Engine {
             attempts: vec![0; n],
             requeues: vec![0; n],
             tests,
-            queue,
+            queues,
+            held: vec![0; columns],
+            running_in: vec![0; columns],
             provs: provisioners
                 .into_iter()
                 .map(|info| ProvState {
@@ -362,7 +399,12 @@ impl Engine {
 
     /// Tests waiting for a system.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queues.iter().map(BinaryHeap::len).sum()
+    }
+
+    /// The number of platform columns.
+    pub fn columns(&self) -> usize {
+        self.queues.len()
     }
 
     /// Tests running now.
@@ -397,7 +439,7 @@ impl Engine {
 
     /// Nothing is queued or running and every system is released.
     pub fn finished(&self) -> bool {
-        self.queue.is_empty() && self.running == 0 && self.remotes.is_empty()
+        self.queued() == 0 && self.running == 0 && self.remotes.is_empty()
     }
 
     /// The first actions: ask for systems.
@@ -413,15 +455,17 @@ impl Engine {
                 let p = &mut self.provs[prov];
                 p.outstanding = p.outstanding.saturating_sub(1);
                 p.alive += 1;
-                let dropped = p.dropped;
-                let surplus = self.remotes.len() >= self.wanted();
+                let (dropped, column) = (p.dropped, p.info.column);
+                let surplus = self.held[column] >= self.wanted(column);
                 self.remotes.insert(
                     remote,
                     RemoteState {
                         prov,
+                        column,
                         phase: Phase::SettingUp,
                     },
                 );
+                self.held[column] += 1;
                 if self.stopping || dropped || surplus {
                     self.release(remote, out);
                 } else {
@@ -469,6 +513,7 @@ impl Engine {
                 system_lost,
             } => {
                 self.running -= 1;
+                self.running_in[self.tests[test].column] -= 1;
                 let attempt = self.attempts[test];
                 let rerun = failed && !self.stopping && attempt <= self.policy.reruns;
                 out.push(Action::Record {
@@ -494,6 +539,7 @@ impl Engine {
                 error,
             } => {
                 self.running -= 1;
+                self.running_in[self.tests[test].column] -= 1;
                 let prov = self.remotes.get(&remote).map(|r| r.prov);
                 self.release(remote, out);
                 if self.stopping {
@@ -521,7 +567,9 @@ impl Engine {
             Event::Interrupt => {
                 if !self.stopping {
                     self.stopping = true;
-                    self.not_run.extend(self.queue.drain().map(|k| k.test));
+                    for q in &mut self.queues {
+                        self.not_run.extend(q.drain().map(|k| k.test));
+                    }
                     out.push(Action::CancelAll);
                     let idle: Vec<RemoteId> = self
                         .remotes
@@ -541,23 +589,26 @@ impl Engine {
 
     fn enqueue(&mut self, test: TestId) {
         let t = &self.tests[test];
-        self.queue.push(Key {
+        self.queues[t.column].push(Key {
             priority: t.priority,
             estimate: t.estimate(),
             test,
         });
     }
 
-    fn wanted(&self) -> usize {
+    fn wanted(&self, column: usize) -> usize {
         if self.stopping {
             return 0;
         }
-        self.policy.workers.min(self.queue.len() + self.running)
+        self.policy
+            .workers
+            .min(self.queues[column].len() + self.running_in[column])
     }
 
     fn release(&mut self, remote: RemoteId, out: &mut Vec<Action>) {
         if let Some(r) = self.remotes.remove(&remote) {
             self.provs[r.prov].alive -= 1;
+            self.held[r.column] -= 1;
             out.push(Action::Release { remote });
         }
     }
@@ -567,7 +618,10 @@ impl Engine {
             self.release(remote, out);
             return;
         }
-        while let Some(key) = self.queue.pop() {
+        let Some(column) = self.remotes.get(&remote).map(|r| r.column) else {
+            return;
+        };
+        while let Some(key) = self.queues[column].pop() {
             let test = key.test;
             if let Some(deadline) = self.policy.deadline {
                 let duration = self.tests[test].duration;
@@ -586,6 +640,7 @@ impl Engine {
             }
             self.attempts[test] += 1;
             self.running += 1;
+            self.running_in[column] += 1;
             self.dispatched += 1;
             if let Some(r) = self.remotes.get_mut(&remote) {
                 r.phase = Phase::Running(test);
@@ -624,63 +679,69 @@ impl Engine {
         }
     }
 
-    /// When every provisioner is dropped and no system is left, the queued
-    /// tests cannot run: give each an `infra` result.
+    /// When every provisioner of a column is dropped and the column holds
+    /// no system, its queued tests cannot run: give each an `infra` result.
     fn check_providers_left(&mut self, _now: Duration, out: &mut Vec<Action>) {
-        if self.queue.is_empty()
-            || !self.remotes.is_empty()
-            || self.provs.iter().any(|p| !p.dropped)
-        {
-            return;
-        }
-        let why = if self.provs.is_empty() {
-            "no provisioner to run it on".to_string()
-        } else {
-            let names: Vec<&str> = self.provs.iter().map(|p| p.info.name.as_str()).collect();
-            format!(
-                "not run: no provisioner left ({} dropped)",
-                names.join(", ")
-            )
-        };
-        let mut left: Vec<Key> = self.queue.drain().collect();
-        left.sort_by_key(|k| k.test);
-        for k in left {
-            out.push(Action::GiveUp {
-                test: k.test,
-                status: Status::Infra,
-                note: why.clone(),
-            });
+        for column in 0..self.queues.len() {
+            let mut provs = self.provs.iter().filter(|p| p.info.column == column);
+            if self.queues[column].is_empty()
+                || self.held[column] > 0
+                || provs.clone().any(|p| !p.dropped)
+            {
+                continue;
+            }
+            let names: Vec<&str> = provs.by_ref().map(|p| p.info.name.as_str()).collect();
+            let why = if names.is_empty() {
+                "no provisioner to run it on".to_string()
+            } else {
+                format!(
+                    "not run: no provisioner left ({} dropped)",
+                    names.join(", ")
+                )
+            };
+            let mut left: Vec<Key> = self.queues[column].drain().collect();
+            left.sort_by_key(|k| k.test);
+            for k in left {
+                out.push(Action::GiveUp {
+                    test: k.test,
+                    status: Status::Infra,
+                    note: why.clone(),
+                });
+            }
         }
     }
 
     fn replenish(&mut self, out: &mut Vec<Action>) {
-        let want = self.wanted();
-        let have = self.remotes.len();
-        if have >= want {
-            for (prov, p) in self.provs.iter_mut().enumerate() {
-                if p.outstanding > 0 {
-                    p.outstanding = 0;
-                    out.push(Action::Clear { prov });
+        for column in 0..self.queues.len() {
+            let want = self.wanted(column);
+            let have = self.held[column];
+            let in_column = |p: &ProvState| p.info.column == column;
+            if have >= want {
+                for (prov, p) in self.provs.iter_mut().enumerate() {
+                    if in_column(p) && p.outstanding > 0 {
+                        p.outstanding = 0;
+                        out.push(Action::Clear { prov });
+                    }
                 }
-            }
-            return;
-        }
-        let deficit = (want - have) as u32;
-        for (prov, p) in self.provs.iter_mut().enumerate() {
-            if p.dropped {
                 continue;
             }
-            let room = p
-                .info
-                .max_remotes
-                .map_or(u32::MAX, |m| m.saturating_sub(p.alive));
-            let target = deficit.min(room);
-            if p.outstanding < target {
-                out.push(Action::Provision {
-                    prov,
-                    count: target - p.outstanding,
-                });
-                p.outstanding = target;
+            let deficit = (want - have) as u32;
+            for (prov, p) in self.provs.iter_mut().enumerate() {
+                if p.dropped || !in_column(p) {
+                    continue;
+                }
+                let room = p
+                    .info
+                    .max_remotes
+                    .map_or(u32::MAX, |m| m.saturating_sub(p.alive));
+                let target = deficit.min(room);
+                if p.outstanding < target {
+                    out.push(Action::Provision {
+                        prov,
+                        count: target - p.outstanding,
+                    });
+                    p.outstanding = target;
+                }
             }
         }
     }
@@ -704,10 +765,7 @@ mod tests {
         ];
         tests[3].priority = 1;
         tests[0].expected = Some(secs(100));
-        let prov = ProvisionerInfo {
-            name: "p".into(),
-            max_remotes: Some(1),
-        };
+        let prov = ProvisionerInfo::new("p", Some(1));
         let mut e = Engine::new(
             tests,
             vec![prov],

@@ -52,8 +52,10 @@ pub enum RunEvent {
         run_id: String,
         /// Where results go.
         results_dir: PathBuf,
-        /// Tests selected.
+        /// Jobs (test × platform) to run.
         tests: usize,
+        /// The platforms of the run's matrix, when they have names.
+        platforms: Vec<String>,
     },
     /// A provisioner's `start` failed; it takes no part in the run.
     ProvisionerFailedToStart {
@@ -129,6 +131,8 @@ pub enum RunEvent {
     TestStarted {
         /// The test.
         test: String,
+        /// The platform it ran on (or was meant for).
+        platform: String,
         /// The system.
         system: String,
         /// Attempt number, from 1.
@@ -138,6 +142,8 @@ pub enum RunEvent {
     TestRerun {
         /// The test.
         test: String,
+        /// The platform it ran on (or was meant for).
+        platform: String,
         /// The attempt that failed.
         attempt: u32,
         /// Its status.
@@ -149,6 +155,8 @@ pub enum RunEvent {
     TestFinished {
         /// The test.
         test: String,
+        /// The platform it ran on (or was meant for).
+        platform: String,
         /// The system it ran on.
         system: String,
         /// Attempts made.
@@ -166,6 +174,8 @@ pub enum RunEvent {
     TestNotRun {
         /// The test.
         test: String,
+        /// The platform it ran on (or was meant for).
+        platform: String,
         /// Status of that result.
         status: Status,
         /// Why.

@@ -143,7 +143,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     for spec in &prov_specs {
         let p = get(spec)?
             .new_provisioner(&host, &spec.config_text())
-            .map_err(|e| RunError::Config(e.to_string()))?;
+            .map_err(|e| RunError::Config(e.to_string()))?
+            .with_platform(spec.platform().or_else(|| cfg.platform.clone()));
         provisioners.push(Arc::new(p));
     }
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();

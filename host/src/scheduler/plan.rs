@@ -41,6 +41,7 @@ pub fn queued_test(t: &Test, history: &TimingHistory) -> QueuedTest {
         expected: history.expected(&t.name),
         priority: t.extra_priority.unwrap_or(0),
         destructive: t.tag.iter().any(|tag| tag == "destructive"),
+        column: 0,
     }
 }
 
@@ -49,10 +50,7 @@ pub fn run_tests(found: &fmf::Discovery, history: &TimingHistory) -> Vec<RunTest
     found
         .tests
         .iter()
-        .map(|t| RunTest {
-            queued: queued_test(t, history),
-            spec: test_spec(t),
-        })
+        .map(|t| RunTest::new(queued_test(t, history), test_spec(t)))
         .collect()
 }
 

@@ -35,6 +35,8 @@ pub struct SimProvisioner {
     pub fail_setup_every: Option<u32>,
     /// Every n-th test run on its systems breaks the system (`ExecError`).
     pub break_test_every: Option<u32>,
+    /// The platform column it serves.
+    pub column: usize,
 }
 
 impl SimProvisioner {
@@ -53,6 +55,7 @@ impl SimProvisioner {
             always_fail: false,
             fail_setup_every: None,
             break_test_every: None,
+            column: 0,
         }
     }
 }
@@ -157,6 +160,7 @@ pub fn simulate(
         .map(|p| ProvisionerInfo {
             name: p.name.clone(),
             max_remotes: p.max,
+            column: p.column,
         })
         .collect();
     let mut engine = Engine::new(
@@ -658,5 +662,102 @@ mod tests {
         assert!(rep.all_released);
         assert!(rep.records.len() < 40 && !rep.records.is_empty());
         assert!(rep.records.iter().all(|r| r.at <= s(15.0)));
+    }
+}
+
+#[cfg(test)]
+mod matrix_tests {
+    use super::*;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    /// `n` tests of 1–9 s, names `/t/NN`, in column `column`.
+    fn column_tests(n: usize, column: usize, scale: f64) -> Vec<SimTest> {
+        (0..n)
+            .map(|i| {
+                let mut t = SimTest::new(format!("/t/{i:02}"), s((1 + (i * 5) % 9) as f64 * scale));
+                t.queued.column = column;
+                t
+            })
+            .collect()
+    }
+
+    fn provisioner(name: &str, max: u32, column: usize) -> SimProvisioner {
+        let mut p = SimProvisioner::new(name, Some(max), s(1.0), s(0.5));
+        p.column = column;
+        p
+    }
+
+    /// Three platforms with pools of 4, 2 and 1 systems and different test
+    /// sets (as different fmf contexts give), plus a fourth platform whose
+    /// only provisioner always fails: each working platform finishes near
+    /// its own lower bound, the failing one ends with `infra` results, and
+    /// no test runs outside its platform.
+    #[test]
+    fn a_matrix_of_platforms_schedules_each_column_on_its_own_pool() {
+        let columns = [
+            (40usize, 4u32, 1.0),
+            (30, 2, 1.5),
+            (12, 1, 0.5),
+            (5, 3, 1.0),
+        ];
+        let mut tests = Vec::new();
+        let mut provs = Vec::new();
+        for (c, (n, pool, scale)) in columns.iter().enumerate() {
+            tests.extend(column_tests(*n, c, *scale));
+            let mut p = provisioner(&format!("pool-{c}"), *pool, c);
+            p.always_fail = c == 3;
+            provs.push(p);
+        }
+        let policy = Policy {
+            workers: 8,
+            failure_budget: 2,
+            ..Policy::default()
+        };
+        let rep = simulate(&tests, &provs, policy, None);
+        assert!(rep.all_released);
+        let startup = s(1.5);
+        let mut lines = Vec::new();
+        let mut first = 0;
+        for (c, (n, pool, _)) in columns.iter().enumerate() {
+            let ids = first..first + n;
+            first += n;
+            let col_tests = &tests[ids.clone()];
+            if c == 3 {
+                let given_up: Vec<_> = rep
+                    .given_up
+                    .iter()
+                    .filter(|g| col_tests.iter().any(|t| t.queued.name == g.0))
+                    .collect();
+                assert_eq!(given_up.len(), *n, "{:?}", rep.given_up);
+                assert!(
+                    given_up
+                        .iter()
+                        .all(|g| g.1 == crate::Status::Infra && g.2.contains("pool-3"))
+                );
+                continue;
+            }
+            // Every test of the column ran once, on its column's provisioner.
+            let recs: Vec<&SimRecord> = rep.records.iter().filter(|r| r.prov == c).collect();
+            assert_eq!(recs.len(), *n, "column {c}");
+            let mut names: Vec<&str> = recs.iter().map(|r| r.test.as_str()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), *n, "column {c}: a test ran twice");
+            let makespan = recs.iter().map(|r| r.at).max().unwrap_or_default();
+            let rt: Vec<Duration> = col_tests.iter().map(|t| t.runtime).collect();
+            let bound = lower_bound(&rt, *pool as usize) + startup;
+            let ratio = makespan.as_secs_f64() / bound.as_secs_f64();
+            lines.push(format!(
+                "platform {c} ({n} tests on {pool}): makespan {:.1}s, bound {:.1}s, {ratio:.3}x",
+                makespan.as_secs_f64(),
+                bound.as_secs_f64()
+            ));
+            assert!(ratio <= 1.10, "{}", lines.join("\n"));
+        }
+        assert_eq!(rep.dropped.len(), 1, "{:?}", rep.dropped);
+        eprintln!("{}", lines.join("\n"));
     }
 }
