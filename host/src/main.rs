@@ -252,6 +252,10 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Replace a system after every failed attempt, not only after
+    /// destructive tests and lost systems.
+    #[arg(long)]
+    fresh_after_failure: bool,
     #[command(flatten)]
     dirs: PluginDirArgs,
 }
@@ -295,6 +299,11 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
             ProgressMode::Auto
         },
         signals: true,
+        decisions: if args.fresh_after_failure {
+            std::sync::Arc::new(scheduler::FreshAfterFailure)
+        } else {
+            std::sync::Arc::new(scheduler::DefaultPolicy)
+        },
     };
     let report = scheduler::run(base.overlay(cli))?;
     eprint!(

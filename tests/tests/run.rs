@@ -279,6 +279,7 @@ fn fake_run(
         sinks: Vec::new(),
         executor: Arc::new(FakeExec(exec)),
         policy,
+        decisions: Arc::new(atex::scheduler::DefaultPolicy),
         results_dir: dir.join("results"),
         platform: None,
         history: TimingHistory::load(&dir.join("history.json")),

@@ -32,11 +32,16 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::display::ProgressMode;
+use std::sync::Arc;
+
+use super::{
+    display::ProgressMode,
+    engine::{DefaultPolicy, SchedulePolicy},
+};
 use crate::plugins::PluginSpec;
 
 /// Everything `atex run` needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct RunConfig {
     /// FMF tree root (default `.`).
     pub root: Option<PathBuf>,
@@ -76,6 +81,47 @@ pub struct RunConfig {
     /// Handle SIGINT/SIGTERM (the CLI does; a library caller may not want
     /// to).
     pub signals: bool,
+    /// Scheduling decisions (`--fresh-after-failure` picks
+    /// [`super::FreshAfterFailure`]).
+    pub decisions: Arc<dyn SchedulePolicy>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            root: None,
+            plan: None,
+            context: Vec::new(),
+            filters: Vec::new(),
+            tests: Vec::new(),
+            excludes: Vec::new(),
+            provisioners: Vec::new(),
+            reporters: Vec::new(),
+            plugin_dirs: Vec::new(),
+            workers: None,
+            reruns: None,
+            results_dir: None,
+            platform: None,
+            history: None,
+            failure_budget: None,
+            deadline: None,
+            progress: ProgressMode::default(),
+            signals: false,
+            decisions: Arc::new(DefaultPolicy),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("root", &self.root)
+            .field("plan", &self.plan)
+            .field("provisioners", &self.provisioners)
+            .field("reporters", &self.reporters)
+            .field("results_dir", &self.results_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bad configuration file or value.
@@ -246,6 +292,7 @@ impl RunConfig {
             deadline,
             progress: ProgressMode::Auto,
             signals: false,
+            decisions: Arc::new(DefaultPolicy),
         })
     }
 
@@ -284,6 +331,7 @@ impl RunConfig {
         self.plugin_dirs.extend(over.plugin_dirs);
         self.progress = over.progress;
         self.signals = over.signals;
+        self.decisions = over.decisions;
         self
     }
 }

@@ -40,7 +40,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use super::{
     display::{ProgressMode, TerminalDisplay},
-    engine::{Action, Engine, Event, Policy, ProvisionerInfo, QueuedTest, RemoteId, TestId},
+    engine::{
+        Action, DefaultPolicy, Engine, Event, Policy, ProvisionerInfo, QueuedTest, RemoteId,
+        SchedulePolicy, TestId,
+    },
     events::{Counts, EventSink, ReporterSink, RunEvent},
 };
 use crate::{
@@ -224,8 +227,11 @@ pub struct Execution {
     pub sinks: Vec<Box<dyn EventSink>>,
     /// Sets systems up and runs tests on them.
     pub executor: Arc<dyn TestExecutor>,
-    /// Scheduling policies.
+    /// Scheduling policies: numbers.
     pub policy: Policy,
+    /// Scheduling policies: decisions (which test next, when a system is
+    /// replaced, what is rerun); [`DefaultPolicy`] unless changed.
+    pub decisions: Arc<dyn SchedulePolicy>,
     /// Results directory.
     pub results_dir: PathBuf,
     /// Platform name for results, instead of each remote's.
@@ -273,6 +279,7 @@ impl Execution {
                 workers: workers.map_or(4, |w| w.max(1) as usize),
                 ..Policy::default()
             },
+            decisions: Arc::new(DefaultPolicy),
             results_dir: results_dir.into(),
             platform: None,
             history,
@@ -668,7 +675,8 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         })
         .collect();
     let queued: Vec<QueuedTest> = matrix.jobs.iter().map(|t| t.queued.clone()).collect();
-    let mut engine = Engine::new(queued, infos, exec.policy.clone());
+    let mut engine =
+        Engine::new(queued, infos, exec.policy.clone()).with_policy(Arc::clone(&exec.decisions));
     let mut out = Vec::new();
     for (prov, p) in provs.iter().enumerate() {
         if !p.started {

@@ -78,6 +78,8 @@ pub struct QueuedTest {
     pub destructive: bool,
     /// The platform column it runs in (`0` when there is one).
     pub column: usize,
+    /// Reruns on top of the run's (`extra-reruns` in its metadata).
+    pub extra_reruns: u32,
 }
 
 impl QueuedTest {
@@ -90,6 +92,7 @@ impl QueuedTest {
             priority: 0,
             destructive: false,
             column: 0,
+            extra_reruns: 0,
         }
     }
 
@@ -118,6 +121,84 @@ impl ProvisionerInfo {
             max_remotes,
             column: 0,
         }
+    }
+}
+
+/// A system that is free for a test, as [`SchedulePolicy::next_test`]
+/// sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FreeSystem<'a> {
+    /// The driver's id of the system.
+    pub remote: RemoteId,
+    /// Its provisioner.
+    pub provisioner: &'a str,
+    /// Its platform column.
+    pub column: usize,
+    /// Tests it ran before this one.
+    pub tests_run: u32,
+}
+
+/// How an attempt ended, as [`SchedulePolicy`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnd {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Its status is a failure.
+    pub failed: bool,
+    /// The system is gone.
+    pub system_lost: bool,
+}
+
+/// The decisions a library user may change, with atex's defaults. The
+/// engine asks; it never does I/O on the policy's behalf, so a policy
+/// stays testable on the virtual clock of [`super::sim`].
+///
+/// The setup step run on every new system before its first test is not
+/// a scheduling decision: it is [`super::Execution::setup`].
+pub trait SchedulePolicy: Send + Sync {
+    /// How many queued tests [`SchedulePolicy::next_test`] wants to see
+    /// (default 1: always the first in atex's order, no extra work).
+    fn lookahead(&self) -> usize {
+        1
+    }
+
+    /// Which of `candidates` (queued tests of the system's platform, best
+    /// first in atex's order: `extra-priority`, then longest expected
+    /// runtime, then discovery order) the free `system` runs next, as an
+    /// index into `candidates`. Default: the first.
+    fn next_test(&self, system: &FreeSystem<'_>, candidates: &[&QueuedTest]) -> usize {
+        let _ = (system, candidates);
+        0
+    }
+
+    /// Whether the system is replaced by a fresh one after `test`.
+    /// Default: after a `destructive` test and when the system was lost.
+    fn replace_system(&self, test: &QueuedTest, end: &AttemptEnd) -> bool {
+        test.destructive || end.system_lost
+    }
+
+    /// Whether `test` runs again after this attempt. Default: a failure,
+    /// while attempts are within `reruns` plus the test's own
+    /// `extra_reruns`.
+    fn rerun(&self, test: &QueuedTest, end: &AttemptEnd, reruns: u32) -> bool {
+        end.failed && end.attempt <= reruns.saturating_add(test.extra_reruns)
+    }
+}
+
+/// atex's decisions: every default of [`SchedulePolicy`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultPolicy;
+
+impl SchedulePolicy for DefaultPolicy {}
+
+/// The defaults, plus a fresh system after every failed attempt
+/// (`--fresh-after-failure`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FreshAfterFailure;
+
+impl SchedulePolicy for FreshAfterFailure {
+    fn replace_system(&self, test: &QueuedTest, end: &AttemptEnd) -> bool {
+        end.failed || DefaultPolicy.replace_system(test, end)
     }
 }
 
@@ -285,6 +366,7 @@ struct RemoteState {
     prov: ProvId,
     column: usize,
     phase: Phase,
+    tests_run: u32,
 }
 
 #[derive(Debug)]
@@ -320,7 +402,6 @@ impl PartialOrd for Key {
 }
 
 /// The scheduler's state.
-#[derive(Debug)]
 pub struct Engine {
     tests: Vec<QueuedTest>,
     attempts: Vec<u32>,
@@ -339,9 +420,28 @@ pub struct Engine {
     stopping: bool,
     not_run: Vec<TestId>,
     dispatched: u64,
+    hook: std::sync::Arc<dyn SchedulePolicy>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tests", &self.tests.len())
+            .field("queued", &self.queued())
+            .field("running", &self.running)
+            .field("systems", &self.remotes.len())
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
+    /// Replaces atex's decisions with `hook`'s.
+    pub fn with_policy(mut self, hook: std::sync::Arc<dyn SchedulePolicy>) -> Self {
+        self.hook = hook;
+        self
+    }
+
     /// A scheduler for `tests` on systems from `provisioners`.
     pub fn new(
         tests: Vec<QueuedTest>,
@@ -389,6 +489,7 @@ impl Engine {
             stopping: false,
             not_run: Vec::new(),
             dispatched: 0,
+            hook: std::sync::Arc::new(DefaultPolicy),
         }
     }
 
@@ -463,6 +564,7 @@ impl Engine {
                         prov,
                         column,
                         phase: Phase::SettingUp,
+                        tests_run: 0,
                     },
                 );
                 self.held[column] += 1;
@@ -514,8 +616,14 @@ impl Engine {
             } => {
                 self.running -= 1;
                 self.running_in[self.tests[test].column] -= 1;
-                let attempt = self.attempts[test];
-                let rerun = failed && !self.stopping && attempt <= self.policy.reruns;
+                let end = AttemptEnd {
+                    attempt: self.attempts[test],
+                    failed,
+                    system_lost,
+                };
+                let attempt = end.attempt;
+                let rerun =
+                    !self.stopping && self.hook.rerun(&self.tests[test], &end, self.policy.reruns);
                 out.push(Action::Record {
                     test,
                     attempt,
@@ -527,7 +635,7 @@ impl Engine {
                 if let Some(r) = self.remotes.get_mut(&remote) {
                     r.phase = Phase::Idle;
                 }
-                if rerun || system_lost || self.tests[test].destructive {
+                if rerun || self.hook.replace_system(&self.tests[test], &end) {
                     self.release(remote, out);
                 } else {
                     self.dispatch(now, remote, out);
@@ -621,7 +729,7 @@ impl Engine {
         let Some(column) = self.remotes.get(&remote).map(|r| r.column) else {
             return;
         };
-        while let Some(key) = self.queues[column].pop() {
+        while let Some(key) = self.next_for(remote, column) {
             let test = key.test;
             if let Some(deadline) = self.policy.deadline {
                 let duration = self.tests[test].duration;
@@ -644,6 +752,7 @@ impl Engine {
             self.dispatched += 1;
             if let Some(r) = self.remotes.get_mut(&remote) {
                 r.phase = Phase::Running(test);
+                r.tests_run += 1;
             }
             out.push(Action::Run {
                 remote,
@@ -653,6 +762,41 @@ impl Engine {
             return;
         }
         self.release(remote, out);
+    }
+
+    /// Takes the test `remote` runs next off its column's queue: the first
+    /// in atex's order, or the policy's choice among the first few.
+    fn next_for(&mut self, remote: RemoteId, column: usize) -> Option<Key> {
+        let want = self.hook.lookahead();
+        if want <= 1 {
+            return self.queues[column].pop();
+        }
+        let mut head: Vec<Key> = Vec::with_capacity(want.min(self.queues[column].len()));
+        while head.len() < want {
+            match self.queues[column].pop() {
+                Some(k) => head.push(k),
+                None => break,
+            }
+        }
+        if head.is_empty() {
+            return None;
+        }
+        let chosen = {
+            let r = self.remotes.get(&remote);
+            let system = FreeSystem {
+                remote,
+                provisioner: r.map_or("", |r| self.provs[r.prov].info.name.as_str()),
+                column,
+                tests_run: r.map_or(0, |r| r.tests_run),
+            };
+            let candidates: Vec<&QueuedTest> = head.iter().map(|k| &self.tests[k.test]).collect();
+            self.hook
+                .next_test(&system, &candidates)
+                .min(head.len() - 1)
+        };
+        let key = head.swap_remove(chosen);
+        self.queues[column].extend(head);
+        Some(key)
     }
 
     /// One broken system for `prov`'s budget.

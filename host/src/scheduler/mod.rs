@@ -38,7 +38,9 @@ pub use display::{ProgressMode, TerminalDisplay};
 pub use driver::{
     ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor, execute,
 };
-pub use engine::{Policy, QueuedTest};
+pub use engine::{
+    AttemptEnd, DefaultPolicy, FreeSystem, FreshAfterFailure, Policy, QueuedTest, SchedulePolicy,
+};
 pub use events::{Counts, EventSink, ReporterSink, RunEvent};
 pub use plan::{plan_spec, queued_test, run_tests, test_spec};
 
@@ -186,6 +188,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         sinks: Vec::new(),
         executor: Arc::new(executor),
         policy,
+        decisions: cfg.decisions.clone(),
         results_dir,
         platform: cfg.platform.clone(),
         history,

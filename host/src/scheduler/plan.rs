@@ -42,6 +42,12 @@ pub fn queued_test(t: &Test, history: &TimingHistory) -> QueuedTest {
         priority: t.extra_priority.unwrap_or(0),
         destructive: t.tag.iter().any(|tag| tag == "destructive"),
         column: 0,
+        // Reruns of this test on top of the run's (`--reruns`).
+        extra_reruns: t
+            .metadata
+            .get("extra-reruns")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32),
     }
 }
 

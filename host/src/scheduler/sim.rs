@@ -14,8 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::sync::Arc;
+
 use super::engine::{
-    Action, Engine, Event, Policy, ProvId, ProvisionerInfo, QueuedTest, RemoteId, TestId,
+    Action, DefaultPolicy, Engine, Event, Policy, ProvId, ProvisionerInfo, QueuedTest, RemoteId,
+    SchedulePolicy, TestId,
 };
 
 /// A fake provisioner.
@@ -155,6 +158,17 @@ pub fn simulate(
     policy: Policy,
     interrupt_at: Option<Duration>,
 ) -> SimReport {
+    simulate_with(tests, provs, policy, Arc::new(DefaultPolicy), interrupt_at)
+}
+
+/// [`simulate`] with the decisions of `hook` instead of atex's.
+pub fn simulate_with(
+    tests: &[SimTest],
+    provs: &[SimProvisioner],
+    policy: Policy,
+    hook: Arc<dyn SchedulePolicy>,
+    interrupt_at: Option<Duration>,
+) -> SimReport {
     let infos = provs
         .iter()
         .map(|p| ProvisionerInfo {
@@ -167,7 +181,8 @@ pub fn simulate(
         tests.iter().map(|t| t.queued.clone()).collect(),
         infos,
         policy,
-    );
+    )
+    .with_policy(hook);
     let mut models: Vec<ProvModel> = provs.iter().map(|_| ProvModel::default()).collect();
     let mut clock: BinaryHeap<Reverse<(Duration, u64, SimEvent)>> = BinaryHeap::new();
     let mut seq = 0u64;
@@ -759,5 +774,126 @@ mod matrix_tests {
         }
         assert_eq!(rep.dropped.len(), 1, "{:?}", rep.dropped);
         eprintln!("{}", lines.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::scheduler::engine::{AttemptEnd, FreeSystem, FreshAfterFailure};
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    fn one_pool(max: u32) -> Vec<SimProvisioner> {
+        vec![SimProvisioner::new("pool", Some(max), s(1.0), s(0.5))]
+    }
+
+    fn policy(workers: usize, reruns: u32) -> Policy {
+        Policy {
+            workers,
+            reruns,
+            ..Policy::default()
+        }
+    }
+
+    /// Shortest first, the opposite of atex's order.
+    struct ShortestFirst;
+
+    impl SchedulePolicy for ShortestFirst {
+        fn lookahead(&self) -> usize {
+            usize::MAX
+        }
+        fn next_test(&self, _: &FreeSystem<'_>, candidates: &[&QueuedTest]) -> usize {
+            (0..candidates.len())
+                .min_by_key(|i| candidates[*i].estimate())
+                .unwrap_or(0)
+        }
+    }
+
+    #[test]
+    fn a_policy_can_choose_the_next_test() {
+        let tests: Vec<SimTest> = [5.0, 1.0, 3.0, 2.0, 4.0]
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SimTest::new(format!("/t{i}"), s(*r)))
+            .collect();
+        let order = |rep: &SimReport| -> Vec<String> {
+            rep.records.iter().map(|r| r.test.clone()).collect()
+        };
+        let default = simulate(&tests, &one_pool(1), policy(1, 0), None);
+        assert_eq!(order(&default), ["/t0", "/t4", "/t2", "/t3", "/t1"]);
+        let custom = simulate_with(
+            &tests,
+            &one_pool(1),
+            policy(1, 0),
+            Arc::new(ShortestFirst),
+            None,
+        );
+        assert_eq!(order(&custom), ["/t1", "/t3", "/t2", "/t4", "/t0"]);
+    }
+
+    #[test]
+    fn fresh_after_failure_replaces_the_system_after_each_failed_attempt() {
+        // Four tests on one system; /t1 fails once and is not rerun.
+        let mut tests: Vec<SimTest> = (0..4)
+            .map(|i| SimTest::new(format!("/t{i}"), s(4.0 - i as f64)))
+            .collect();
+        tests[1].fails_first = 1;
+        let default = simulate(&tests, &one_pool(1), policy(1, 0), None);
+        let fresh = simulate_with(
+            &tests,
+            &one_pool(1),
+            policy(1, 0),
+            Arc::new(FreshAfterFailure),
+            None,
+        );
+        assert_eq!(default.provisioned, [1]);
+        assert_eq!(fresh.provisioned, [2]);
+        // The test after the failure ran on a new system.
+        let after = |rep: &SimReport| rep.records[2].remote != rep.records[1].remote;
+        assert!(!after(&default) && after(&fresh));
+    }
+
+    #[test]
+    fn extra_reruns_of_one_test_add_to_the_runs_reruns() {
+        let mut tests: Vec<SimTest> = (0..2)
+            .map(|i| SimTest::new(format!("/t{i}"), s(1.0)))
+            .collect();
+        tests[0].fails_first = 10;
+        tests[1].fails_first = 10;
+        tests[1].queued.extra_reruns = 2;
+        let rep = simulate(&tests, &one_pool(2), policy(2, 1), None);
+        let attempts = |name: &str| rep.records.iter().filter(|r| r.test == name).count();
+        assert_eq!(attempts("/t0"), 2);
+        assert_eq!(attempts("/t1"), 4);
+    }
+
+    /// A policy may rerun on its own terms: here only `infra`-like lost
+    /// systems, never plain failures.
+    struct RerunLostOnly;
+
+    impl SchedulePolicy for RerunLostOnly {
+        fn rerun(&self, _: &QueuedTest, end: &AttemptEnd, reruns: u32) -> bool {
+            end.system_lost && end.attempt <= reruns
+        }
+    }
+
+    #[test]
+    fn a_policy_decides_what_is_rerun() {
+        let mut tests: Vec<SimTest> = (0..2)
+            .map(|i| SimTest::new(format!("/t{i}"), s(1.0)))
+            .collect();
+        tests[0].fails_first = 1;
+        let rep = simulate_with(
+            &tests,
+            &one_pool(2),
+            policy(2, 3),
+            Arc::new(RerunLostOnly),
+            None,
+        );
+        assert_eq!(rep.records.len(), 2, "{:?}", rep.records);
+        assert!(rep.records.iter().all(|r| r.final_attempt));
     }
 }
