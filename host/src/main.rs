@@ -234,6 +234,15 @@ struct RunArgs {
     /// Results directory [default: atex-results/<run id>].
     #[arg(long = "results", value_name = "DIR")]
     results: Option<PathBuf>,
+    /// Continue the interrupted or partial run in DIR: tests with a final
+    /// result there are kept, the rest run (give the same selection and
+    /// provisioners as the first time).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["results", "rerun_failed"])]
+    resume: Option<PathBuf>,
+    /// Run again only the tests whose final result in DIR is a failure,
+    /// into DIR; their earlier results are kept as earlier attempts.
+    #[arg(long, value_name = "DIR", conflicts_with = "results")]
+    rerun_failed: Option<PathBuf>,
     /// Platform name to file results under, instead of each system's.
     #[arg(long)]
     platform: Option<String>,
@@ -284,7 +293,10 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
         plugin_dirs: args.dirs.plugin_dirs,
         workers: args.workers,
         reruns: args.reruns,
-        results_dir: args.results,
+        results_dir: args
+            .results
+            .or_else(|| args.resume.clone())
+            .or_else(|| args.rerun_failed.clone()),
         platform: args.platform,
         history: args.history,
         failure_budget: args.failure_budget,
@@ -299,6 +311,13 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
             ProgressMode::Auto
         },
         signals: true,
+        continue_run: if args.resume.is_some() {
+            Some(scheduler::ContinueRun::Resume)
+        } else if args.rerun_failed.is_some() {
+            Some(scheduler::ContinueRun::RerunFailed)
+        } else {
+            None
+        },
         decisions: if args.fresh_after_failure {
             std::sync::Arc::new(scheduler::FreshAfterFailure)
         } else {

@@ -288,6 +288,7 @@ fn fake_run(
         interrupts,
         plugin_cancel: None,
         run_id: "test".into(),
+        continue_run: None,
     })
     .expect("run");
     (report, seen)

@@ -19,5 +19,5 @@ mod store;
 mod summary;
 
 pub use history::{HistoryError, TimingHistory};
-pub use store::{AttemptInfo, ResultsError, ResultsStore, normalize_path};
+pub use store::{AttemptInfo, Reopened, ResultsError, ResultsStore, normalize_path};
 pub use summary::{FinalTest, RunStats};

@@ -15,7 +15,7 @@
 //! and flushed in one go.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs::{self, File, OpenOptions},
     io::{self, BufRead, Write},
     path::{Path, PathBuf},
@@ -123,6 +123,43 @@ pub struct ResultsStore {
     results: File,
     attempts: File,
     seen: HashSet<(String, String)>,
+    /// Attempts made by earlier runs of a reopened directory, per
+    /// (platform, test): this run's attempt numbers continue after them.
+    earlier_attempts: HashMap<(String, String), u32>,
+}
+
+/// What [`ResultsStore::reopen`] kept of the earlier run.
+#[derive(Debug, Default)]
+pub struct Reopened {
+    /// Final results kept, as reporters see them, in file order.
+    pub kept: Vec<ReportedResult>,
+    /// (platform, test) of the tests with a kept final result.
+    pub done: HashSet<(String, String)>,
+    /// (platform, test) of the tests whose results were moved to
+    /// `attempts/` to be run again.
+    pub retried: Vec<(String, String)>,
+}
+
+/// One test's lines in `results.jsonl`.
+struct StoredTest {
+    platform: String,
+    test: String,
+    /// The raw lines, in order.
+    lines: Vec<String>,
+    /// The parsed lines.
+    values: Vec<Value>,
+}
+
+impl StoredTest {
+    /// The test's own result line (subtest `null`): status and note.
+    fn own(&self) -> Option<(Option<Status>, Option<&str>)> {
+        self.values.iter().rev().find(|v| v[3].is_null()).map(|v| {
+            (
+                v[1].as_str().map(Status::parse),
+                v.get(5).and_then(Value::as_str),
+            )
+        })
+    }
 }
 
 impl ResultsStore {
@@ -149,7 +186,125 @@ impl ResultsStore {
             results: open("results.jsonl")?,
             attempts: open("attempts.jsonl")?,
             seen: HashSet::new(),
+            earlier_attempts: HashMap::new(),
         })
+    }
+
+    /// Reopens the results directory of an earlier run to continue it.
+    /// Tests whose final result `again` accepts (given its status and
+    /// note) are taken out of `results.jsonl` and `files/`: their lines
+    /// and files become an earlier attempt under `attempts/`, and they run
+    /// again. Every other final result stays as it is. `results.jsonl` is
+    /// rewritten atomically; `attempts.jsonl` is appended to.
+    pub fn reopen(
+        dir: &Path,
+        again: impl Fn(Option<&Status>, Option<&str>) -> bool,
+    ) -> Result<(ResultsStore, Reopened), ResultsError> {
+        let jsonl = dir.join("results.jsonl");
+        let text = fs::read_to_string(&jsonl)
+            .map_err(io_err(format!("cannot read {}", jsonl.display())))?;
+        let mut tests: Vec<StoredTest> = Vec::new();
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |detail: &str| ResultsError::BadLine {
+                path: jsonl.clone(),
+                line: i + 1,
+                detail: detail.into(),
+            };
+            let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+            let (Some(platform), Some(test)) = (v[0].as_str(), v[2].as_str()) else {
+                return Err(bad("not a [platform, status, test, ...] line"));
+            };
+            let key = (platform.to_string(), test.to_string());
+            let at = *index.entry(key).or_insert_with(|| {
+                tests.push(StoredTest {
+                    platform: platform.into(),
+                    test: test.into(),
+                    lines: Vec::new(),
+                    values: Vec::new(),
+                });
+                tests.len() - 1
+            });
+            tests[at].lines.push(line.to_string());
+            tests[at].values.push(v);
+        }
+        // Attempts of earlier runs, to number this run's after them.
+        let mut earlier_attempts: HashMap<(String, String), u32> = HashMap::new();
+        if let Ok(text) = fs::read_to_string(dir.join("attempts.jsonl")) {
+            for v in text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            {
+                if let (Some(p), Some(t), Some(n)) = (
+                    v["platform"].as_str(),
+                    v["test"].as_str(),
+                    v["attempt"].as_u64(),
+                ) {
+                    let e = earlier_attempts.entry((p.into(), t.into())).or_default();
+                    *e = (*e).max(n as u32);
+                }
+            }
+        }
+        let mut reopened = Reopened::default();
+        let mut keep_text = String::new();
+        for t in &tests {
+            let key = (t.platform.clone(), t.test.clone());
+            let (status, note) = t.own().unwrap_or((None, None));
+            if !again(status.as_ref(), note) {
+                for l in &t.lines {
+                    keep_text.push_str(l);
+                    keep_text.push('\n');
+                }
+                reopened
+                    .kept
+                    .extend(t.values.iter().map(|v| reported_from_line(dir, v)));
+                reopened.done.insert(key);
+                continue;
+            }
+            // Its results become an earlier attempt.
+            let n = earlier_attempts.get(&key).copied().unwrap_or(0).max(1);
+            let (plat, name) = (normalize_path(&t.platform), normalize_path(&t.test));
+            let attempt_dir = dir.join(format!("attempts/{plat}/{name}/{n}"));
+            fs::create_dir_all(&attempt_dir)
+                .map_err(io_err(format!("cannot create {}", attempt_dir.display())))?;
+            let files = dir.join(format!("files/{plat}/{name}"));
+            if files.exists() {
+                move_tree(&files, &attempt_dir.join("files"))?;
+            }
+            let raw = attempt_dir.join("results");
+            fs::write(&raw, t.lines.join("\n") + "\n")
+                .map_err(io_err(format!("cannot write {}", raw.display())))?;
+            earlier_attempts.insert(key.clone(), n);
+            reopened.retried.push(key);
+        }
+        let tmp = dir.join(".results.jsonl.tmp");
+        fs::write(&tmp, keep_text)
+            .and_then(|()| fs::rename(&tmp, &jsonl))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                io_err(format!("cannot rewrite {}", jsonl.display()))(e)
+            })?;
+        let open = |name: &str| {
+            let path = dir.join(name);
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(format!("cannot open {}", path.display())))
+        };
+        fs::create_dir_all(dir.join("files"))
+            .map_err(io_err(format!("cannot create {}/files", dir.display())))?;
+        let store = ResultsStore {
+            dir: dir.to_path_buf(),
+            results: open("results.jsonl")?,
+            attempts: open("attempts.jsonl")?,
+            seen: reopened.done.clone(),
+            earlier_attempts,
+        };
+        Ok((store, reopened))
     }
 
     /// The results directory.
@@ -173,6 +328,21 @@ impl ResultsStore {
         artifacts: &Path,
     ) -> Result<Vec<ReportedResult>, ResultsError> {
         let lines = read_results(&artifacts.join("results"))?;
+        let offset = self
+            .earlier_attempts
+            .get(&(info.platform.clone(), info.test.clone()))
+            .copied()
+            .unwrap_or(0);
+        let shifted;
+        let info = if offset > 0 {
+            shifted = AttemptInfo {
+                attempt: info.attempt + offset,
+                ..info.clone()
+            };
+            &shifted
+        } else {
+            info
+        };
         let plat = normalize_path(&info.platform);
         let test = normalize_path(&info.test);
         let rel_dest = if info.final_attempt {
@@ -379,6 +549,48 @@ impl ResultsStore {
         self.results
             .sync_all()
             .map_err(io_err("cannot sync results.jsonl"))
+    }
+}
+
+/// A `results.jsonl` line as reporters see it.
+fn reported_from_line(dir: &Path, v: &Value) -> ReportedResult {
+    let text = |i: usize| v.get(i).and_then(Value::as_str).map(str::to_string);
+    let platform = text(0).unwrap_or_default();
+    let test = text(2).unwrap_or_default();
+    let subtest = text(3);
+    let rel = format!(
+        "files/{}/{}",
+        normalize_path(&platform),
+        normalize_path(&test)
+    );
+    let sub = subtest.as_deref().map(normalize_path);
+    let files = v
+        .get(4)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|f| match &sub {
+                    Some(s) if !s.is_empty() => format!("{rel}/{s}/{}", normalize_path(f)),
+                    _ => format!("{rel}/{}", normalize_path(f)),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ReportedResult {
+        status: text(1).map(|s| Status::parse(&s)),
+        note: text(5),
+        platform,
+        test,
+        subtest,
+        files,
+        results_dir: dir.to_path_buf(),
+        started_unix_ms: 0,
+        duration: Duration::ZERO,
+        attempt: 1,
+        final_attempt: true,
+        remote: String::new(),
+        extra: Map::new(),
     }
 }
 

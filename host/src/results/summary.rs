@@ -68,7 +68,13 @@ impl RunStats {
 
     /// The `n` slowest final attempts.
     pub fn slowest(&self, n: usize) -> Vec<&FinalTest> {
-        let mut v: Vec<&FinalTest> = self.finals.iter().filter(|f| f.attempts > 0).collect();
+        // Tests that did not run (0 attempts) and results kept from an
+        // earlier run (no duration) are not timed.
+        let mut v: Vec<&FinalTest> = self
+            .finals
+            .iter()
+            .filter(|f| f.attempts > 0 && !f.duration.is_zero())
+            .collect();
         v.sort_by_key(|f| std::cmp::Reverse(f.duration));
         v.truncate(n);
         v

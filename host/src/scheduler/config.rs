@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use super::{
     display::ProgressMode,
+    driver::ContinueRun,
     engine::{DefaultPolicy, SchedulePolicy},
 };
 use crate::plugins::PluginSpec;
@@ -84,6 +85,9 @@ pub struct RunConfig {
     /// Scheduling decisions (`--fresh-after-failure` picks
     /// [`super::FreshAfterFailure`]).
     pub decisions: Arc<dyn SchedulePolicy>,
+    /// `--resume DIR` / `--rerun-failed DIR`: continue the run in
+    /// `results_dir`.
+    pub continue_run: Option<ContinueRun>,
 }
 
 impl Default for RunConfig {
@@ -108,6 +112,7 @@ impl Default for RunConfig {
             progress: ProgressMode::default(),
             signals: false,
             decisions: Arc::new(DefaultPolicy),
+            continue_run: None,
         }
     }
 }
@@ -293,6 +298,7 @@ impl RunConfig {
             progress: ProgressMode::Auto,
             signals: false,
             decisions: Arc::new(DefaultPolicy),
+            continue_run: None,
         })
     }
 
@@ -332,6 +338,9 @@ impl RunConfig {
         self.progress = over.progress;
         self.signals = over.signals;
         self.decisions = over.decisions;
+        if over.continue_run.is_some() {
+            self.continue_run = over.continue_run;
+        }
         self
     }
 }

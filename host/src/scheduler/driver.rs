@@ -48,9 +48,12 @@ use super::{
 };
 use crate::{
     Status,
+    backend::ReportedResult,
     backend::{Connection, Provisioner, Remote, Reporter, RunSummary},
     executor::{CancelToken, ExecError, PlanSpec, System, SystemOptions, TestOutcome, TestSpec},
-    results::{AttemptInfo, FinalTest, ResultsError, ResultsStore, RunStats, TimingHistory},
+    results::{
+        AttemptInfo, FinalTest, Reopened, ResultsError, ResultsStore, RunStats, TimingHistory,
+    },
 };
 
 /// Opens and sets up systems for tests. [`FmfExecutor`] is the real one;
@@ -204,6 +207,20 @@ impl Matrix {
         }
     }
 
+    /// Leaves out the jobs an earlier run already finished: (platform,
+    /// test) pairs; a job of a column without a platform name matches its
+    /// test on any platform.
+    fn skip_done(&mut self, done: &std::collections::HashSet<(String, String)>) {
+        if done.is_empty() {
+            return;
+        }
+        let names: std::collections::HashSet<&str> = done.iter().map(|(_, t)| t.as_str()).collect();
+        self.jobs.retain(|j| match &j.platform {
+            Some(p) => !done.contains(&(p.clone(), j.queued.name.clone())),
+            None => !names.contains(j.queued.name.as_str()),
+        });
+    }
+
     /// The key under which a job's runtime is remembered: the test name,
     /// with the platform when the column has one.
     fn history_key(&self, job: &RunTest) -> String {
@@ -250,6 +267,30 @@ pub struct Execution {
     pub plugin_cancel: Option<Arc<AtomicBool>>,
     /// Run identifier.
     pub run_id: String,
+    /// Continue the run whose results are already in `results_dir`.
+    pub continue_run: Option<ContinueRun>,
+}
+
+/// How to continue an earlier run in the same results directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContinueRun {
+    /// Run what has no final result yet (an interrupted or partial run);
+    /// tests cut short by the interrupt run again.
+    Resume,
+    /// Run again the tests whose final result is a failure; their earlier
+    /// results become earlier attempts.
+    RerunFailed,
+}
+
+impl ContinueRun {
+    /// Whether a stored final result (its status and note) runs again.
+    fn again(self, status: Option<&Status>, note: Option<&str>) -> bool {
+        let cancelled = note == Some("cancel requested");
+        match self {
+            ContinueRun::Resume => cancelled,
+            ContinueRun::RerunFailed => cancelled || status.is_none_or(Status::is_failure),
+        }
+    }
 }
 
 impl Execution {
@@ -288,6 +329,7 @@ impl Execution {
             interrupts: None,
             plugin_cancel: None,
             run_id: super::new_run_id(),
+            continue_run: None,
         }
     }
 }
@@ -402,6 +444,8 @@ struct Slot {
 /// Messages to the results thread.
 enum ResultsMsg {
     Event(RunEvent),
+    /// Results of an earlier run of the same directory.
+    Kept(Vec<ReportedResult>),
     Attempt {
         info: AttemptInfo,
         artifacts: PathBuf,
@@ -594,7 +638,13 @@ struct LoopEnd {
 pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     let t0 = Instant::now();
     let started_unix_ms = unix_ms(SystemTime::now());
-    let store = ResultsStore::create(&exec.results_dir)?;
+    let (store, reopened) = match exec.continue_run {
+        None => (
+            ResultsStore::create(&exec.results_dir)?,
+            Reopened::default(),
+        ),
+        Some(mode) => ResultsStore::reopen(&exec.results_dir, |st, note| mode.again(st, note))?,
+    };
     let scratch = store.scratch_dir();
     std::fs::create_dir_all(&scratch).map_err(|error| RunError::Io {
         path: scratch.clone(),
@@ -612,6 +662,8 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     }
     sinks.append(&mut exec.sinks);
     let mut matrix = Matrix::new(&exec.tests, &exec.provisioners, &exec.platform);
+    matrix.skip_done(&reopened.done);
+    let kept_jobs = reopened.done.len();
     if matrix.columns.len() > 1 {
         // Runtimes differ between platforms: each job by its own history.
         let keys: Vec<String> = matrix.jobs.iter().map(|j| matrix.history_key(j)).collect();
@@ -634,6 +686,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         stats: RunStats::default(),
         earlier: HashMap::new(),
     };
+    let _ = rtx.send(ResultsMsg::Kept(reopened.kept));
     let results_thread = thread::Builder::new()
         .name("atex-results".into())
         .spawn(move || results.run(rrx))
@@ -728,7 +781,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     st.send(ResultsMsg::Finish {
         wall,
         interrupted: end.interrupted.is_some(),
-        tests_total: matrix.jobs.len() as u64,
+        tests_total: (matrix.jobs.len() + kept_jobs) as u64,
         not_run,
     });
     let (infra_failure, peak) = (st.infra_failure, st.peak);
@@ -750,7 +803,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     };
     Ok(RunReport {
         stats,
-        tests_total: matrix.jobs.len(),
+        tests_total: matrix.jobs.len() + kept_jobs,
         wall,
         interrupted: end.interrupted,
         forced: end.forced,
@@ -1290,6 +1343,7 @@ impl ResultsThread {
         for msg in rx.iter() {
             match msg {
                 ResultsMsg::Event(e) => self.dispatch(&e),
+                ResultsMsg::Kept(kept) => self.keep(kept),
                 ResultsMsg::Attempt {
                     info,
                     artifacts,
@@ -1332,6 +1386,26 @@ impl ResultsThread {
             }
         }
         self.stats
+    }
+
+    /// Results an earlier run of the same directory finished: into the
+    /// summary, and to the sinks (so reports cover the whole run).
+    fn keep(&mut self, kept: Vec<ReportedResult>) {
+        if kept.is_empty() {
+            return;
+        }
+        for r in kept.iter().filter(|r| r.subtest.is_none()) {
+            self.stats.finals.push(FinalTest {
+                platform: r.platform.clone(),
+                test: r.test.clone(),
+                status: r.status.clone().unwrap_or(Status::Pass),
+                note: r.note.clone(),
+                attempts: r.attempt,
+                earlier: Vec::new(),
+                duration: Duration::ZERO,
+            });
+        }
+        self.dispatch(&RunEvent::ResultsStored { results: kept });
     }
 
     /// Hands an event to every sink.

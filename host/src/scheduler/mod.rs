@@ -36,7 +36,8 @@ use std::{
 pub use config::{ConfigError, RunConfig, parse_deadline};
 pub use display::{ProgressMode, TerminalDisplay};
 pub use driver::{
-    ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor, execute,
+    ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor,
+    execute,
 };
 pub use engine::{
     AttemptEnd, DefaultPolicy, FreeSystem, FreshAfterFailure, Policy, QueuedTest, SchedulePolicy,
@@ -104,11 +105,21 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         .results_dir
         .clone()
         .unwrap_or_else(|| Path::new("atex-results").join(&run_id));
-    if results_dir.join("results.jsonl").exists() {
-        return Err(RunError::Config(format!(
-            "{}: already holds results (choose another --results directory)",
-            results_dir.display()
-        )));
+    let holds_results = results_dir.join("results.jsonl").exists();
+    match (cfg.continue_run, holds_results) {
+        (None, true) => {
+            return Err(RunError::Config(format!(
+                "{}: already holds results (choose another --results directory, or --resume it)",
+                results_dir.display()
+            )));
+        }
+        (Some(_), false) => {
+            return Err(RunError::Config(format!(
+                "{}: holds no results of an earlier run to continue",
+                results_dir.display()
+            )));
+        }
+        _ => {}
     }
     let history_path = cfg
         .history
@@ -197,6 +208,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         interrupts: None,
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
+        continue_run: cfg.continue_run,
     })
 }
 
