@@ -597,13 +597,7 @@ fn message_for(status: &Status, note: Option<&str>) -> String {
     }
 }
 
-fn outcome_element(
-    out: &mut String,
-    o: Outcome,
-    status: &Status,
-    note: Option<&str>,
-    extra: &str,
-) {
+fn outcome_element(out: &mut String, o: Outcome, status: &Status, note: Option<&str>, extra: &str) {
     let elem = match o {
         Outcome::Pass => return,
         Outcome::Failure => "failure",

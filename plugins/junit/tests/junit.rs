@@ -371,7 +371,9 @@ fn finish_without_results_writes_an_empty_valid_file() {
 fn nasty_run_is_valid_and_maps_every_status() {
     let (_run, path, text) = render_run(SyntheticRun::nasty(), "max_output_bytes: 512");
     validate(&path);
-    for c in ['\0', '\x01', '\x07', '\x1b', '\u{9b}', '\u{fffe}', '\u{ffff}'] {
+    for c in [
+        '\0', '\x01', '\x07', '\x1b', '\u{9b}', '\u{fffe}', '\u{ffff}',
+    ] {
         assert!(!text.contains(c), "{c:?} left in the file");
     }
     // 12 tests, plus 2 sub-results each for two of them.
@@ -387,8 +389,11 @@ fn nasty_run_is_valid_and_maps_every_status() {
         "<testcase name=\"/nasty/name {shown}/sub {shown}\""
     )));
     assert!(text.contains(&format!("hostname=\"system {shown}\"")));
-    assert!(text.contains(&format!("name=\"extra.key &lt;&amp;&gt;&quot;'\"")));
-    let Some(n) = xpath(&path, "count(//testcase[starts-with(@name, '/nasty/name <&>')])") else {
+    assert!(text.contains("name=\"extra.key &lt;&amp;&gt;&quot;'\""));
+    let Some(n) = xpath(
+        &path,
+        "count(//testcase[starts-with(@name, '/nasty/name <&>')])",
+    ) else {
         eprintln!("skipped: xmllint not installed");
         return;
     };
@@ -396,22 +401,30 @@ fn nasty_run_is_valid_and_maps_every_status() {
     let status = |test: &str| {
         xpath(
             &path,
-            &format!("string(//testsuite[@name='fedora-41/nasty/status/{test}']/testcase/*[1]/@type)"),
+            &format!(
+                "string(//testsuite[@name='fedora-41/nasty/status/{test}']/testcase/*[1]/@type)"
+            ),
         )
         .expect("xpath")
     };
     // warn is an error (tmt's choice), like unknown words; FAIL is fail.
     assert_eq!(status("warn"), "warn");
     assert_eq!(
-        xpath(&path, "name(//testsuite[@name='fedora-41/nasty/status/warn']/testcase/*[1])")
-            .as_deref(),
+        xpath(
+            &path,
+            "name(//testsuite[@name='fedora-41/nasty/status/warn']/testcase/*[1])"
+        )
+        .as_deref(),
         Some("error")
     );
     assert_eq!(status("custom-word"), "custom-word");
     assert_eq!(status("FAIL"), "fail");
     assert_eq!(
-        xpath(&path, "name(//testsuite[@name='fedora-41/nasty/status/FAIL']/testcase/*[1])")
-            .as_deref(),
+        xpath(
+            &path,
+            "name(//testsuite[@name='fedora-41/nasty/status/FAIL']/testcase/*[1])"
+        )
+        .as_deref(),
         Some("failure")
     );
     // Only sub-results: the worst of them counts, and says so.
