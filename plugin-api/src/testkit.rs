@@ -16,6 +16,8 @@
 //!   [`SyntheticRun::golden`] is the run atex's own golden files are made
 //!   from; [`SyntheticRun::nasty`] has every status and every character a
 //!   report format can choke on, in names, notes, systems and logs.
+//! - [`ReporterHarness`]: a reporter's constructor with option text, a
+//!   run fed into it, and the refusal of bad options.
 //! - [`check_golden`]: compares output with a golden file, or rewrites it
 //!   with `ATEX_BLESS=1`.
 //!
@@ -32,7 +34,7 @@ use abi_stable::{
 };
 
 use crate::{
-    HostContext, HostServices, HostServices_TO, LogLevel, ProgressEvent, Status,
+    HostContext, HostServices, HostServices_TO, LogLevel, PluginError, ProgressEvent, Status,
     sdk::{PluginContext, ReporterImpl},
     view::{ResultView, SummaryView},
 };
@@ -59,6 +61,54 @@ pub fn null_context(plugin: &str, config: &str, work_dir: &Path) -> PluginContex
         run_id: "run-golden".into(),
         work_dir: work_dir.to_string_lossy().as_ref().into(),
     })
+}
+
+/// A reporter plugin's constructor under test: builds it with
+/// [`null_context`] from option text, runs it, and collects refusals.
+///
+/// ```ignore
+/// const JUNIT: ReporterHarness<JunitReporter> = ReporterHarness::new("junit", atex_junit::new);
+/// let (run, path, text) = JUNIT.render(SyntheticRun::golden(), "max_output_bytes: 2048");
+/// ```
+pub struct ReporterHarness<R> {
+    plugin: &'static str,
+    make: fn(PluginContext) -> Result<R, PluginError>,
+}
+
+impl<R: ReporterImpl> ReporterHarness<R> {
+    /// The plugin called `plugin`, made by `make` (what it exports).
+    pub const fn new(
+        plugin: &'static str,
+        make: fn(PluginContext) -> Result<R, PluginError>,
+    ) -> Self {
+        ReporterHarness { plugin, make }
+    }
+
+    /// Constructs the reporter with the options `config` (YAML) and
+    /// `work_dir` as its directory.
+    pub fn construct(&self, config: &str, work_dir: &Path) -> Result<R, PluginError> {
+        (self.make)(null_context(self.plugin, config, work_dir))
+    }
+
+    /// Constructs the reporter in the run's results directory, plays the
+    /// run into it ([`SyntheticRun::feed_to_file`]) and returns the run,
+    /// the one file written and its text.
+    pub fn render(&self, run: SyntheticRun, config: &str) -> (SyntheticRun, PathBuf, String) {
+        let mut rep = self
+            .construct(config, run.results_dir())
+            .expect("construct");
+        let (path, text) = run.feed_to_file(&mut rep);
+        (run, path, text)
+    }
+
+    /// The error constructing with `config` gives; panics if it succeeds.
+    pub fn refusal(&self, config: &str) -> PluginError {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match self.construct(config, dir.path()) {
+            Ok(_) => panic!("{}: options {config:?} were accepted", self.plugin),
+            Err(e) => e,
+        }
+    }
 }
 
 /// When every synthetic run starts: 2026-01-02T03:04:05Z.
@@ -296,6 +346,22 @@ impl SyntheticRun {
             }
         }
         rep.finish(&self.summary).expect("finish")
+    }
+
+    /// Plays the run into a reporter that writes one file; checks that
+    /// `finish` returned exactly one path and that the file exists, and
+    /// returns the path and the file's text.
+    pub fn feed_to_file(&self, rep: &mut dyn ReporterImpl) -> (PathBuf, String) {
+        let paths = self.feed(rep);
+        let [path] = <[PathBuf; 1]>::try_from(paths.clone())
+            .unwrap_or_else(|_| panic!("finish returned {paths:?}, not one file"));
+        assert!(
+            path.is_file(),
+            "finish returned {}, which does not exist",
+            path.display()
+        );
+        let text = std::fs::read_to_string(&path).expect("read the report");
+        (path, text)
     }
 }
 

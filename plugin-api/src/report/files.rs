@@ -8,8 +8,8 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use super::{Error, text::clean};
-use crate::{PluginError, sdk::PluginContext};
+use super::{Collector, Error, text::clean};
+use crate::{PluginError, sdk::PluginContext, view::ResultView};
 
 /// Parses a plugin's options into `T`, refusing anything but a mapping at
 /// the top. Messages do not name the plugin: the host prefixes its name.
@@ -119,6 +119,58 @@ pub fn write_atomically(
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A reporter's one output file and the [`Collector`] that feeds it: the
+/// usual shape of a reporter that writes a file at the end of the run.
+///
+/// [`ReportFile::new`] resolves and checks the path when the plugin is
+/// constructed, [`ReportFile::add`] collects each result, and
+/// [`ReportFile::write`] writes the file atomically at finish.
+pub struct ReportFile {
+    path: PathBuf,
+    collector: Collector,
+}
+
+impl ReportFile {
+    /// The file at the `option` path, else `default_name` in `work_dir`
+    /// ([`output_path`]), checked with [`check_writable`]; earlier attempts
+    /// keep at most `log_limit` bytes of log ([`Collector::new`]).
+    pub fn new(
+        option: Option<&Path>,
+        work_dir: &Path,
+        default_name: &str,
+        log_limit: u64,
+    ) -> Result<Self, Error> {
+        let path = output_path(option, work_dir, default_name);
+        check_writable(&path)?;
+        Ok(ReportFile {
+            path,
+            collector: Collector::new(log_limit),
+        })
+    }
+
+    /// Where the file goes (an absolute path).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Collects one result.
+    pub fn add(&mut self, result: &ResultView) -> Result<(), Error> {
+        self.collector.add(result)
+    }
+
+    /// Writes the file atomically ([`finish_report`]): `write` gets the
+    /// collected tests, the directory of the report (links to result files
+    /// are relative to it, see [`relative_path`]) and the writer.
+    pub fn write(
+        &mut self,
+        write: impl FnOnce(&mut Collector, &Path, &mut dyn Write) -> io::Result<()>,
+    ) -> Result<Vec<PathBuf>, Error> {
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        let collector = &mut self.collector;
+        finish_report(&self.path, |w| write(collector, dir, w))
+    }
 }
 
 /// `target` relative to the directory `from`, both absolute, lexically

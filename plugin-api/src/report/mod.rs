@@ -19,14 +19,15 @@
 //!   removed, then the markup characters escaped.
 //! - **Logs** ([`read_tail`], [`pick_log`]): the last bytes of a log file,
 //!   cut at a line and a character boundary.
-//! - **Files** ([`output_path`], [`check_writable`], [`finish_report`],
-//!   [`write_atomically`], [`relative_path`]): where the report goes, a
-//!   check at construction that it can be written, and an atomic write
-//!   (temporary file and rename) at finish.
+//! - **Files** ([`ReportFile`], or its parts [`output_path`],
+//!   [`check_writable`], [`finish_report`], [`write_atomically`],
+//!   [`relative_path`]): where the report goes, a check at construction
+//!   that it can be written, and an atomic write (temporary file and
+//!   rename) at finish.
 //! - **Options** ([`parse_options`]): a plugin's options as a mapping, with
 //!   errors that say what is wrong.
 //!
-//! A minimal reporter:
+//! A minimal reporter, one line per test:
 //!
 //! ```
 //! use std::path::PathBuf;
@@ -35,16 +36,15 @@
 //!     sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 //! };
 //!
-//! struct Lines { output: PathBuf, tests: report::Collector }
+//! struct Lines(report::ReportFile);
 //!
 //! impl ReporterImpl for Lines {
 //!     fn on_result(&mut self, r: &ResultView) -> Result<(), PluginError> {
-//!         Ok(self.tests.add(r)?)
+//!         Ok(self.0.add(r)?)
 //!     }
 //!     fn finish(&mut self, _: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
-//!         let tests = self.tests.sorted();
-//!         Ok(report::finish_report(&self.output, |w| {
-//!             for t in &tests {
+//!         Ok(self.0.write(|tests, _dir, w| {
+//!             for t in tests.sorted() {
 //!                 let status = t.last().map(|a| a.effective_status());
 //!                 let word = status.as_ref().map_or("-", |s| s.as_str());
 //!                 writeln!(w, "{} {} {}", t.platform, word, report::clean(&t.name))?;
@@ -56,12 +56,11 @@
 //!
 //! fn new(ctx: PluginContext) -> Result<Lines, PluginError> {
 //!     #[derive(serde::Deserialize, Default)]
-//!     #[serde(default)]
+//!     #[serde(default, deny_unknown_fields)]
 //!     struct Options { output: Option<PathBuf> }
 //!     let o: Options = report::parse_options(&ctx)?;
-//!     let output = report::output_path(o.output.as_deref(), ctx.work_dir(), "lines.txt");
-//!     report::check_writable(&output)?;
-//!     Ok(Lines { output, tests: report::Collector::new(0) })
+//!     let file = report::ReportFile::new(o.output.as_deref(), ctx.work_dir(), "lines.txt", 0)?;
+//!     Ok(Lines(file))
 //! }
 //! # let _ = new;
 //! ```
@@ -74,8 +73,8 @@ use std::{io, path::PathBuf};
 
 pub use collect::{Attempt, CollectedTest, Collector, LogReader, MAX_NOTE_BYTES, SubResult};
 pub use files::{
-    Spool, SpoolRef, Tail, check_writable, finish_report, output_path, parse_options, pick_log,
-    read_tail, relative_path, write_atomically,
+    ReportFile, Spool, SpoolRef, Tail, check_writable, finish_report, output_path, parse_options,
+    pick_log, read_tail, relative_path, write_atomically,
 };
 pub use text::{
     clean, html_text, iso_utc, seconds, truncate_chars, xml_allowed, xml_attr, xml_text,

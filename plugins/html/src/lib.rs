@@ -42,7 +42,7 @@ use std::{
 
 use atex_plugin_api::{
     PluginError,
-    report::{self, Attempt, CollectedTest, Collector, LogReader, clean, html_text},
+    report::{self, Attempt, CollectedTest, Collector, LogReader, ReportFile, clean, html_text},
     sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 };
 use serde::Deserialize;
@@ -110,9 +110,8 @@ impl Column {
 /// The reporter.
 pub struct HtmlReporter {
     config: Config,
-    output: PathBuf,
     run_id: String,
-    collector: Collector,
+    file: ReportFile,
 }
 
 /// The constructor the plugin exports.
@@ -136,31 +135,44 @@ impl HtmlReporter {
         work_dir: &Path,
         run_id: &str,
     ) -> Result<Self, report::Error> {
-        let output = report::output_path(config.output.as_deref(), work_dir, "report.html");
-        report::check_writable(&output)?;
-        let collector = Collector::new(config.max_log_bytes);
+        let file = ReportFile::new(
+            config.output.as_deref(),
+            work_dir,
+            "report.html",
+            config.max_log_bytes,
+        )?;
         Ok(HtmlReporter {
             config,
-            output,
             run_id: run_id.to_string(),
-            collector,
+            file,
         })
     }
 
     /// Where the file goes.
     pub fn output(&self) -> &Path {
-        &self.output
+        self.file.path()
     }
+}
 
-    fn write_report(&mut self, summary: &SummaryView, w: &mut dyn Write) -> io::Result<()> {
-        let report_dir = self
-            .output
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+/// What the report needs besides the collected tests.
+struct Page<'a> {
+    config: &'a Config,
+    /// The run id from the constructor, used when the summary has none.
+    run_id: &'a str,
+    summary: &'a SummaryView,
+}
+
+impl Page<'_> {
+    fn write(
+        &self,
+        collector: &mut Collector,
+        report_dir: &Path,
+        w: &mut dyn Write,
+    ) -> io::Result<()> {
+        let summary = self.summary;
         let results_dir = &summary.results_dir;
         let run_id = if summary.run_id.is_empty() {
-            self.run_id.clone()
+            self.run_id.to_string()
         } else {
             summary.run_id.clone()
         };
@@ -169,7 +181,7 @@ impl HtmlReporter {
             .title
             .clone()
             .unwrap_or_else(|| format!("atex run {run_id}"));
-        let (tests, mut logs) = self.collector.parts();
+        let (tests, mut logs) = collector.parts();
 
         let platforms: BTreeSet<&str> = tests.iter().map(|t| t.platform.as_str()).collect();
         let systems: BTreeSet<&str> = tests
@@ -188,7 +200,7 @@ impl HtmlReporter {
         });
 
         let base = {
-            let rel = report::relative_path(&report_dir, results_dir);
+            let rel = report::relative_path(report_dir, results_dir);
             let s = rel.to_string_lossy().replace('\\', "/");
             if s.is_empty() {
                 String::new()
@@ -392,14 +404,18 @@ fn script_safe(json: &str) -> String {
 
 impl ReporterImpl for HtmlReporter {
     fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
-        Ok(self.collector.add(result)?)
+        Ok(self.file.add(result)?)
     }
 
     fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
-        let output = self.output.clone();
-        Ok(report::finish_report(&output, |w| {
-            self.write_report(summary, w)
-        })?)
+        let page = Page {
+            config: &self.config,
+            run_id: &self.run_id,
+            summary,
+        };
+        Ok(self
+            .file
+            .write(|collector, dir, w| page.write(collector, dir, w))?)
     }
 }
 

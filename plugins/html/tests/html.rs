@@ -17,30 +17,19 @@ use atex_plugin_api::{
     ErrorKind, PluginError, Status,
     sdk::{ReporterImpl, SummaryView},
     testkit::{
-        self, RUN_START_MS, ResultSpec, SyntheticRun, check_golden, null_context, result,
+        self, RUN_START_MS, ReporterHarness, ResultSpec, SyntheticRun, check_golden, result,
         run_command as run, which,
     },
 };
 
+const PLUGIN: ReporterHarness<HtmlReporter> = ReporterHarness::new("html", new);
+
 fn reporter(config: &str, work_dir: &Path) -> Result<HtmlReporter, PluginError> {
-    new(null_context("html", config, work_dir))
+    PLUGIN.construct(config, work_dir)
 }
 
 fn render(config: &str) -> (SyntheticRun, PathBuf, String) {
-    render_run(SyntheticRun::golden(), config)
-}
-
-fn render_run(run: SyntheticRun, config: &str) -> (SyntheticRun, PathBuf, String) {
-    let mut rep = reporter(config, run.results_dir()).expect("construct");
-    let paths = run.feed(&mut rep);
-    assert_eq!(paths.len(), 1);
-    assert!(
-        paths[0].is_file(),
-        "finish returned {paths:?}, which does not exist"
-    );
-    let text = std::fs::read_to_string(&paths[0]).expect("read report.html");
-    let path = paths[0].clone();
-    (run, path, text)
+    PLUGIN.render(SyntheticRun::golden(), config)
 }
 
 /// The embedded data, parsed.
@@ -176,14 +165,6 @@ fn output_option_and_relative_links() {
     );
 }
 
-fn config_error(config: &str) -> PluginError {
-    let dir = tempfile::tempdir().expect("tempdir");
-    match reporter(config, dir.path()) {
-        Ok(_) => panic!("configuration {config:?} was accepted"),
-        Err(e) => e,
-    }
-}
-
 #[test]
 fn bad_configuration_is_an_error() {
     for config in [
@@ -194,9 +175,9 @@ fn bad_configuration_is_an_error() {
         "max_log_bytes: lots",
         "platform_column: sometimes",
     ] {
-        assert_eq!(config_error(config).kind, ErrorKind::CONFIG, "{config:?}");
+        assert_eq!(PLUGIN.refusal(config).kind, ErrorKind::CONFIG, "{config:?}");
     }
-    assert!(config_error("- a").message.contains("must be a mapping"));
+    assert!(PLUGIN.refusal("- a").message.contains("must be a mapping"));
 }
 
 #[test]
@@ -431,7 +412,7 @@ fn bench_10k() {
 /// sub-results, three attempts.
 #[test]
 fn nasty_run_stays_inside_its_script_and_keeps_statuses() {
-    let (_run, path, text) = render_run(SyntheticRun::nasty(), "");
+    let (_run, path, text) = PLUGIN.render(SyntheticRun::nasty(), "");
     assert_eq!(text.matches("<script").count(), 2);
     assert_eq!(text.matches("</script>").count(), 2);
     for c in ['\0', '\x01', '\x1b', '\u{9b}'] {

@@ -60,8 +60,8 @@ use std::{
 use atex_plugin_api::{
     PluginError, Status,
     report::{
-        self, Attempt, CollectedTest, Collector, LogReader, SubResult, Tail, iso_utc, seconds,
-        truncate_chars, xml_attr as attr, xml_text as text,
+        self, Attempt, CollectedTest, Collector, LogReader, ReportFile, SubResult, Tail, iso_utc,
+        seconds, truncate_chars, xml_attr as attr, xml_text as text,
     },
     sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 };
@@ -151,8 +151,7 @@ pub enum Outcome {
 /// The reporter.
 pub struct JunitReporter {
     config: Config,
-    output: PathBuf,
-    collector: Collector,
+    file: ReportFile,
 }
 
 /// The constructor the plugin exports.
@@ -191,91 +190,90 @@ impl JunitReporter {
     /// A reporter writing to `config.output`, else `work_dir/junit.xml`.
     /// Fails when that path cannot be written.
     pub fn with_config(config: Config, work_dir: &Path) -> Result<Self, report::Error> {
-        let output = report::output_path(config.output.as_deref(), work_dir, "junit.xml");
-        report::check_writable(&output)?;
-        let collector = Collector::new(config.max_output_bytes);
-        Ok(JunitReporter {
-            config,
-            output,
-            collector,
-        })
+        let file = ReportFile::new(
+            config.output.as_deref(),
+            work_dir,
+            "junit.xml",
+            config.max_output_bytes,
+        )?;
+        Ok(JunitReporter { config, file })
     }
 
     /// Where the file goes.
     pub fn output(&self) -> &Path {
-        &self.output
+        self.file.path()
     }
+}
 
-    fn write_report(&mut self, summary: &SummaryView, w: &mut dyn Write) -> io::Result<()> {
-        let report_dir = self
-            .output
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let mut total = Counts {
-            tests: 0,
-            failures: 0,
-            errors: 0,
-            skipped: 0,
-        };
-        let config = &self.config;
-        for t in self.collector.tests() {
-            if let Some(last) = t.last() {
-                total.add(config.outcome(&last.effective_status()));
-                for s in &last.subs {
-                    total.add(config.outcome(&s.status));
-                }
+fn write_report(
+    config: &Config,
+    collector: &mut Collector,
+    report_dir: &Path,
+    summary: &SummaryView,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    let mut total = Counts {
+        tests: 0,
+        failures: 0,
+        errors: 0,
+        skipped: 0,
+    };
+    for t in collector.tests() {
+        if let Some(last) = t.last() {
+            total.add(config.outcome(&last.effective_status()));
+            for s in &last.subs {
+                total.add(config.outcome(&s.status));
             }
         }
-        let interrupted = summary.interrupted;
-        if interrupted {
-            total.add(Outcome::Error);
-        }
-        let mut head = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            head,
-            "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{}\">",
-            attr(&self.config.name),
-            total.tests,
-            total.failures,
-            total.errors,
-            seconds(summary.duration_ms)
-        );
-        w.write_all(head.as_bytes())?;
-
-        let (tests, mut logs) = self.collector.parts();
-        let mut order: Vec<&CollectedTest> = tests.iter().collect();
-        order.sort_by(|a, b| (&a.platform, &a.name).cmp(&(&b.platform, &b.name)));
-        let writer = SuiteWriter {
-            rep: config,
-            report_dir: &report_dir,
-        };
-        let mut buf = String::new();
-        for test in order {
-            buf.clear();
-            writer.suite(&mut buf, test, &mut logs);
-            w.write_all(buf.as_bytes())?;
-        }
-        if interrupted {
-            buf.clear();
-            let reported = tests.len();
-            let _ = writeln!(
-                buf,
-                "  <testsuite name=\"atex\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{}\" timestamp=\"{}\">\n    <properties>\n      <property name=\"run_id\" value=\"{}\"/>\n      <property name=\"tests_total\" value=\"{}\"/>\n    </properties>\n    <testcase name=\"run interrupted\" classname=\"atex\" time=\"{}\">\n      <error type=\"interrupted\" message=\"the run was interrupted\">{}</error>\n    </testcase>\n  </testsuite>",
-                seconds(summary.duration_ms),
-                iso_utc(summary.started_unix_ms),
-                attr(&summary.run_id),
-                summary.tests_total,
-                seconds(summary.duration_ms),
-                text(&format!(
-                    "The run was interrupted; {reported} test(s) reported a result, {} were selected.",
-                    summary.tests_total
-                )),
-            );
-            w.write_all(buf.as_bytes())?;
-        }
-        w.write_all(b"</testsuites>\n")
     }
+    let interrupted = summary.interrupted;
+    if interrupted {
+        total.add(Outcome::Error);
+    }
+    let mut head = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        head,
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{}\">",
+        attr(&config.name),
+        total.tests,
+        total.failures,
+        total.errors,
+        seconds(summary.duration_ms)
+    );
+    w.write_all(head.as_bytes())?;
+
+    let (tests, mut logs) = collector.parts();
+    let mut order: Vec<&CollectedTest> = tests.iter().collect();
+    order.sort_by(|a, b| (&a.platform, &a.name).cmp(&(&b.platform, &b.name)));
+    let writer = SuiteWriter {
+        rep: config,
+        report_dir,
+    };
+    let mut buf = String::new();
+    for test in order {
+        buf.clear();
+        writer.suite(&mut buf, test, &mut logs);
+        w.write_all(buf.as_bytes())?;
+    }
+    if interrupted {
+        buf.clear();
+        let reported = tests.len();
+        let _ = writeln!(
+            buf,
+            "  <testsuite name=\"atex\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{}\" timestamp=\"{}\">\n    <properties>\n      <property name=\"run_id\" value=\"{}\"/>\n      <property name=\"tests_total\" value=\"{}\"/>\n    </properties>\n    <testcase name=\"run interrupted\" classname=\"atex\" time=\"{}\">\n      <error type=\"interrupted\" message=\"the run was interrupted\">{}</error>\n    </testcase>\n  </testsuite>",
+            seconds(summary.duration_ms),
+            iso_utc(summary.started_unix_ms),
+            attr(&summary.run_id),
+            summary.tests_total,
+            seconds(summary.duration_ms),
+            text(&format!(
+                "The run was interrupted; {reported} test(s) reported a result, {} were selected.",
+                summary.tests_total
+            )),
+        );
+        w.write_all(buf.as_bytes())?;
+    }
+    w.write_all(b"</testsuites>\n")
 }
 
 struct SuiteWriter<'a> {
@@ -618,13 +616,13 @@ fn outcome_element(out: &mut String, o: Outcome, status: &Status, note: Option<&
 
 impl ReporterImpl for JunitReporter {
     fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
-        Ok(self.collector.add(result)?)
+        Ok(self.file.add(result)?)
     }
 
     fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
-        let output = self.output.clone();
-        Ok(report::finish_report(&output, |w| {
-            self.write_report(summary, w)
-        })?)
+        let config = &self.config;
+        Ok(self
+            .file
+            .write(|collector, dir, w| write_report(config, collector, dir, summary, w))?)
     }
 }

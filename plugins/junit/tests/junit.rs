@@ -13,33 +13,24 @@ use atex_junit::{JunitReporter, new};
 use atex_plugin_api::{
     ErrorKind, PluginError,
     sdk::ReporterImpl,
-    testkit::{self, SyntheticRun, big_log, check_golden, null_context, run_command as run, which},
+    testkit::{
+        self, ReporterHarness, SyntheticRun, big_log, check_golden, run_command as run, which,
+    },
 };
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+const PLUGIN: ReporterHarness<JunitReporter> = ReporterHarness::new("junit", new);
+
 fn reporter(config: &str, work_dir: &Path) -> Result<JunitReporter, PluginError> {
-    new(null_context("junit", config, work_dir))
+    PLUGIN.construct(config, work_dir)
 }
 
 /// Runs the golden run with `config`; returns the file's text and path.
 fn render(config: &str) -> (SyntheticRun, PathBuf, String) {
-    render_run(SyntheticRun::golden(), config)
-}
-
-fn render_run(run: SyntheticRun, config: &str) -> (SyntheticRun, PathBuf, String) {
-    let mut rep = reporter(config, run.results_dir()).expect("construct");
-    let paths = run.feed(&mut rep);
-    assert_eq!(paths.len(), 1);
-    assert!(
-        paths[0].is_file(),
-        "finish returned {paths:?}, which does not exist"
-    );
-    let text = std::fs::read_to_string(&paths[0]).expect("read junit.xml");
-    let path = paths[0].clone();
-    (run, path, text)
+    PLUGIN.render(SyntheticRun::golden(), config)
 }
 
 fn xsd() -> Option<PathBuf> {
@@ -303,14 +294,6 @@ fn atex_junit_rel(from: &Path, to: &Path) -> String {
     parts.join("/")
 }
 
-fn config_error(config: &str) -> PluginError {
-    let dir = tempfile::tempdir().expect("tempdir");
-    match reporter(config, dir.path()) {
-        Ok(_) => panic!("configuration {config:?} was accepted"),
-        Err(e) => e,
-    }
-}
-
 #[test]
 fn bad_configuration_is_an_error() {
     for config in [
@@ -322,12 +305,13 @@ fn bad_configuration_is_an_error() {
         "include_output: some",
         "42",
     ] {
-        let e = config_error(config);
+        let e = PLUGIN.refusal(config);
         assert_eq!(e.kind, ErrorKind::CONFIG, "{config:?}: {e}");
     }
-    assert!(config_error("- a").message.contains("must be a mapping"));
+    assert!(PLUGIN.refusal("- a").message.contains("must be a mapping"));
     assert!(
-        config_error("bogus: 1")
+        PLUGIN
+            .refusal("bogus: 1")
             .message
             .contains("unknown field `bogus`")
     );
@@ -369,7 +353,7 @@ fn finish_without_results_writes_an_empty_valid_file() {
 /// as the statuses do.
 #[test]
 fn nasty_run_is_valid_and_maps_every_status() {
-    let (_run, path, text) = render_run(SyntheticRun::nasty(), "max_output_bytes: 512");
+    let (_run, path, text) = PLUGIN.render(SyntheticRun::nasty(), "max_output_bytes: 512");
     validate(&path);
     for c in [
         '\0', '\x01', '\x07', '\x1b', '\u{9b}', '\u{fffe}', '\u{ffff}',
