@@ -632,35 +632,29 @@ fn nasty_steps(b: &mut Builder) {
     let remote = format!("system {NASTY_TEXT}");
     let extra = r#"{"key <&>\"'": "value <&>\"' ✓ \u0001"}"#;
     b.file("files/fedora-41/nasty/name/output.txt", log.as_bytes());
-    b.result(ResultSpec {
+    let nasty_name = ResultSpec {
         platform: p,
         test: &name,
+        remote: &remote,
+        start_s: 20,
+        ..ResultSpec::default()
+    };
+    b.result(ResultSpec {
         sub: Some(&sub),
         status: "warn",
         note: Some(&note),
-        remote: &remote,
-        start_s: 20,
-        ..ResultSpec::default()
+        ..nasty_name.clone()
     });
     b.result(ResultSpec {
-        platform: p,
-        test: &name,
         sub: Some("second"),
         status: "info",
-        remote: &remote,
-        start_s: 20,
-        ..ResultSpec::default()
+        ..nasty_name.clone()
     });
     b.result(ResultSpec {
-        platform: p,
-        test: &name,
-        status: "pass",
         note: Some(&note),
         files: &["files/fedora-41/nasty/name/output.txt"],
-        remote: &remote,
         extra,
-        start_s: 20,
-        ..ResultSpec::default()
+        ..nasty_name
     });
     // Only sub-results, no result of the test itself.
     for (sub, status) in [("first", "skip"), ("second", "fail")] {
