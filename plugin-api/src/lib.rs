@@ -33,6 +33,11 @@
 //! }
 //! ```
 //!
+//! A reporter receives plain views ([`view::ResultView`],
+//! [`view::SummaryView`]) and may build on [`report`], the toolkit atex's
+//! own JUnit and HTML reporters are made of. The `testkit` module (cargo
+//! feature `testkit`) runs a reporter through a synthetic run in its tests.
+//!
 //! The macro exports the root module, wraps every call in `catch_unwind`
 //! (a panic becomes a [`PluginError`] with kind [`ErrorKind::PANIC`] in the
 //! host), and forwards the plugin's `tracing` events to the host's log.
@@ -50,12 +55,17 @@
 #![deny(clippy::unwrap_used)]
 
 mod host;
+#[cfg(feature = "report")]
+pub mod report;
 mod root;
 pub mod sdk;
 mod status;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod time;
 mod traits;
 mod types;
+pub mod view;
 
 pub use abi_stable;
 pub use host::{HostContext, HostServices, HostServices_TO, HostServicesArc};

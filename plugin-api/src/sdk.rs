@@ -33,6 +33,10 @@ use crate::{
     },
     types::{Connection, ErrorKind, LogLevel, PluginError, ProgressEvent, RunSummary, TestResult},
 };
+pub use crate::{
+    status::Status,
+    view::{ResultView, SshTargetView, SummaryView},
+};
 
 /// A provisioner written in plain Rust.
 ///
@@ -80,11 +84,15 @@ pub trait RemoteImpl: Send + Sync + 'static {
 }
 
 /// A reporter written in plain Rust. Called from one thread at a time.
+///
+/// It receives plain views of the ABI types; [`crate::report`] has the
+/// pieces most reporters need (grouping attempts, log tails, escaping,
+/// atomic writes).
 pub trait ReporterImpl: Send + 'static {
     /// One result has landed.
-    fn on_result(&mut self, result: &TestResult) -> Result<(), PluginError>;
+    fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError>;
     /// The run is over; return the paths written.
-    fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, PluginError>;
+    fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError>;
 }
 
 /// What a plugin constructor receives, in plain Rust types.
@@ -255,11 +263,11 @@ pub struct ReporterAdapter<R>(pub R);
 
 impl<R: ReporterImpl> Reporter for ReporterAdapter<R> {
     fn on_result(&mut self, result: &TestResult) -> RResult<(), PluginError> {
-        guard(|| self.0.on_result(result))
+        guard(|| self.0.on_result(&ResultView::from(result)))
     }
     fn finish(&mut self, summary: &RunSummary) -> RResult<RVec<RString>, PluginError> {
         guard(|| {
-            let paths = self.0.finish(summary)?;
+            let paths = self.0.finish(&SummaryView::from(summary))?;
             Ok(paths
                 .into_iter()
                 .map(|p| RString::from(p.to_string_lossy().into_owned()))

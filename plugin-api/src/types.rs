@@ -232,11 +232,12 @@ impl Connection {
             command_prefix: RVec::new(),
         }
     }
-    /// A system reached over ssh.
-    pub fn ssh(target: SshTarget) -> Self {
+    /// A system reached over ssh; takes an [`SshTarget`] or a plain
+    /// [`crate::view::SshTargetView`].
+    pub fn ssh(target: impl Into<SshTarget>) -> Self {
         Connection {
             kind: ConnectionKind::SSH,
-            ssh: ROption::RSome(target),
+            ssh: ROption::RSome(target.into()),
             command_prefix: RVec::new(),
         }
     }

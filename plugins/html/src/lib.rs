@@ -34,10 +34,6 @@
 
 #![deny(clippy::unwrap_used)]
 
-#[allow(dead_code)] // the junit plugin's helpers; this one uses a part
-#[path = "../../junit/src/common.rs"]
-mod common;
-
 use std::{
     collections::BTreeSet,
     io::{self, Write},
@@ -45,10 +41,10 @@ use std::{
 };
 
 use atex_plugin_api::{
-    PluginError, RunSummary, TestResult,
-    sdk::{PluginContext, ReporterImpl},
+    PluginError,
+    report::{self, Attempt, CollectedTest, Collector, LogReader, ReportFile, clean, html_text},
+    sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 };
-use common::{Attempt, Collector, ReportError, Test};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -114,14 +110,13 @@ impl Column {
 /// The reporter.
 pub struct HtmlReporter {
     config: Config,
-    output: PathBuf,
     run_id: String,
-    collector: Collector,
+    file: ReportFile,
 }
 
 /// The constructor the plugin exports.
 pub fn new(ctx: PluginContext) -> Result<HtmlReporter, PluginError> {
-    let config: Config = common::parse_options(&ctx)?;
+    let config: Config = report::parse_options(&ctx)?;
     HtmlReporter::with_config(config, ctx.work_dir(), ctx.run_id()).map_err(PluginError::from)
 }
 
@@ -135,41 +130,58 @@ atex_plugin_api::export_plugin! {
 impl HtmlReporter {
     /// A reporter writing to `config.output`, else `work_dir/report.html`.
     /// Fails when that path cannot be written.
-    pub fn with_config(config: Config, work_dir: &Path, run_id: &str) -> Result<Self, ReportError> {
-        let output = common::output_path(config.output.as_deref(), work_dir, "report.html");
-        common::check_writable(PLUGIN_NAME, &output)?;
-        let collector = Collector::new(PLUGIN_NAME, config.max_log_bytes);
+    pub fn with_config(
+        config: Config,
+        work_dir: &Path,
+        run_id: &str,
+    ) -> Result<Self, report::Error> {
+        let file = ReportFile::new(
+            config.output.as_deref(),
+            work_dir,
+            "report.html",
+            config.max_log_bytes,
+        )?;
         Ok(HtmlReporter {
             config,
-            output,
             run_id: run_id.to_string(),
-            collector,
+            file,
         })
     }
 
     /// Where the file goes.
     pub fn output(&self) -> &Path {
-        &self.output
+        self.file.path()
     }
+}
 
-    fn write_report(&mut self, summary: &RunSummary, w: &mut dyn Write) -> io::Result<()> {
-        let report_dir = self
-            .output
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let results_dir = PathBuf::from(summary.results_dir.as_str());
+/// What the report needs besides the collected tests.
+struct Page<'a> {
+    config: &'a Config,
+    /// The run id from the constructor, used when the summary has none.
+    run_id: &'a str,
+    summary: &'a SummaryView,
+}
+
+impl Page<'_> {
+    fn write(
+        &self,
+        collector: &mut Collector,
+        report_dir: &Path,
+        w: &mut dyn Write,
+    ) -> io::Result<()> {
+        let summary = self.summary;
+        let results_dir = &summary.results_dir;
         let run_id = if summary.run_id.is_empty() {
-            self.run_id.clone()
+            self.run_id.to_string()
         } else {
-            summary.run_id.to_string()
+            summary.run_id.clone()
         };
         let title = self
             .config
             .title
             .clone()
             .unwrap_or_else(|| format!("atex run {run_id}"));
-        let (tests, spool) = self.collector.parts();
+        let (tests, mut logs) = collector.parts();
 
         let platforms: BTreeSet<&str> = tests.iter().map(|t| t.platform.as_str()).collect();
         let systems: BTreeSet<&str> = tests
@@ -179,10 +191,7 @@ impl HtmlReporter {
             .collect();
         // Failures first (they get the log budget first), then by name.
         let mut order: Vec<usize> = (0..tests.len()).collect();
-        let sev = |t: &Test| {
-            t.last()
-                .map_or(0, |a| common::severity(a.effective_status()))
-        };
+        let sev = |t: &CollectedTest| t.last().map_or(0, |a| a.effective_status().severity());
         order.sort_by(|&a, &b| {
             let (ta, tb) = (&tests[a], &tests[b]);
             sev(tb)
@@ -191,7 +200,7 @@ impl HtmlReporter {
         });
 
         let base = {
-            let rel = common::relative_path(&report_dir, &results_dir);
+            let rel = report::relative_path(report_dir, results_dir);
             let s = rel.to_string_lossy().replace('\\', "/");
             if s.is_empty() {
                 String::new()
@@ -223,7 +232,7 @@ impl HtmlReporter {
              <noscript><p class=\"noscript\">This report is drawn by JavaScript; please enable it to see the results.</p></noscript>\n\
              <div id=\"app\"></div>\n<script type=\"application/json\" id=\"atex-data\">",
             env!("CARGO_PKG_VERSION"),
-            html_escape(&title),
+            html_text(&title),
         )?;
         // The head object, left open for the tests array.
         let head_text = script_safe(&head.to_string());
@@ -241,9 +250,19 @@ impl HtmlReporter {
                 test.platform,
                 test.name.trim_start_matches('/')
             );
-            let mut obj = attempt_json(spool, test, last, &prefix, limit, &mut budget, run_start);
-            obj.insert("p".into(), json!(test.platform));
-            obj.insert("n".into(), json!(test.name));
+            let mut obj = attempt_json(
+                &mut logs,
+                test,
+                last,
+                &prefix,
+                limit,
+                &mut budget,
+                run_start,
+            );
+            // Names are kept as the test gave them (they locate its
+            // files); what is shown is cleaned, as every other text is.
+            obj.insert("p".into(), json!(clean(&test.platform)));
+            obj.insert("n".into(), json!(clean(&test.name)));
             if !last.subs.is_empty() {
                 let subs: Vec<Value> = last
                     .subs
@@ -251,7 +270,7 @@ impl HtmlReporter {
                     .map(|s| {
                         let mut o = Map::new();
                         o.insert("n".into(), json!(s.name));
-                        o.insert("s".into(), json!(s.status));
+                        o.insert("s".into(), json!(s.status.as_str()));
                         if let Some(note) = &s.note {
                             o.insert("o".into(), json!(note));
                         }
@@ -268,7 +287,7 @@ impl HtmlReporter {
                     .iter()
                     .map(|a| {
                         Value::Object(attempt_json(
-                            spool,
+                            &mut logs,
                             test,
                             a,
                             &prefix,
@@ -294,8 +313,8 @@ impl HtmlReporter {
 
 /// One attempt as JSON: status, note, timing, remote, files and log tail.
 fn attempt_json(
-    spool: &mut common::Spool,
-    test: &Test,
+    logs: &mut LogReader<'_>,
+    test: &CollectedTest,
     a: &Attempt,
     prefix: &str,
     limit: u64,
@@ -303,7 +322,7 @@ fn attempt_json(
     run_start: u64,
 ) -> Map<String, Value> {
     let mut o = Map::new();
-    o.insert("s".into(), json!(a.effective_status()));
+    o.insert("s".into(), json!(a.effective_status().as_str()));
     if let Some(note) = &a.note {
         o.insert("o".into(), json!(note));
     }
@@ -316,13 +335,13 @@ fn attempt_json(
         o.insert("a".into(), json!(a.number));
     }
     files_json(&mut o, &a.files, prefix);
-    if let Some(log) = common::pick_log(&a.files) {
+    if let Some(log) = report::pick_log(&a.files) {
         let idx = a.files.iter().position(|f| f == log).unwrap_or(0);
         o.insert("li".into(), json!(idx));
         let allowed = limit.min(*budget);
         if allowed == 0 {
             o.insert("lx".into(), json!(1));
-        } else if let Some((_, tail)) = Collector::attempt_log(spool, test, a, allowed) {
+        } else if let Some((_, tail)) = logs.attempt_log(test, a, allowed) {
             match tail {
                 Ok(mut t) => {
                     // A spooled tail was cut to `limit`; the budget may be less.
@@ -383,30 +402,20 @@ fn script_safe(json: &str) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
-fn html_escape(s: &str) -> String {
-    let s = common::clean(s);
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl ReporterImpl for HtmlReporter {
-    fn on_result(&mut self, result: &TestResult) -> Result<(), PluginError> {
-        self.collector.add(result).map_err(PluginError::from)
+    fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
+        Ok(self.file.add(result)?)
     }
 
-    fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, PluginError> {
-        let output = self.output.clone();
-        common::finish_report(PLUGIN_NAME, &output, |w| self.write_report(summary, w))
-            .map_err(PluginError::from)
+    fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
+        let page = Page {
+            config: &self.config,
+            run_id: &self.run_id,
+            summary,
+        };
+        Ok(self
+            .file
+            .write(|collector, dir, w| page.write(collector, dir, w))?)
     }
 }
 

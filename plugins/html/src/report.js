@@ -6,11 +6,13 @@
   var TESTS = D.tests;
   var PAGE = 500;          // rows drawn per page
   var AUTO_OPEN = 20;      // failures opened at start
+  // atex_plugin_api::Status::severity; warn and worse are failures.
   var SEV = { infra: 7, error: 6, fail: 5, other: 4, warn: 3, skip: 2, info: 1, pass: 0 };
   var KNOWN = { pass: 1, fail: 1, error: 1, infra: 1, skip: 1, warn: 1, info: 1 };
   var ORDER = ["fail", "error", "infra", "warn", "pass", "skip", "info"];
 
   function sev(s) { return s in SEV ? SEV[s] : SEV.other; }
+  function failure(s) { return sev(s) >= SEV.warn; }
   function cls(s) { return "s-" + (KNOWN[s] ? s : "other"); }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -63,7 +65,7 @@
   var state = { only: {}, flaky: false, q: "", sort: "status", desc: true, limit: PAGE, open: {} };
   var opened = 0;
   TESTS.slice().sort(cmpStatus).some(function (t) {
-    if (sev(t.s) <= SEV.info || opened >= AUTO_OPEN) return true;
+    if (!failure(t.s) || opened >= AUTO_OPEN) return true;
     state.open[t.key] = true; opened++; return false;
   });
 

@@ -6,9 +6,6 @@
 //! is a benchmark, ignored by default:
 //! `cargo test -p atex-html --release -- --ignored --nocapture bench_10k`.
 
-#[path = "../../junit/tests/support/mod.rs"]
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -16,25 +13,23 @@ use std::{
 };
 
 use atex_html::{HtmlReporter, new};
-use atex_plugin_api::{ErrorKind, PluginError, RunSummary, StatusCount, sdk::ReporterImpl};
-use support::{R, RUN_START, check_golden, context, golden_run, result, run, which};
+use atex_plugin_api::{
+    ErrorKind, PluginError, Status,
+    sdk::{ReporterImpl, SummaryView},
+    testkit::{
+        self, RUN_START_MS, ReporterHarness, ResultSpec, SyntheticRun, check_golden, result,
+        run_command as run, which,
+    },
+};
+
+const PLUGIN: ReporterHarness<HtmlReporter> = ReporterHarness::new("html", new);
 
 fn reporter(config: &str, work_dir: &Path) -> Result<HtmlReporter, PluginError> {
-    new(context("html", config, work_dir))
+    PLUGIN.construct(config, work_dir)
 }
 
-fn render(config: &str) -> (support::Run, PathBuf, String) {
-    let run = golden_run();
-    let mut rep = reporter(config, run.results_dir()).expect("construct");
-    let paths = run.feed(&mut rep);
-    assert_eq!(paths.len(), 1);
-    assert!(
-        paths[0].is_file(),
-        "finish returned {paths:?}, which does not exist"
-    );
-    let text = std::fs::read_to_string(&paths[0]).expect("read report.html");
-    let path = paths[0].clone();
-    (run, path, text)
+fn render(config: &str) -> (SyntheticRun, PathBuf, String) {
+    PLUGIN.render(SyntheticRun::golden(), config)
 }
 
 /// The embedded data, parsed.
@@ -144,7 +139,7 @@ fn total_log_budget_goes_to_failures_first() {
 
 #[test]
 fn output_option_and_relative_links() {
-    let run = golden_run();
+    let run = SyntheticRun::golden();
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("site/report.html");
     let config = format!(
@@ -170,14 +165,6 @@ fn output_option_and_relative_links() {
     );
 }
 
-fn config_error(config: &str) -> PluginError {
-    let dir = tempfile::tempdir().expect("tempdir");
-    match reporter(config, dir.path()) {
-        Ok(_) => panic!("configuration {config:?} was accepted"),
-        Err(e) => e,
-    }
-}
-
 #[test]
 fn bad_configuration_is_an_error() {
     for config in [
@@ -188,9 +175,9 @@ fn bad_configuration_is_an_error() {
         "max_log_bytes: lots",
         "platform_column: sometimes",
     ] {
-        assert_eq!(config_error(config).kind, ErrorKind::CONFIG, "{config:?}");
+        assert_eq!(PLUGIN.refusal(config).kind, ErrorKind::CONFIG, "{config:?}");
     }
-    assert!(config_error("- a").message.contains("must be a mapping"));
+    assert!(PLUGIN.refusal("- a").message.contains("must be a mapping"));
 }
 
 #[test]
@@ -271,10 +258,8 @@ fn chromium_renders_filters_searches_and_screenshots() {
     assert_eq!(r["total"], 12);
     assert_eq!(r["rows"], 12, "every row is drawn");
     assert_eq!(r["firstStatus"], "infra", "the worst first");
-    assert!(
-        r["opened"].as_u64().expect("opened") >= 5,
-        "failures are opened"
-    );
+    // Failures are opened: warn and worse (8 tests), a skip is not.
+    assert_eq!(r["opened"], 8, "{r}");
     let fails = r["failFilter"].as_array().expect("fail filter");
     assert_eq!(fails.len(), 4, "{fails:?}");
     assert!(fails.iter().all(|k| k != "debian-12/tests/login/basic"));
@@ -351,7 +336,7 @@ fn bench_10k() {
         let files = [file.as_str()];
         rep.on_result(&result(
             d,
-            R {
+            ResultSpec {
                 platform,
                 test: &test,
                 status,
@@ -360,22 +345,18 @@ fn bench_10k() {
                 start_s: u64::from(i),
                 dur_ms: u64::from(i * 37 % 100_000),
                 remote: ["r1", "r2", "r3", "r4"][(i % 4) as usize],
-                ..R::default()
+                ..ResultSpec::default()
             },
         ))
         .expect("on_result");
     }
-    let summary = RunSummary {
+    let summary = SummaryView {
         run_id: "bench".into(),
-        results_dir: d.to_string_lossy().as_ref().into(),
-        started_unix_ms: RUN_START,
+        results_dir: d.to_path_buf(),
+        started_unix_ms: RUN_START_MS,
         duration_ms: 3_600_000,
         tests_total: 10_000,
-        counts: vec![StatusCount {
-            status: "pass".into(),
-            count: 6000,
-        }]
-        .into(),
+        counts: vec![(Status::Pass, 6000)],
         interrupted: false,
         extra_json: "{}".into(),
     };
@@ -424,4 +405,68 @@ fn bench_10k() {
         );
         assert_eq!(r["total"], 10_000);
     }
+}
+
+/// The nasty run: every status, an unknown and an upper-case word, markup,
+/// quotes, controls and non-ASCII text in every name, a test with only
+/// sub-results, three attempts.
+#[test]
+fn nasty_run_stays_inside_its_script_and_keeps_statuses() {
+    let (_run, path, text) = PLUGIN.render(SyntheticRun::nasty(), "");
+    assert_eq!(text.matches("<script").count(), 2);
+    assert_eq!(text.matches("</script>").count(), 2);
+    for c in ['\0', '\x01', '\x1b', '\u{9b}'] {
+        assert!(!text.contains(c), "raw {c:?} in the file");
+    }
+    let d = data(&text);
+    let tests = d["tests"].as_array().expect("tests");
+    assert_eq!(tests.len() as u64, testkit::NASTY_TESTS);
+    let by_name = |n: &str| {
+        tests
+            .iter()
+            .find(|t| t["n"] == n)
+            .unwrap_or_else(|| panic!("no test {n}"))
+    };
+    // Worst first; an upper-case word is the status it names.
+    assert_eq!(tests[0]["s"], "infra");
+    assert_eq!(by_name("/nasty/status/FAIL")["s"], "fail");
+    assert_eq!(by_name("/nasty/status/custom-word")["s"], "custom-word");
+    assert_eq!(by_name("/nasty/only-subs")["s"], "fail");
+    let nasty = tests
+        .iter()
+        .find(|t| {
+            t["n"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("/nasty/name"))
+        })
+        .expect("the nasty name");
+    let name = nasty["n"].as_str().expect("name");
+    assert!(
+        name.contains("<&>\"' ]]>") && name.contains("ümlaut ✓ 日本"),
+        "{name}"
+    );
+    assert!(nasty["u"][0]["n"].as_str().expect("sub").contains("<&>\"'"));
+    assert_eq!(nasty["u"][0]["s"], "warn");
+    assert!(nasty["e"]["key <&>\"'"].is_string(), "{}", nasty["e"]);
+    // Three attempts, each with the log it wrote.
+    let rerun = by_name("/nasty/rerun");
+    assert_eq!(rerun["a"], 3);
+    let earlier = rerun["x"].as_array().expect("earlier attempts");
+    assert_eq!(earlier.len(), 2);
+    assert!(
+        earlier[1]["l"]
+            .as_str()
+            .expect("log")
+            .starts_with("attempt 2 <&>")
+    );
+    assert_eq!(earlier[1]["s"], "error");
+    // And a browser draws every row.
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let r = selftest(&chromium, &path);
+    assert_eq!(r["total"], 12, "{r}");
+    assert_eq!(r["rows"], 12, "{r}");
+    assert_eq!(r["firstStatus"], "infra", "{r}");
 }

@@ -50,9 +50,6 @@
 
 #![deny(clippy::unwrap_used)]
 
-#[allow(dead_code)] // shared with the html plugin, which uses other parts
-mod common;
-
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -61,10 +58,13 @@ use std::{
 };
 
 use atex_plugin_api::{
-    PluginError, RunSummary, TestResult,
-    sdk::{PluginContext, ReporterImpl},
+    PluginError, Status,
+    report::{
+        self, Attempt, CollectedTest, Collector, LogReader, ReportFile, SubResult, Tail, iso_utc,
+        seconds, truncate_chars, xml_attr as attr, xml_text as text,
+    },
+    sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 };
-use common::{Attempt, Collector, ReportError, Sub, Tail, Test};
 use serde::Deserialize;
 
 /// Name the plugin is exported as.
@@ -99,15 +99,16 @@ impl Default for Config {
 }
 
 impl Config {
-    fn outcome(&self, status: &str) -> Outcome {
-        if let Some(o) = self.status_map.get(status) {
+    fn outcome(&self, status: &Status) -> Outcome {
+        if let Some(o) = self.status_map.get(status.as_str()) {
             return *o;
         }
         match status {
-            "pass" | "info" => Outcome::Pass,
-            "skip" => Outcome::Skipped,
-            "fail" => Outcome::Failure,
-            _ => Outcome::Error,
+            Status::Pass | Status::Info => Outcome::Pass,
+            Status::Skip => Outcome::Skipped,
+            Status::Fail => Outcome::Failure,
+            // tmt's choice: warn is an error, like infra and unknown words.
+            Status::Warn | Status::Error | Status::Infra | Status::Other(_) => Outcome::Error,
         }
     }
 
@@ -150,13 +151,12 @@ pub enum Outcome {
 /// The reporter.
 pub struct JunitReporter {
     config: Config,
-    output: PathBuf,
-    collector: Collector,
+    file: ReportFile,
 }
 
 /// The constructor the plugin exports.
 pub fn new(ctx: PluginContext) -> Result<JunitReporter, PluginError> {
-    let config: Config = common::parse_options(&ctx)?;
+    let config: Config = report::parse_options(&ctx)?;
     JunitReporter::with_config(config, ctx.work_dir()).map_err(PluginError::from)
 }
 
@@ -189,99 +189,91 @@ impl Counts {
 impl JunitReporter {
     /// A reporter writing to `config.output`, else `work_dir/junit.xml`.
     /// Fails when that path cannot be written.
-    pub fn with_config(config: Config, work_dir: &Path) -> Result<Self, ReportError> {
-        let output = common::output_path(config.output.as_deref(), work_dir, "junit.xml");
-        common::check_writable(PLUGIN_NAME, &output)?;
-        let collector = Collector::new(PLUGIN_NAME, config.max_output_bytes);
-        Ok(JunitReporter {
-            config,
-            output,
-            collector,
-        })
+    pub fn with_config(config: Config, work_dir: &Path) -> Result<Self, report::Error> {
+        let file = ReportFile::new(
+            config.output.as_deref(),
+            work_dir,
+            "junit.xml",
+            config.max_output_bytes,
+        )?;
+        Ok(JunitReporter { config, file })
     }
 
     /// Where the file goes.
     pub fn output(&self) -> &Path {
-        &self.output
+        self.file.path()
     }
+}
 
-    fn write_report(&mut self, summary: &RunSummary, w: &mut dyn Write) -> io::Result<()> {
-        let report_dir = self
-            .output
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let mut total = Counts {
-            tests: 0,
-            failures: 0,
-            errors: 0,
-            skipped: 0,
-        };
-        let config = &self.config;
-        for t in self.collector.parts().0 {
-            if let Some(last) = t.last() {
-                total.add(config.outcome(last.effective_status()));
-                for s in &last.subs {
-                    total.add(config.outcome(&s.status));
-                }
+fn write_report(
+    config: &Config,
+    collector: &mut Collector,
+    report_dir: &Path,
+    summary: &SummaryView,
+    w: &mut dyn Write,
+) -> io::Result<()> {
+    let mut total = Counts {
+        tests: 0,
+        failures: 0,
+        errors: 0,
+        skipped: 0,
+    };
+    for t in collector.tests() {
+        if let Some(last) = t.last() {
+            total.add(config.outcome(&last.effective_status()));
+            for s in &last.subs {
+                total.add(config.outcome(&s.status));
             }
         }
-        let interrupted = summary.interrupted;
-        if interrupted {
-            total.add(Outcome::Error);
-        }
-        let mut head = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = writeln!(
-            head,
-            "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{}\">",
-            attr(&self.config.name),
-            total.tests,
-            total.failures,
-            total.errors,
-            common::seconds(summary.duration_ms)
-        );
-        w.write_all(head.as_bytes())?;
-
-        let mut order: Vec<usize> = Vec::new();
-        {
-            let (tests, _) = self.collector.parts();
-            order.extend(0..tests.len());
-            order.sort_by(|&a, &b| {
-                (&tests[a].platform, &tests[a].name).cmp(&(&tests[b].platform, &tests[b].name))
-            });
-        }
-        let mut buf = String::new();
-        for i in order {
-            buf.clear();
-            let (tests, spool) = self.collector.parts();
-            let test = &tests[i];
-            let writer = SuiteWriter {
-                rep: config,
-                report_dir: &report_dir,
-            };
-            writer.suite(&mut buf, test, spool);
-            w.write_all(buf.as_bytes())?;
-        }
-        if interrupted {
-            buf.clear();
-            let reported = self.collector.parts().0.len();
-            let _ = writeln!(
-                buf,
-                "  <testsuite name=\"atex\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{}\" timestamp=\"{}\">\n    <properties>\n      <property name=\"run_id\" value=\"{}\"/>\n      <property name=\"tests_total\" value=\"{}\"/>\n    </properties>\n    <testcase name=\"run interrupted\" classname=\"atex\" time=\"{}\">\n      <error type=\"interrupted\" message=\"the run was interrupted\">{}</error>\n    </testcase>\n  </testsuite>",
-                common::seconds(summary.duration_ms),
-                common::iso_utc(summary.started_unix_ms),
-                attr(&summary.run_id),
-                summary.tests_total,
-                common::seconds(summary.duration_ms),
-                text(&format!(
-                    "The run was interrupted; {reported} test(s) reported a result, {} were selected.",
-                    summary.tests_total
-                )),
-            );
-            w.write_all(buf.as_bytes())?;
-        }
-        w.write_all(b"</testsuites>\n")
     }
+    let interrupted = summary.interrupted;
+    if interrupted {
+        total.add(Outcome::Error);
+    }
+    let mut head = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        head,
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{}\">",
+        attr(&config.name),
+        total.tests,
+        total.failures,
+        total.errors,
+        seconds(summary.duration_ms)
+    );
+    w.write_all(head.as_bytes())?;
+
+    let (tests, mut logs) = collector.parts();
+    let mut order: Vec<&CollectedTest> = tests.iter().collect();
+    order.sort_by(|a, b| (&a.platform, &a.name).cmp(&(&b.platform, &b.name)));
+    let writer = SuiteWriter {
+        rep: config,
+        report_dir,
+    };
+    let mut buf = String::new();
+    for test in order {
+        buf.clear();
+        writer.suite(&mut buf, test, &mut logs);
+        w.write_all(buf.as_bytes())?;
+    }
+    if interrupted {
+        buf.clear();
+        let reported = tests.len();
+        let _ = writeln!(
+            buf,
+            "  <testsuite name=\"atex\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{}\" timestamp=\"{}\">\n    <properties>\n      <property name=\"run_id\" value=\"{}\"/>\n      <property name=\"tests_total\" value=\"{}\"/>\n    </properties>\n    <testcase name=\"run interrupted\" classname=\"atex\" time=\"{}\">\n      <error type=\"interrupted\" message=\"the run was interrupted\">{}</error>\n    </testcase>\n  </testsuite>",
+            seconds(summary.duration_ms),
+            iso_utc(summary.started_unix_ms),
+            attr(&summary.run_id),
+            summary.tests_total,
+            seconds(summary.duration_ms),
+            text(&format!(
+                "The run was interrupted; {reported} test(s) reported a result, {} were selected.",
+                summary.tests_total
+            )),
+        );
+        w.write_all(buf.as_bytes())?;
+    }
+    w.write_all(b"</testsuites>\n")
 }
 
 struct SuiteWriter<'a> {
@@ -290,9 +282,9 @@ struct SuiteWriter<'a> {
 }
 
 impl SuiteWriter<'_> {
-    fn suite(&self, out: &mut String, test: &Test, spool: &mut common::Spool) {
+    fn suite(&self, out: &mut String, test: &CollectedTest, logs: &mut LogReader<'_>) {
         let Some(last) = test.last() else { return };
-        let status = last.effective_status();
+        let status = &last.effective_status();
         let outcome = self.rep.outcome(status);
         let mut counts = Counts {
             tests: 0,
@@ -317,8 +309,8 @@ impl SuiteWriter<'_> {
             counts.failures,
             counts.errors,
             counts.skipped,
-            common::seconds(last.duration_ms),
-            common::iso_utc(last.started_ms),
+            seconds(last.duration_ms),
+            iso_utc(last.started_ms),
         );
         if !last.remote.is_empty() {
             let _ = write!(out, " hostname=\"{}\"", attr(&last.remote));
@@ -336,7 +328,7 @@ impl SuiteWriter<'_> {
         if !last.remote.is_empty() {
             prop("remote", &last.remote);
         }
-        prop("status", status);
+        prop("status", status.as_str());
         if last.status.is_none() {
             prop(
                 "status_from",
@@ -350,7 +342,7 @@ impl SuiteWriter<'_> {
         if let Some(note) = &last.note {
             prop("note", note);
         }
-        if let Some(log) = common::pick_log(&last.files) {
+        if let Some(log) = report::pick_log(&last.files) {
             prop("output", &self.link(test, log));
         }
         for f in &last.files {
@@ -369,15 +361,15 @@ impl SuiteWriter<'_> {
         }
         for a in earlier {
             let p = format!("attempt.{}.", a.number);
-            prop(&format!("{p}status"), a.effective_status());
+            prop(&format!("{p}status"), a.effective_status().as_str());
             if let Some(note) = &a.note {
                 prop(&format!("{p}note"), note);
             }
             if !a.remote.is_empty() {
                 prop(&format!("{p}remote"), &a.remote);
             }
-            prop(&format!("{p}timestamp"), &common::iso_utc(a.started_ms));
-            prop(&format!("{p}time"), &common::seconds(a.duration_ms));
+            prop(&format!("{p}timestamp"), &iso_utc(a.started_ms));
+            prop(&format!("{p}time"), &seconds(a.duration_ms));
         }
         out.push_str("    </properties>\n");
 
@@ -396,12 +388,12 @@ impl SuiteWriter<'_> {
                 test,
                 a,
                 flaky,
-                spool,
+                logs,
                 self.rep.wants_output(Outcome::Failure),
             );
         }
         let log = if self.rep.wants_output(outcome) {
-            Collector::attempt_log(spool, test, last, self.rep.max_output_bytes)
+            logs.attempt_log(test, last, self.rep.max_output_bytes)
                 .map(|(log, tail)| (self.link(test, &log), tail))
         } else {
             None
@@ -416,7 +408,7 @@ impl SuiteWriter<'_> {
         out.push_str("  </testsuite>\n");
     }
 
-    fn sub_case(&self, out: &mut String, test: &Test, s: &Sub, classname: &str) {
+    fn sub_case(&self, out: &mut String, test: &CollectedTest, s: &SubResult, classname: &str) {
         let o = self.rep.outcome(&s.status);
         let name = format!(
             "{}/{}",
@@ -425,10 +417,10 @@ impl SuiteWriter<'_> {
         );
         let mut body = String::new();
         outcome_element(&mut body, o, &s.status, s.note.as_deref(), "");
-        let log = match common::pick_log(&s.files) {
+        let log = match report::pick_log(&s.files) {
             Some(log) if self.rep.wants_output(o) => Some((
                 self.link(test, log),
-                common::read_tail(&test.results_dir.join(log), self.rep.max_output_bytes),
+                report::read_tail(&test.results_dir.join(log), self.rep.max_output_bytes),
             )),
             _ => None,
         };
@@ -439,13 +431,13 @@ impl SuiteWriter<'_> {
     fn rerun_element(
         &self,
         out: &mut String,
-        test: &Test,
+        test: &CollectedTest,
         a: &Attempt,
         flaky: bool,
-        spool: &mut common::Spool,
+        logs: &mut LogReader<'_>,
         with_output: bool,
     ) {
-        let status = a.effective_status();
+        let status = &a.effective_status();
         let elem = match (self.rep.outcome(status), flaky) {
             (Outcome::Failure, true) => "flakyFailure",
             (Outcome::Failure, false) => "rerunFailure",
@@ -459,15 +451,15 @@ impl SuiteWriter<'_> {
         let _ = write!(
             out,
             "      <{elem} type=\"{}\" message=\"{}\">",
-            attr(status),
+            attr(status.as_str()),
             attr(&message)
         );
         let mut trace = format!(
             "attempt {} on {} at {} ({} s): {status}",
             a.number,
             if a.remote.is_empty() { "?" } else { &a.remote },
-            common::iso_utc(a.started_ms),
-            common::seconds(a.duration_ms)
+            iso_utc(a.started_ms),
+            seconds(a.duration_ms)
         );
         if let Some(note) = &a.note {
             trace.push('\n');
@@ -478,8 +470,7 @@ impl SuiteWriter<'_> {
         }
         let _ = write!(out, "<stackTrace>{}</stackTrace>", text(&trace));
         if with_output
-            && let Some((log, tail)) =
-                Collector::attempt_log(spool, test, a, self.rep.max_output_bytes)
+            && let Some((log, tail)) = logs.attempt_log(test, a, self.rep.max_output_bytes)
         {
             out.push_str("<system-out>");
             push_output(out, &self.link(test, &log), tail);
@@ -495,14 +486,14 @@ impl SuiteWriter<'_> {
         &self,
         out: &mut String,
         o: Outcome,
-        status: &str,
+        status: &Status,
         note: Option<&str>,
         log: Option<(String, io::Result<Tail>)>,
     ) {
         let mut head = String::new();
         if o == Outcome::Pass && self.rep.include_output != IncludeOutput::None {
             match (status, note) {
-                ("pass", None) => {}
+                (Status::Pass, None) => {}
                 (s, None) => head = format!("[atex: status {s}]\n"),
                 (s, Some(n)) => head = format!("[atex: status {s}: {n}]\n"),
             }
@@ -519,9 +510,9 @@ impl SuiteWriter<'_> {
     }
 
     /// A result file's path relative to the report.
-    fn link(&self, test: &Test, file: &str) -> String {
+    fn link(&self, test: &CollectedTest, file: &str) -> String {
         let full = test.results_dir.join(file);
-        common::relative_path(self.report_dir, &full)
+        report::relative_path(self.report_dir, &full)
             .to_string_lossy()
             .into_owned()
     }
@@ -533,7 +524,7 @@ fn testcase(out: &mut String, name: &str, classname: &str, ms: u64, body: &str) 
         "    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
         attr(name),
         attr(classname),
-        common::seconds(ms)
+        seconds(ms)
     );
     if body.is_empty() {
         out.push_str("/>\n");
@@ -583,7 +574,7 @@ fn failing_subs(a: &Attempt, w: &SuiteWriter<'_>) -> String {
                 let _ = write!(
                     s,
                     " ({})",
-                    common::truncate_chars(n.lines().next().unwrap_or(""), 200)
+                    truncate_chars(n.lines().next().unwrap_or(""), 200)
                 );
             }
         }
@@ -591,20 +582,20 @@ fn failing_subs(a: &Attempt, w: &SuiteWriter<'_>) -> String {
     s
 }
 
-fn message_for(status: &str, note: Option<&str>) -> String {
+fn message_for(status: &Status, note: Option<&str>) -> String {
     if let Some(first) = note.and_then(|n| n.lines().find(|l| !l.trim().is_empty())) {
-        return common::truncate_chars(first.trim(), 500).into_owned();
+        return truncate_chars(first.trim(), 500).into_owned();
     }
     match status {
-        "fail" => "test failed".to_string(),
-        "error" => "test errored".to_string(),
-        "infra" => "infrastructure error".to_string(),
-        "skip" => "test skipped".to_string(),
+        Status::Fail => "test failed".to_string(),
+        Status::Error => "test errored".to_string(),
+        Status::Infra => "infrastructure error".to_string(),
+        Status::Skip => "test skipped".to_string(),
         s => format!("status: {s}"),
     }
 }
 
-fn outcome_element(out: &mut String, o: Outcome, status: &str, note: Option<&str>, extra: &str) {
+fn outcome_element(out: &mut String, o: Outcome, status: &Status, note: Option<&str>, extra: &str) {
     let elem = match o {
         Outcome::Pass => return,
         Outcome::Failure => "failure",
@@ -617,55 +608,21 @@ fn outcome_element(out: &mut String, o: Outcome, status: &str, note: Option<&str
     let _ = writeln!(
         out,
         "      <{elem} type=\"{}\" message=\"{}\">{}</{elem}>",
-        attr(status),
+        attr(status.as_str()),
         attr(&message),
         text(&body)
     );
 }
 
-/// Escapes text content (after removing what XML 1.0 forbids).
-pub fn text(s: &str) -> String {
-    let s = common::clean(s);
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes an attribute value; whitespace is kept as character references
-/// so attribute normalisation does not flatten it.
-pub fn attr(s: &str) -> String {
-    let s = common::clean(s);
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl ReporterImpl for JunitReporter {
-    fn on_result(&mut self, result: &TestResult) -> Result<(), PluginError> {
-        self.collector.add(result).map_err(PluginError::from)
+    fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
+        Ok(self.file.add(result)?)
     }
 
-    fn finish(&mut self, summary: &RunSummary) -> Result<Vec<PathBuf>, PluginError> {
-        let output = self.output.clone();
-        common::finish_report(PLUGIN_NAME, &output, |w| self.write_report(summary, w))
-            .map_err(PluginError::from)
+    fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
+        let config = &self.config;
+        Ok(self
+            .file
+            .write(|collector, dir, w| write_report(config, collector, dir, summary, w))?)
     }
 }

@@ -4,38 +4,33 @@
 //! Schema validation uses `xmllint` (Debian libxml2-utils) and the Jenkins
 //! the vendored `tests/junit-10.xsd` (or `ATEX_JUNIT_XSD`).
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
 use atex_junit::{JunitReporter, new};
-use atex_plugin_api::{ErrorKind, PluginError, sdk::ReporterImpl};
-use support::{check_golden, context, golden_run, run, which};
+use atex_plugin_api::{
+    ErrorKind, PluginError,
+    sdk::ReporterImpl,
+    testkit::{
+        self, ReporterHarness, SyntheticRun, big_log, check_golden, run_command as run, which,
+    },
+};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+const PLUGIN: ReporterHarness<JunitReporter> = ReporterHarness::new("junit", new);
+
 fn reporter(config: &str, work_dir: &Path) -> Result<JunitReporter, PluginError> {
-    new(context("junit", config, work_dir))
+    PLUGIN.construct(config, work_dir)
 }
 
 /// Runs the golden run with `config`; returns the file's text and path.
-fn render(config: &str) -> (support::Run, PathBuf, String) {
-    let run = golden_run();
-    let mut rep = reporter(config, run.results_dir()).expect("construct");
-    let paths = run.feed(&mut rep);
-    assert_eq!(paths.len(), 1);
-    assert!(
-        paths[0].is_file(),
-        "finish returned {paths:?}, which does not exist"
-    );
-    let text = std::fs::read_to_string(&paths[0]).expect("read junit.xml");
-    let path = paths[0].clone();
-    (run, path, text)
+fn render(config: &str) -> (SyntheticRun, PathBuf, String) {
+    PLUGIN.render(SyntheticRun::golden(), config)
 }
 
 fn xsd() -> Option<PathBuf> {
@@ -117,7 +112,7 @@ fn default_options_validate_and_cap_output() {
     // The 1 MiB log is cut to its last 64 KiB, with the full file named.
     let case = case_of(&text, "/tests/huge/log");
     assert!(case.contains("[atex: last "), "no truncation header");
-    let total = support::big_log(1 << 20).len();
+    let total = big_log(1 << 20).len();
     assert!(case.contains(&format!(
         "of {total} bytes shown; full output: files/rhel-9.6@x86_64/tests/huge/log/output.txt]"
     )));
@@ -126,7 +121,7 @@ fn default_options_validate_and_cap_output() {
         "system-out is {} bytes",
         case.len()
     );
-    let log = String::from_utf8(support::big_log(1 << 20)).expect("utf-8");
+    let log = String::from_utf8(big_log(1 << 20)).expect("utf-8");
     let last_line = log.lines().last().expect("a line");
     assert!(
         case.contains(&format!("{last_line}\n</system-out>")),
@@ -243,7 +238,7 @@ fn strips_characters_xml_forbids() {
 
 #[test]
 fn interrupted_run_is_an_error_and_valid() {
-    let mut run = golden_run();
+    let mut run = SyntheticRun::golden();
     run.summary.interrupted = true;
     let mut rep = reporter("include_output: none", run.results_dir()).expect("construct");
     let paths = run.feed(&mut rep);
@@ -256,7 +251,7 @@ fn interrupted_run_is_an_error_and_valid() {
 
 #[test]
 fn output_option_and_relative_links() {
-    let run = golden_run();
+    let run = SyntheticRun::golden();
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("ci/report/junit.xml");
     let mut rep = reporter(&format!("output: {}\nmax_output_bytes: 100\ninclude_output: failures\nname: nightly\nstatus_map: {{warn: failure, timeout: skipped}}", out.display()), run.results_dir())
@@ -299,14 +294,6 @@ fn atex_junit_rel(from: &Path, to: &Path) -> String {
     parts.join("/")
 }
 
-fn config_error(config: &str) -> PluginError {
-    let dir = tempfile::tempdir().expect("tempdir");
-    match reporter(config, dir.path()) {
-        Ok(_) => panic!("configuration {config:?} was accepted"),
-        Err(e) => e,
-    }
-}
-
 #[test]
 fn bad_configuration_is_an_error() {
     for config in [
@@ -318,12 +305,13 @@ fn bad_configuration_is_an_error() {
         "include_output: some",
         "42",
     ] {
-        let e = config_error(config);
+        let e = PLUGIN.refusal(config);
         assert_eq!(e.kind, ErrorKind::CONFIG, "{config:?}: {e}");
     }
-    assert!(config_error("- a").message.contains("must be a mapping"));
+    assert!(PLUGIN.refusal("- a").message.contains("must be a mapping"));
     assert!(
-        config_error("bogus: 1")
+        PLUGIN
+            .refusal("bogus: 1")
             .message
             .contains("unknown field `bogus`")
     );
@@ -351,10 +339,97 @@ fn unwritable_path_is_a_clear_error() {
 
 #[test]
 fn finish_without_results_writes_an_empty_valid_file() {
-    let run = golden_run();
+    let run = SyntheticRun::golden();
     let mut rep = reporter("", run.results_dir()).expect("construct");
     let paths = rep.finish(&run.summary).expect("finish");
     let text = std::fs::read_to_string(&paths[0]).expect("read");
     assert!(text.contains("tests=\"0\""));
     validate(&paths[0]);
+}
+
+/// The nasty run: every status, an unknown and an upper-case word, markup,
+/// quotes, controls and non-ASCII text in every name, a test with only
+/// sub-results, three attempts. The file must stay valid and say the same
+/// as the statuses do.
+#[test]
+fn nasty_run_is_valid_and_maps_every_status() {
+    let (_run, path, text) = PLUGIN.render(SyntheticRun::nasty(), "max_output_bytes: 512");
+    validate(&path);
+    for c in [
+        '\0', '\x01', '\x07', '\x1b', '\u{9b}', '\u{fffe}', '\u{ffff}',
+    ] {
+        assert!(!text.contains(c), "{c:?} left in the file");
+    }
+    // 12 tests, plus 2 sub-results each for two of them.
+    assert!(
+        text.contains("<testsuites name=\"atex\" tests=\"16\" failures=\"4\" errors=\"5\""),
+        "{}",
+        &text[..300]
+    );
+    // The names, cleaned and escaped, and legible again to an XML reader.
+    let shown = "&lt;&amp;&gt;&quot;' ]]&gt; red  ümlaut ✓ 日本";
+    assert!(text.contains(&format!("<testcase name=\"/nasty/name {shown}\"")));
+    assert!(text.contains(&format!(
+        "<testcase name=\"/nasty/name {shown}/sub {shown}\""
+    )));
+    assert!(text.contains(&format!("hostname=\"system {shown}\"")));
+    assert!(text.contains("name=\"extra.key &lt;&amp;&gt;&quot;'\""));
+    let Some(n) = xpath(
+        &path,
+        "count(//testcase[starts-with(@name, '/nasty/name <&>')])",
+    ) else {
+        eprintln!("skipped: xmllint not installed");
+        return;
+    };
+    assert_eq!(n, "3");
+    let status = |test: &str| {
+        xpath(
+            &path,
+            &format!(
+                "string(//testsuite[@name='fedora-41/nasty/status/{test}']/testcase/*[1]/@type)"
+            ),
+        )
+        .expect("xpath")
+    };
+    // warn is an error (tmt's choice), like unknown words; FAIL is fail.
+    assert_eq!(status("warn"), "warn");
+    assert_eq!(
+        xpath(
+            &path,
+            "name(//testsuite[@name='fedora-41/nasty/status/warn']/testcase/*[1])"
+        )
+        .as_deref(),
+        Some("error")
+    );
+    assert_eq!(status("custom-word"), "custom-word");
+    assert_eq!(status("FAIL"), "fail");
+    assert_eq!(
+        xpath(
+            &path,
+            "name(//testsuite[@name='fedora-41/nasty/status/FAIL']/testcase/*[1])"
+        )
+        .as_deref(),
+        Some("failure")
+    );
+    // Only sub-results: the worst of them counts, and says so.
+    assert_eq!(
+        xpath(
+            &path,
+            "string(//testsuite[@name='fedora-41/nasty/only-subs']/properties/property[@name='status']/@value)"
+        )
+        .as_deref(),
+        Some("fail")
+    );
+    // Passed on the third attempt: two flaky errors, each with its own log.
+    let rerun = "//testsuite[@name='fedora-41/nasty/rerun']/testcase";
+    assert_eq!(
+        xpath(&path, &format!("count({rerun}/flakyError)")).as_deref(),
+        Some("2")
+    );
+    let second = xpath(&path, &format!("string({rerun}/flakyError[2]/system-out)")).expect("xpath");
+    assert!(second.contains("attempt 2 <&>\"' ]]> red"), "{second}");
+    assert_eq!(
+        xpath(&path, "count(//testsuite)"),
+        Some(testkit::NASTY_TESTS.to_string())
+    );
 }
