@@ -1,6 +1,7 @@
 //! Workspace integration tests, one binary with a module per concern.
 
 mod executor;
+mod faults;
 mod plugins;
 mod run;
 mod run_podman;
