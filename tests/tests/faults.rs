@@ -322,6 +322,22 @@ fn fault_start_fails_exit_2_at_once() {
     assert!(run.took < Duration::from_secs(5), "{}", run.context());
 }
 
+/// The only provisioner fails to start (the podman case of item 1 is the
+/// same path): one line says so, not the same message twice.
+#[test]
+fn start_failure_is_said_in_one_line() {
+    let dir = tree(ABC);
+    let run = run_with(&dir, "faulty:fail_start=true", &[], Duration::from_secs(20));
+    assert_eq!(run.code, Some(2), "{}", run.context());
+    let lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("injected start failure"))
+        .count();
+    assert_eq!(lines, 1, "{}", run.context());
+    assert_no_repeated_cause(&run);
+}
+
 /// Every `get_remote` fails: the provisioner is dropped after its budget,
 /// the tests are infra "not run", exit 2, and the plugin was stopped.
 #[test]
