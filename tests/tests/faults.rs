@@ -598,9 +598,20 @@ fn podman_failing_starts_end_after_the_budget() {
     assert!(podman_leftovers(&label).is_empty());
 }
 
+/// The test image of `tests/images/build.sh base`, built only when it is
+/// missing (the script waits for a lock while another build runs).
 fn test_image() -> &'static str {
+    const IMAGE: &str = "localhost/atex-test:bookworm";
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        let exists = Command::new("podman")
+            .args(["image", "exists", IMAGE])
+            .env("CONTAINERS_CONF", containers_conf())
+            .status()
+            .expect("podman");
+        if exists.success() {
+            return;
+        }
         let status =
             Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("images/build.sh"))
                 .arg("base")
@@ -609,7 +620,7 @@ fn test_image() -> &'static str {
                 .expect("tests/images/build.sh");
         assert!(status.success(), "tests/images/build.sh base");
     });
-    "localhost/atex-test:bookworm"
+    IMAGE
 }
 
 /// SIGKILL of the system mid-test (the container is killed from outside):
