@@ -1,6 +1,7 @@
 //! Workspace integration tests, one binary with a module per concern.
 
 mod executor;
+mod faults;
 mod matrix;
 mod plugins;
 mod run;

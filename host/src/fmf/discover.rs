@@ -156,7 +156,14 @@ fn stream_default<S: Send>(
             };
             let node = tree.node(id);
             let mut data = inherit.data(node.name())?;
-            adjust_node(&mut data, node.name(), evaluator, &adjust, &mut decisions)?;
+            adjust_node(
+                &mut data,
+                node.name(),
+                node.sources(),
+                evaluator,
+                &adjust,
+                &mut decisions,
+            )?;
             if node.is_selected()
                 && keeps(&options, node.name(), &data)?
                 && let Some(p) = pick(tree, id, &data, section, &excludes)?

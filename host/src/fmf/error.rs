@@ -96,16 +96,20 @@ pub enum Error {
     },
     /// An invalid `adjust` value or rule (not a list of mappings, `continue`
     /// not a bool, `when` not a string or bool).
-    #[error("node '{node}': invalid adjust rule: {message}")]
+    #[error("{}node '{node}': invalid adjust rule: {message}", at(files))]
     Adjust {
+        /// The files the node comes from, comma-separated (may be empty).
+        files: String,
         /// The node.
         node: String,
         /// What went wrong.
         message: String,
     },
     /// A `when` expression that cannot be parsed.
-    #[error("node '{node}': invalid rule '{rule}': {message}")]
+    #[error("{}node '{node}': invalid rule '{rule}': {message}", at(files))]
     InvalidRule {
+        /// The files the node comes from, comma-separated (may be empty).
+        files: String,
         /// The node.
         node: String,
         /// The rule text.
@@ -114,8 +118,10 @@ pub enum Error {
         message: String,
     },
     /// A rule could not be decided and undecided rules were asked to raise.
-    #[error("node '{node}': cannot decide rule '{rule}'")]
+    #[error("{}node '{node}': cannot decide rule '{rule}'", at(files))]
     CannotDecide {
+        /// The files the node comes from, comma-separated (may be empty).
+        files: String,
         /// The node.
         node: String,
         /// The rule text.
@@ -174,5 +180,14 @@ impl Error {
             Error::Regex { .. } => "re.error",
             Error::Plan { .. } | Error::Metadata { .. } | Error::Usage(_) => "GeneralError",
         }
+    }
+}
+
+/// `"FILES: "` in front of a message, or nothing when no file is known.
+fn at(files: &str) -> String {
+    if files.is_empty() {
+        String::new()
+    } else {
+        format!("{files}: ")
     }
 }

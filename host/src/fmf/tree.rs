@@ -718,6 +718,7 @@ impl Tree {
             adjust_node(
                 &mut node.data,
                 &node.name,
+                &node.sources,
                 &mut evaluator,
                 options,
                 &mut decisions,
@@ -790,11 +791,18 @@ impl Tree {
 pub(super) fn adjust_node(
     data: &mut Map<String, Value>,
     name: &str,
+    sources: &[Arc<Path>],
     evaluator: &mut Evaluator<'_>,
     options: &AdjustOptions,
     decisions: &mut Vec<Decision>,
 ) -> Result<()> {
     let key = options.key.as_str();
+    // Errors name the files the node comes from, so a user can find it.
+    let files = sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     // The reference applies a copy of the rules. Unless a rule changes the
     // rules key itself, the rules are moved out of the data while they are
     // applied instead (leaving a null in place, so the key order stays),
@@ -810,6 +818,7 @@ pub(super) fn adjust_node(
         Some(v @ (Value::Object(_) | Value::Array(_))) => (v.clone(), false),
         Some(other) => {
             return Err(Error::Adjust {
+                files: files.clone(),
                 node: name.to_string(),
                 message: format!(
                     "should be a dictionary or a list of dictionaries, got '{}'",
@@ -818,7 +827,7 @@ pub(super) fn adjust_node(
             });
         }
     };
-    let result = apply_rules(data, &rules, name, evaluator, options, decisions);
+    let result = apply_rules(data, &rules, name, &files, evaluator, options, decisions);
     if moved && let Some(slot) = data.get_mut(key) {
         *slot = rules;
     }
@@ -831,6 +840,7 @@ fn apply_rules(
     data: &mut Map<String, Value>,
     rules: &Value,
     name: &str,
+    files: &str,
     evaluator: &mut Evaluator<'_>,
     options: &AdjustOptions,
     decisions: &mut Vec<Decision>,
@@ -843,6 +853,7 @@ fn apply_rules(
         for rule in set.iter() {
             let Value::Object(rule) = rule else {
                 return Err(Error::Adjust {
+                    files: files.to_string(),
                     node: name.to_string(),
                     message: "Adjust rule should be a dictionary.".into(),
                 });
@@ -853,6 +864,7 @@ fn apply_rules(
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
                     return Err(Error::Adjust {
+                        files: files.to_string(),
                         node: name.to_string(),
                         message: format!(
                             "The 'continue' value should be bool, got '{}'.",
@@ -866,6 +878,7 @@ fn apply_rules(
                 Some(Value::Bool(b)) => Some(*b),
                 Some(Value::String(s)) => evaluator.matches(s).map_err(|e| match e {
                     RuleError::Invalid(message) => Error::InvalidRule {
+                        files: files.to_string(),
                         node: name.to_string(),
                         rule: s.clone(),
                         message,
@@ -878,6 +891,7 @@ fn apply_rules(
                 })?,
                 Some(other) => {
                     return Err(Error::Adjust {
+                        files: files.to_string(),
                         node: name.to_string(),
                         message: format!(
                             "'when' must be a string or a bool, got '{}'",
@@ -911,6 +925,7 @@ fn apply_rules(
                         _ => String::new(),
                     };
                     return Err(Error::CannotDecide {
+                        files: files.to_string(),
                         node: name.to_string(),
                         rule,
                     });

@@ -95,6 +95,8 @@ fn walk_sequential(root: &Path, include: &[String]) -> DirPlan {
     collect_files(&mut plan, &mut files);
     files
         .into_par_iter()
+        // Files the walk already refused keep their error.
+        .filter(|file| file.data.is_ok())
         .for_each(|file| file.data = load_file(&file.path));
     plan
 }
@@ -151,14 +153,20 @@ impl Walker {
         };
         let mut files: Vec<(String, PathBuf)> = Vec::new();
         let mut dirs: Vec<(String, bool, PathBuf)> = Vec::new();
+        let mut not_utf8: Vec<PathBuf> = Vec::new();
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(ft) = entry.file_type() else { continue };
             let is_link = ft.is_symlink();
             let is_dir = if is_link {
                 is_dir_following(&entry.path())
             } else {
                 ft.is_dir()
+            };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                if self.holds_metadata(&entry.path(), is_dir) {
+                    not_utf8.push(entry.path());
+                }
+                continue;
             };
             if is_dir {
                 if name == ".fmf" && !is_root {
@@ -168,6 +176,10 @@ impl Walker {
             } else if name.ends_with(".fmf") {
                 files.push((name, entry.path()));
             }
+        }
+        not_utf8.sort_unstable();
+        for full in not_utf8 {
+            plan.files.push(refused_name(full));
         }
         sort_files(&mut files, |(name, _)| name);
         for (name, full) in files {
@@ -199,6 +211,38 @@ impl Walker {
             }
         }
         Some(plan)
+    }
+}
+
+impl Walker {
+    /// Whether an entry whose name is not UTF-8 would have made a node:
+    /// a visible `.fmf` file, or a visible directory with metadata below.
+    fn holds_metadata(&mut self, path: &Path, is_dir: bool) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let name = path.file_name().map_or(&[][..], |n| n.as_bytes());
+        if name.starts_with(b".") {
+            return false;
+        }
+        if !is_dir {
+            return name.ends_with(b".fmf");
+        }
+        self.walk(path, false)
+            .is_some_and(|sub| !sub.files.is_empty() || sub.node_count() > 0)
+    }
+}
+
+/// A file or directory whose name is not UTF-8 and would have made a
+/// node: test names are text, and a name changed on the way (python fmf
+/// and the test system see the original bytes) would point at a directory
+/// that does not exist there. Discovery fails on it with the path named.
+fn refused_name(path: PathBuf) -> PlanFile {
+    PlanFile {
+        name: path.to_string_lossy().into_owned(),
+        data: Err(Error::Io {
+            path: path.clone(),
+            message: "the name is not valid UTF-8; FMF node names must be text: rename it".into(),
+        }),
+        path: Arc::from(path),
     }
 }
 
@@ -558,6 +602,33 @@ mod tests {
         assert!(parallel(odd.path(), &[]).is_none());
         let plan = walk_and_load(odd.path(), &[]);
         assert_eq!(plan.files.len(), 1);
-        assert!(plan.files[0].data.is_ok());
+        assert!(plan.files[0].data.is_err());
+    }
+
+    /// Regression: a directory whose name is not UTF-8 became a node with
+    /// U+FFFD in its name, whose test then failed as infra on the system
+    /// ("directory does not exist"). Now discovery refuses it, naming the
+    /// path; such a name without metadata below is ignored as before.
+    #[test]
+    fn names_that_are_not_utf8_are_refused_with_the_path() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(&root.join(".fmf/version"), "1\n");
+        write(&root.join("ok/main.fmf"), "test: ./t\n");
+        let bad = root.join(std::ffi::OsStr::from_bytes(b"t-\xe9t\xe9"));
+        write(&bad.join("main.fmf"), "test: ./t\n");
+        let plain = root.join(std::ffi::OsStr::from_bytes(b"data-\xff"));
+        write(&plain.join("blob.bin"), "x");
+        let plan = walk_and_load(root, &[]);
+        let errors: Vec<String> = plan
+            .files
+            .iter()
+            .filter_map(|f| f.data.as_ref().err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("t-\u{fffd}t\u{fffd}"), "{errors:?}");
+        assert!(errors[0].contains("not valid UTF-8"), "{errors:?}");
+        assert_eq!(plan.dirs.len(), 1, "only /ok is a node");
     }
 }

@@ -106,7 +106,16 @@ const TRANSIENT: &[&str] = &[
 
 fn is_transient_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    if m.contains("image not known") || m.contains("executable file not found") {
+    // The container's command does not exist or cannot be run: every retry
+    // fails the same way (runc's message mentions "no such file or
+    // directory: oci runtime", which alone would look transient).
+    const PERMANENT: &[&str] = &[
+        "image not known",
+        "executable file not found",
+        "command that was not found",
+        "oci permission denied",
+    ];
+    if PERMANENT.iter().any(|p| m.contains(p)) {
         return false;
     }
     TRANSIENT.iter().any(|t| m.contains(t))
@@ -293,5 +302,7 @@ mod tests {
         assert!(failed("database is locked").is_transient());
         assert!(!failed("localhost/nope: image not known").is_transient());
         assert!(!failed("unknown flag: --bogus").is_transient());
+        // A container command that does not exist is not worth retrying.
+        assert!(!failed("runc: runc create failed: unable to start container process: exec: \"/nope\": stat /nope: no such file or directory: OCI runtime attempted to invoke a command that was not found").is_transient());
     }
 }

@@ -4,9 +4,13 @@
 //! One mutex guards the counters; a condition variable wakes `get_remote`
 //! callers. Every `podman run` happens on a worker thread, never in the
 //! caller of `get_remote`, and at most `max` containers exist at once
-//! (starting + ready + handed out). A failed start is queued as an error for
-//! the next `get_remote`; while one is queued no new start begins, so a
-//! permanent failure (a missing image) cannot spin.
+//! (starting + ready + handed out). `start` checks the image and the
+//! options once, so a configuration no container can start from fails
+//! there with one line. A failed start is queued as an error for the next
+//! `get_remote` and its request stays pending; while one is queued no new
+//! start begins, so a permanent failure gives one error per `get_remote`
+//! (the caller's failure budget ends it), never a spin and never a wait
+//! for a container nobody is starting.
 
 use std::{
     collections::{VecDeque, hash_map::RandomState},
@@ -336,6 +340,14 @@ impl Shared {
             }
             Err(e) => {
                 tracing::error!(target: "atex_podman", "{e}");
+                // The container never came: the request it was started for
+                // still stands. Reporting the failure lets the next start
+                // begin, so every failed start is one error the caller
+                // sees (and counts), never a request silently used up that
+                // leaves `get_remote` waiting for a container nobody starts.
+                if !st.unlimited {
+                    st.pending = st.pending.saturating_add(1);
+                }
                 st.failures.push_back(e);
             }
         }
@@ -348,10 +360,15 @@ impl Shared {
     }
 
     fn run_args(&self, container_name: &str) -> Vec<String> {
+        self.container_args(&["run", "--detach"], container_name)
+    }
+
+    /// `podman VERB...` with every option a container of this provisioner
+    /// gets: `run --detach` starts one, `create` only checks the options.
+    fn container_args(&self, verb: &[&str], container_name: &str) -> Vec<String> {
         let c = &self.config;
-        let mut a = args([
-            "run",
-            "--detach",
+        let mut a = args(verb);
+        a.extend(args([
             "--quiet",
             "--pull=never",
             "--name",
@@ -360,7 +377,7 @@ impl Shared {
             &format!("{RUN_LABEL}={}", self.run_label),
             "--label",
             &format!("{PROVISIONER_LABEL}={}", self.token),
-        ]);
+        ]));
         if let Some(runtime) = &c.runtime {
             a.push(format!("--runtime={runtime}"));
         }
@@ -445,6 +462,42 @@ impl Shared {
         Ok(Arc::new(container))
     }
 
+    /// Checks, before any container is asked for, what would make every
+    /// `podman run` fail: the image is not in local storage, or podman
+    /// refuses the options (`run_options`, `runtime`). The options are
+    /// checked with `podman create` of a container that is removed at once
+    /// (about 0.1 s); a transient failure of the check is only logged, as
+    /// the real starts retry those.
+    fn check_startable(&self) -> Result<(), PodmanError> {
+        let image = &self.config.image;
+        match self.runner.run(&args(["image", "exists", image.as_str()])) {
+            Ok(_) => {}
+            Err(PodmanError::Failed {
+                command,
+                code: Some(1),
+                ..
+            }) => {
+                return Err(PodmanError::ImageMissing {
+                    image: image.clone(),
+                    command,
+                    message: "no such image".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let name = format!("atex-{}-check", self.token);
+        let created = self.runner.run(&self.container_args(&["create"], &name));
+        self.remove_quietly(&name);
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(target: "atex_podman", "checking the options: {e}");
+                Ok(())
+            }
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
     /// A missing image gets a message naming it.
     fn explain(&self, e: PodmanError) -> PodmanError {
         match e {
@@ -521,6 +574,14 @@ impl Shared {
 
 impl ProvisionerImpl for PodmanProvisioner {
     type Remote = PodmanRemote;
+
+    /// Fails with one line naming the image or the refused option when no
+    /// container could ever start, instead of failing every start later.
+    fn start(&self) -> Result<(), PluginError> {
+        self.shared
+            .check_startable()
+            .map_err(|e| PluginError::config(e.to_string()))
+    }
 
     fn provision(&self, count: u32) {
         let shared = &self.shared;

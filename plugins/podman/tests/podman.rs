@@ -439,26 +439,77 @@ fn a_container_killed_from_outside_is_lost() {
     assert_nothing_left(&label);
 }
 
+/// Regression: a missing image used to surface only as a failed start in
+/// `get_remote`, which used up the request, so a run asking for more than
+/// one container waited forever. `start` now refuses it with one line.
 #[test]
 fn a_missing_image_gives_one_line_naming_it() {
     let label = label("noimage");
+    let _cleanup = Cleanup(label.clone());
     let image = "localhost/atex-no-such-image:never";
-    let (p, _cleanup) = provisioner(config(image), &label);
-    p.provision(u32::MAX);
-    let err = match p.get_remote(LONG) {
+    let mut config = config(image);
+    config.label = Some(label.clone());
+    let p = PodmanProvisioner::from_config(config, "unused", Box::new(|| false))
+        .expect("construct the provisioner");
+    let err = match p.start() {
         Err(e) => e,
-        Ok(r) => panic!("expected an error, got a remote: {}", r.is_some()),
+        Ok(()) => panic!("start accepted a missing image"),
     };
     let message = err.message.to_string();
     eprintln!("{err}");
     assert!(!message.contains('\n'), "{message}");
     assert!(message.contains(image), "{message}");
-    assert!(
-        message.contains("podman run"),
-        "the failed command: {message}"
-    );
-    // With a failure pending report, nothing new starts: no busy loop.
-    thread::sleep(Duration::from_millis(500));
+    p.stop().expect("stop");
+    assert_nothing_left(&label);
+}
+
+/// Regression: options podman refuses are reported by `start`, naming the
+/// option, instead of failing every container start later.
+#[test]
+fn refused_run_options_fail_start_naming_the_option() {
+    let label = label("badopt");
+    let _cleanup = Cleanup(label.clone());
+    let mut config = config(IMAGE);
+    ensure_images();
+    config.label = Some(label.clone());
+    config.run_options.push("--bogus-flag".into());
+    let p = PodmanProvisioner::from_config(config, "unused", Box::new(|| false))
+        .expect("construct the provisioner");
+    let err = match p.start() {
+        Err(e) => e,
+        Ok(()) => panic!("start accepted --bogus-flag"),
+    };
+    let message = err.message.to_string();
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.contains("--bogus-flag"), "{message}");
+    p.stop().expect("stop");
+    assert_nothing_left(&label);
+}
+
+/// Regression: a start that fails after `start` passed (the container's
+/// command does not exist) must not use up the request: every failed
+/// start is one error from `get_remote`, so the caller's failure budget
+/// ends it, where it used to wait forever once the failures were reported.
+#[test]
+fn every_failed_start_is_reported_and_the_request_stands() {
+    let label = label("badcmd");
+    let mut config = config(IMAGE);
+    config.command = Some(vec!["/no/such/command".into()]);
+    config.max = 2;
+    let (p, _cleanup) = provisioner(config, &label);
+    p.provision(2);
+    let t0 = Instant::now();
+    for n in 1..=4 {
+        match p.get_remote(Duration::from_secs(60)) {
+            Err(e) => assert!(e.message.contains("/no/such/command"), "{e}"),
+            Ok(r) => panic!(
+                "failure {n}: expected an error, got {:?}",
+                r.map(|r| r.name())
+            ),
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert_eq!(p.transient_retries(), 0, "a missing command is not retried");
     p.stop().expect("stop");
     assert_nothing_left(&label);
 }
