@@ -99,6 +99,8 @@ pub trait Provisioner: Send + Sync {
         let _ = count;
     }
     /// A ready system, waiting at most `timeout` (`Duration::MAX`: forever).
+    /// An error answers one request (the system will not come); the
+    /// scheduler asks again if it still needs one.
     fn get_remote(&self, timeout: Duration) -> Result<Option<Box<dyn Remote>>, BackendError>;
     /// Drop unfulfilled requests.
     fn clear(&self) {}

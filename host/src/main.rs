@@ -108,7 +108,13 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("atex: {err:#}");
+            match err.downcast_ref::<atex::RunError>() {
+                // Each provisioner's failure was shown as it happened.
+                Some(atex::RunError::NoProvisioner(_)) => {
+                    eprintln!("atex: no provisioner could be started")
+                }
+                _ => eprintln!("atex: {err:#}"),
+            }
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -55,6 +55,10 @@ pub trait ProvisionerImpl: Send + Sync + 'static {
 
     /// Hand out a ready system, waiting at most `timeout`
     /// (`Duration::ZERO`: do not wait, `Duration::MAX`: no limit).
+    ///
+    /// An error answers one request: the system asked for will not come,
+    /// and the host asks again (within its failure budget) if it still
+    /// needs one. Do not keep the request open as well.
     fn get_remote(&self, timeout: Duration) -> Result<Option<Self::Remote>, PluginError>;
 
     /// Forget unfulfilled `provision` requests.

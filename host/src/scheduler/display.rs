@@ -117,10 +117,19 @@ impl EventSink for TerminalDisplay {
     fn on_event(&mut self, event: &RunEvent) -> Result<(), BackendError> {
         match event {
             RunEvent::RunStarted {
-                tests, platforms, ..
+                run_id,
+                results_dir,
+                tests,
+                platforms,
             } => {
                 self.total = *tests as u64;
                 self.matrix = platforms.len() > 1;
+                // The run id labels what the run allocates: the cleanup of
+                // a run killed with SIGKILL needs it.
+                self.line(&format!(
+                    "atex: run {run_id}: {tests} tests, results in {}",
+                    results_dir.display()
+                ));
                 if let Some(bar) = &self.bar {
                     bar.set_length(self.total);
                 }

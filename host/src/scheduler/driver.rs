@@ -545,6 +545,9 @@ impl ProvHandle {
                             break;
                         }
                         let error = e.to_string();
+                        // The error answers one request.
+                        let _ = asked
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                         if tx.send(Msg::ProvError { prov, error }).is_err() {
                             break;
                         }
@@ -627,6 +630,10 @@ impl SignalForwarder {
         }
     }
 }
+
+/// How long releases and provisioner stops may take after a second
+/// signal: a best effort, then the run ends.
+const FORCED_WIND_DOWN: Duration = Duration::from_secs(6);
 
 /// How the loop ended.
 struct LoopEnd {
@@ -766,8 +773,10 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     st.apply(&mut engine, &mut out);
     let end = st.run_loop(&mut engine, &rx, t0, &mut out);
 
-    // Phase 5: wind down.
-    st.wind_down(fetchers, &rx, end.forced);
+    // Phase 5: wind down. A signal while waiting for the fetchers forces
+    // the end as a second signal does.
+    let mut end = end;
+    st.wind_down(fetchers, &rx, &mut end);
     signals.close();
     let wall = t0.elapsed();
     let not_run: Vec<String> = engine
@@ -913,13 +922,37 @@ impl LoopState<'_> {
     }
 
     /// Phase 5: stop the fetchers, release what is left, stop the
-    /// provisioners. After a second signal, every release gets 20 s.
-    fn wind_down(&mut self, fetchers: Vec<JoinHandle<()>>, rx: &Receiver<Msg>, forced: bool) {
+    /// provisioners. After a second signal (also one that comes while a
+    /// plugin call keeps a fetcher busy), releases and stops together get
+    /// [`FORCED_WIND_DOWN`] and the run ends.
+    fn wind_down(&mut self, fetchers: Vec<JoinHandle<()>>, rx: &Receiver<Msg>, end: &mut LoopEnd) {
         let provs = self.provs;
         for p in provs {
             p.halt_fetcher();
         }
-        if forced {
+        if !end.forced {
+            // Fetchers end within a `get_remote` slice, unless a plugin
+            // ignores its timeout; meanwhile late systems are released and
+            // a second signal is heard.
+            while fetchers.iter().any(|f| !f.is_finished()) {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Msg::Ready { remote, .. }) => {
+                        let _ = remote.release();
+                    }
+                    Ok(Msg::Signal(signal)) if end.interrupted.is_some() => {
+                        self.emit(RunEvent::ForcedExit { signal });
+                        end.forced = true;
+                        break;
+                    }
+                    Ok(Msg::Signal(signal)) => {
+                        self.emit(RunEvent::Interrupted { signal });
+                        end.interrupted = Some(signal);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if end.forced {
             for slot in self.slots.values() {
                 slot.cancel.cancel();
             }
@@ -936,7 +969,7 @@ impl LoopState<'_> {
                     let _ = p.stop();
                 }
             }));
-            wait_all(joins, Duration::from_secs(20));
+            wait_all(joins, FORCED_WIND_DOWN);
             return;
         }
         for f in fetchers {
@@ -1413,9 +1446,13 @@ impl ResultsThread {
         for sink in &mut self.sinks {
             if let Err(e) = sink.on_event(event) {
                 let msg = format!("{}: {e}", sink.name());
-                tracing::error!("{msg}");
                 if matches!(event, RunEvent::RunFinished { .. }) {
-                    self.stats.errors.push(msg);
+                    // A report that could not be written: the run says so
+                    // at its end and exits 2.
+                    self.stats.errors.push(msg.clone());
+                    self.stats.unwritten.push(msg);
+                } else {
+                    tracing::error!("{msg}");
                 }
             }
         }

@@ -581,6 +581,10 @@ impl Engine {
                 p.outstanding = 0;
             }
             Event::ProvisionerFailed { prov, error } => {
+                // The error answers one request: that system will not
+                // come (`replenish` below asks again if still needed).
+                let p = &mut self.provs[prov];
+                p.outstanding = p.outstanding.saturating_sub(1);
                 if !self.stopping {
                     self.charge(prov, error, out);
                 }

@@ -59,7 +59,14 @@ pub fn check_writable(path: &Path) -> Result<(), Error> {
     tempfile::Builder::new()
         .prefix(".atex-write-check.")
         .tempfile_in(dir)
-        .map_err(fail)?;
+        // The probe file is ours, not the user's: keep only what the
+        // system said, not the probe's path the temp-file library adds.
+        .map_err(|e| {
+            fail(
+                e.raw_os_error()
+                    .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error),
+            )
+        })?;
     Ok(())
 }
 

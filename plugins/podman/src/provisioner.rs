@@ -7,10 +7,10 @@
 //! (starting + ready + handed out). `start` checks the image and the
 //! options once, so a configuration no container can start from fails
 //! there with one line. A failed start is queued as an error for the next
-//! `get_remote` and its request stays pending; while one is queued no new
-//! start begins, so a permanent failure gives one error per `get_remote`
-//! (the caller's failure budget ends it), never a spin and never a wait
-//! for a container nobody is starting.
+//! `get_remote`, which answers its request (the host asks again); while
+//! one is queued no new start begins, so a permanent failure gives one
+//! error per request (the caller's failure budget ends it), never a spin
+//! and never a wait for a container nobody is starting.
 
 use std::{
     collections::{VecDeque, hash_map::RandomState},
@@ -340,14 +340,12 @@ impl Shared {
             }
             Err(e) => {
                 tracing::error!(target: "atex_podman", "{e}");
-                // The container never came: the request it was started for
-                // still stands. Reporting the failure lets the next start
-                // begin, so every failed start is one error the caller
-                // sees (and counts), never a request silently used up that
-                // leaves `get_remote` waiting for a container nobody starts.
-                if !st.unlimited {
-                    st.pending = st.pending.saturating_add(1);
-                }
+                // The container never came: the error answers the request
+                // it was started for (the host asks again if it still
+                // needs a system), so every failed start is one error the
+                // caller sees and counts, never a request silently used up
+                // that leaves `get_remote` waiting for a container nobody
+                // starts.
                 st.failures.push_back(e);
             }
         }
