@@ -18,7 +18,7 @@
 
 pub mod backend;
 pub mod executor;
-pub mod fmf;
+pub use atex_fmf as fmf;
 pub mod plugins;
 pub mod results;
 pub mod scheduler;

@@ -1,6 +1,6 @@
 //! Fuzz FMF tree loading, YAML, the `when` parser, filters and regexes
 //! (the body is `atex::fmf::fuzzing::fuzz_one`, shared with the plain
-//! smoke test in host/tests/fmf_fuzz_smoke.rs).
+//! smoke test in host/fmf/tests/fuzz_smoke.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

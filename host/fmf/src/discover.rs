@@ -578,7 +578,7 @@ mod tests {
     /// the conformance corpus, with and without a context and filters.
     #[test]
     fn stream_agrees_on_corpus() {
-        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
         let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus)
             .unwrap()
             .flatten()

@@ -1,7 +1,7 @@
 //! FMF discovery that reads a tree exactly as python fmf 1.7.0 does, and
 //! the tmt test model on top of it.
 //!
-//! This module owns everything between a directory of `.fmf` files and a
+//! This crate owns everything between a directory of `.fmf` files and a
 //! list of [`Test`]s: YAML as the reference reads it ([`yaml`]), tree
 //! loading, inheritance and directives ([`tree`]), the merge operators
 //! ([`merge`]), `adjust` and its `when` language ([`context`]), selection
@@ -11,7 +11,7 @@
 //! Typical use:
 //!
 //! ```no_run
-//! use atex::fmf::{self, Context, Selection};
+//! use atex_fmf::{self as fmf, Context, Selection};
 //!
 //! let selection = Selection {
 //!     plan: Some("/plans/ci".into()),
