@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod executor;
+#[doc(inline)]
 pub use atex_fmf as fmf;
 pub mod plugins;
 pub mod results;

@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use atex_fmf::corpus::{Outcome, run_corpus};
+use atex_fmf::testing::{Outcome, run_corpus};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

@@ -2,11 +2,12 @@
 //! the tmt test model on top of it.
 //!
 //! This crate owns everything between a directory of `.fmf` files and a
-//! list of [`Test`]s: YAML as the reference reads it ([`yaml`]), tree
-//! loading, inheritance and directives ([`tree`]), the merge operators
-//! ([`merge`]), `adjust` and its `when` language ([`context`]), selection
-//! and the filter language ([`mod@prune`]), tmt tests and plans ([`tmt`]) and
-//! atex's discovery on top ([`discover()`]). It does not run anything.
+//! list of [`Test`]s: YAML as the reference reads it, tree loading,
+//! inheritance, directives and the merge operators ([`Tree`]), `adjust`
+//! and its `when` language ([`Context`], [`Evaluator`]), selection and the
+//! filter language ([`prune()`], [`filter_matches`]), tmt tests and plans
+//! ([`Test`], [`Plan`]) and atex's discovery on top ([`discover()`],
+//! [`discover_into`]). It does not run anything.
 //!
 //! Typical use:
 //!
@@ -28,29 +29,39 @@
 //! ```
 //!
 //! Where this implementation deliberately differs from the reference is
-//! listed in `docs/fmf-compatibility.md` and in [`corpus::DELIBERATE_DIFFERENCES`].
+//! listed in `docs/fmf-compatibility.md`.
 
-pub mod context;
-pub mod corpus;
+mod context;
+mod corpus;
 mod discover;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod merge;
-pub mod prune;
-pub mod pyre;
-pub mod pyval;
-pub mod tmt;
-pub mod tree;
+mod fuzzing;
+mod merge;
+mod prune;
+mod pyre;
+mod pyval;
+mod tmt;
+mod tree;
 mod walk;
-pub mod yaml;
+mod yaml;
 
-pub use context::{Context, ContextValue};
-pub use discover::{
-    DiscoverArgs, DiscoverOutput, Discovery, Selection, cli_discover, discover, discover_in,
-    parse_context_args,
-};
+pub use context::{Context, ContextPair, ContextValue, Evaluator, ParseContextError, RuleError};
+pub use discover::{Discovery, Selection, TestSink, discover, discover_in, discover_into};
 pub use error::{Error, Result};
-pub use prune::{PruneOptions, prune};
-pub use tmt::{DiscoverSection, Plan, PrepareStep, Test, parse_duration};
-pub use tree::{AdjustOptions, Decision, Node, NodeId, Tree};
+pub use prune::{PruneOptions, filter_matches, prune};
+pub use tmt::{
+    DEFAULT_DURATION, DiscoverSection, MetadataError, Plan, PrepareStep, Test, parse_duration,
+};
+pub use tree::{AdjustOptions, Decision, Directives, Node, NodeId, Tree};
+
+// Until the run configuration holds a `Selection`.
+#[doc(hidden)]
+pub use discover::parse_context_args;
+
+/// Hooks for the conformance corpus runner, the fuzz targets and their
+/// tests; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::corpus::{DELIBERATE_DIFFERENCES, Outcome, run_case, run_corpus};
+    pub use crate::fuzzing::{check_simple_map, fuzz_one};
+}

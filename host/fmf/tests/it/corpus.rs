@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use atex_fmf::corpus::{Outcome, run_corpus};
+use atex_fmf::testing::{Outcome, run_corpus};
 
 #[test]
 fn fmf_corpus_matches_reference() {

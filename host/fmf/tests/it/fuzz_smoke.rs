@@ -4,7 +4,7 @@
 
 use std::{fs, path::Path};
 
-use atex_fmf::fuzzing::fuzz_one;
+use atex_fmf::testing::fuzz_one;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
