@@ -516,11 +516,10 @@ impl<'c> Evaluator<'c> {
             for r in values {
                 let outcome = match op {
                     Op::Match | Op::NotMatch => {
-                        let found =
-                            pyre::search(&r.raw, &l.raw).map_err(|message| RuleError::Regex {
-                                pattern: r.raw.clone(),
-                                message,
-                            })?;
+                        let found = pyre::search(&r.raw, &l.raw).map_err(|e| RuleError::Regex {
+                            pattern: r.raw.clone(),
+                            message: e.to_string(),
+                        })?;
                         Some(found == (op == Op::Match))
                     }
                     Op::Eq => version_cmp(l, r, false, false, cs).map(|c| c == 0),

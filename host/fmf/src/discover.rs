@@ -66,10 +66,10 @@ impl Discovery {
 
 fn search_any(patterns: &[String], name: &str) -> Result<bool> {
     for p in patterns {
-        if pyre::search(p, name).map_err(|message| Error::Regex {
+        if pyre::search(p, name).map_err(|e| Error::Regex {
             pattern: p.clone(),
             node: None,
-            message,
+            message: e.to_string(),
         })? {
             return Ok(true);
         }
