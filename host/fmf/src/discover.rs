@@ -456,4 +456,62 @@ mod tests {
         let tags: Vec<&[String]> = found.tests.iter().map(|t| t.tag.as_slice()).collect();
         assert_eq!(tags, [&["a".to_string()][..], &["a".into(), "b".into()]]);
     }
+
+    /// A sink that counts its `finish` calls.
+    #[derive(Default)]
+    struct Counted {
+        tests: Vec<Test>,
+        finished: usize,
+    }
+
+    impl TestSink for Counted {
+        fn push(&mut self, test: Test) {
+            self.tests.push(test);
+        }
+        fn finish(&mut self) {
+            self.finished += 1;
+        }
+    }
+
+    /// The sinks of `discover_into` hold the tests of `discover`, in
+    /// order, each finished once; with a plan, in one sink.
+    #[test]
+    fn discover_into_sinks_hold_the_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".fmf")).unwrap();
+        std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+        for i in 0..600 {
+            std::fs::write(root.join(format!("t{i:03}.fmf")), "test: ./t\n").unwrap();
+        }
+        std::fs::write(
+            root.join("plan.fmf"),
+            "discover:\n    how: fmf\n    test: t1\n",
+        )
+        .unwrap();
+        let planned = Selection {
+            plan: Some("/plan".into()),
+            ..Selection::default()
+        };
+        for (selection, chunked) in [(Selection::default(), true), (planned, false)] {
+            let sinks = discover_into(root, &selection, Counted::default).unwrap();
+            assert_eq!(sinks.len() > 1, chunked, "{selection:?}");
+            assert!(sinks.iter().all(|s| s.finished == 1));
+            let tests: Vec<Test> = sinks.into_iter().flat_map(|s| s.tests).collect();
+            let found = discover(root, &selection).unwrap();
+            assert!(!tests.is_empty());
+            assert_eq!(tests, found.tests);
+        }
+        assert!(
+            discover_into(
+                root,
+                &Selection {
+                    names: vec!["(".into()],
+                    ..Selection::default()
+                },
+                Counted::default
+            )
+            .is_err()
+        );
+    }
 }
