@@ -220,10 +220,10 @@ pub(crate) struct SelectionArgs {
 }
 
 impl SelectionArgs {
-    /// The tree root (default `.`) and the selection these arguments make.
+    /// The tree root, when given, and the selection these arguments make.
     fn into_selection(
         self,
-    ) -> Result<(PathBuf, atex::fmf::Selection), atex::fmf::ParseContextError> {
+    ) -> Result<(Option<PathBuf>, atex::fmf::Selection), atex::fmf::ParseContextError> {
         let selection = atex::fmf::Selection {
             plan: self.plan,
             context: atex::fmf::Context::from_args(&self.context)?,
@@ -231,7 +231,7 @@ impl SelectionArgs {
             names: self.tests,
             excludes: self.excludes,
         };
-        Ok((self.root.unwrap_or_else(|| PathBuf::from(".")), selection))
+        Ok((self.root, selection))
     }
 }
 

@@ -7,7 +7,12 @@
 //! on the thread that discovered it, and no test is kept after its text is
 //! written. Nothing is printed before discovery has succeeded.
 
-use std::{collections::HashSet, io::Write as _, path::Path, process::ExitCode};
+use std::{
+    collections::HashSet,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Result;
 use atex::fmf::{self, Test, TestSink};
@@ -27,6 +32,7 @@ pub(crate) struct DiscoverArgs {
 
 pub(crate) fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
     let (root, selection) = args.selection.into_selection()?;
+    let root = root.unwrap_or_else(|| PathBuf::from("."));
     let output = render(&root, &selection, args.json)?;
     let mut out = std::io::stdout().lock();
     // A closed pipe (`atex discover | head`) is not an error.
@@ -174,8 +180,6 @@ impl TestSink for Chunk {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn text(r: Rendered) -> String {
