@@ -26,8 +26,9 @@ use super::{
     tree::{AdjustOptions, Inherit, NodeId, Tree, adjust_node},
 };
 
-/// What to discover.
-#[derive(Debug, Clone, Default)]
+/// What to discover: the one description of a test selection, which
+/// command-line arguments and configuration files convert into.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
     /// Plan node name; `None` runs the default plan (all tests).
     pub plan: Option<String>,
