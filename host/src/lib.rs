@@ -32,7 +32,8 @@
 
 pub mod backend;
 pub mod executor;
-pub mod fmf;
+#[doc(inline)]
+pub use atex_fmf as fmf;
 pub mod plugins;
 pub mod results;
 pub mod scheduler;

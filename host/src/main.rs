@@ -10,6 +10,10 @@ use atex::plugins::{
 };
 use clap::{Args, Parser, Subcommand};
 
+mod cli {
+    pub(crate) mod discover;
+}
+
 /// Exit code for usage, configuration and infrastructure errors.
 const EXIT_ERROR: u8 = 2;
 
@@ -40,7 +44,7 @@ enum Command {
     Plugin(PluginCommand),
     /// List the tests a tree and plan select: names, one per line, or with
     /// --json an object keyed by test name with metadata and source_dir.
-    Discover(DiscoverArgs),
+    Discover(cli::discover::DiscoverArgs),
 }
 
 #[derive(Args)]
@@ -103,7 +107,7 @@ fn main() -> ExitCode {
         Command::Plugins(args) => list_plugins(&args),
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
         Command::Run(args) => run_tests(*args),
-        Command::Discover(args) => discover_tests(args),
+        Command::Discover(args) => cli::discover::discover_tests(args),
     };
     match outcome {
         Ok(code) => code,
@@ -199,9 +203,9 @@ fn check_plugin(args: &CheckArgs) -> Result<ExitCode> {
     })
 }
 
-/// Test selection, as `atex discover` takes it.
+/// Test selection, as `atex discover` and `atex run` take it.
 #[derive(Args)]
-struct SelectionArgs {
+pub(crate) struct SelectionArgs {
     /// FMF tree root, or any directory inside the tree [default: .].
     root: Option<PathBuf>,
     /// Plan node whose discover sections select the tests.
@@ -219,6 +223,22 @@ struct SelectionArgs {
     /// Test name regex to leave out (repeatable).
     #[arg(long = "exclude")]
     excludes: Vec<String>,
+}
+
+impl SelectionArgs {
+    /// The tree root, when given, and the selection these arguments make.
+    fn into_selection(
+        self,
+    ) -> Result<(Option<PathBuf>, atex::fmf::Selection), atex::fmf::ParseContextError> {
+        let selection = atex::fmf::Selection {
+            plan: self.plan,
+            context: atex::fmf::Context::from_args(&self.context)?,
+            filters: self.filters,
+            names: self.tests,
+            excludes: self.excludes,
+        };
+        Ok((self.root, selection))
+    }
 }
 
 #[derive(Args)]
@@ -343,35 +363,4 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
         report.run_id
     );
     Ok(ExitCode::from(report.exit_code()))
-}
-
-#[derive(Args)]
-struct DiscoverArgs {
-    #[command(flatten)]
-    selection: SelectionArgs,
-    /// Print JSON: {name: {"metadata": {...}, "source_dir": DIR}} in discovery order.
-    #[arg(long)]
-    json: bool,
-}
-
-fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
-    let sel = args.selection;
-    let output = atex::fmf::cli_discover(&atex::fmf::DiscoverArgs {
-        root: sel.root,
-        plan: sel.plan,
-        context: sel.context,
-        filters: sel.filters,
-        tests: sel.tests,
-        excludes: sel.excludes,
-        json: args.json,
-    })?;
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`atex discover | head`) is not an error.
-    if let Err(e) = output.write_to(&mut out).and_then(|()| out.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e.into());
-    }
-    Ok(ExitCode::SUCCESS)
 }

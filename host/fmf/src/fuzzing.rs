@@ -29,7 +29,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// Parse `text` as YAML, and whenever the fast path
-/// [`yaml::parse_simple_map`] answers, check that the full parser gives a
+/// `yaml::parse_simple_map` answers, check that the full parser gives a
 /// mapping with the same string keys (none starting with `/`) and the same
 /// values, in the same order. Panics on disagreement.
 pub fn check_simple_map(text: &str) {

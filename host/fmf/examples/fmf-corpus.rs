@@ -2,11 +2,11 @@
 //! print one block per failing case with a diff, then
 //! `N passed, N failed, N skipped`. Exits 0 only when nothing failed.
 //!
-//! `cargo run --release -p atex --example fmf-corpus -- DIR [-v]`
+//! `cargo run --release -p atex-fmf --example fmf-corpus -- DIR [-v]`
 
 use std::{path::PathBuf, process::ExitCode};
 
-use atex::fmf::corpus::{Outcome, run_corpus};
+use atex_fmf::testing::{Outcome, run_corpus};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

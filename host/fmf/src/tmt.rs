@@ -63,8 +63,9 @@ pub struct Test {
     pub metadata: Map<String, Value>,
 }
 
-/// Why test metadata is invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why test or plan metadata is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct MetadataError(pub String);
 
 fn listlike(v: Option<&Value>) -> Vec<Value> {

@@ -1403,7 +1403,7 @@ mod simple_map_tests {
                 }
             }
         }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
         let mut files = Vec::new();
         walk(&root, &mut files);
         files.sort();

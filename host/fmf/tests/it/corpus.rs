@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use atex::fmf::corpus::{Outcome, run_corpus};
+use atex_fmf::testing::{Outcome, run_corpus};
 
 #[test]
 fn fmf_corpus_matches_reference() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
     let results = run_corpus(&corpus).expect("corpus directory is readable");
     assert!(
         results.len() > 100,

@@ -84,18 +84,108 @@ impl Context {
         self.dims.get(dimension).map(Vec::as_slice)
     }
 
+    /// Add values to a dimension (creating it when it is not set yet).
+    pub fn add<I, S>(&mut self, dimension: impl Into<String>, values: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let list = self.dims.entry(dimension.into()).or_default();
+        for v in values {
+            let v = ContextValue::new(v);
+            if !list.iter().any(|x| x.parts == v.parts) {
+                list.push(v);
+            }
+        }
+        self
+    }
+
+    /// The context of command-line style `K=V[,V...]` arguments (`atex -c`,
+    /// tmt `--context`): values split on commas, a repeated key adds its
+    /// values to the earlier ones.
+    pub fn from_args<I, S>(args: I) -> Result<Context, ParseContextError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        args.into_iter().map(|a| a.as_ref().parse()).collect()
+    }
+
+    /// The dimensions and their values, in the order they were first set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[ContextValue])> {
+        self.dims.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     /// Whether no dimension is set.
     pub fn is_empty(&self) -> bool {
         self.dims.is_empty()
     }
 }
 
+impl Extend<ContextPair> for Context {
+    fn extend<T: IntoIterator<Item = ContextPair>>(&mut self, pairs: T) {
+        for pair in pairs {
+            self.add(pair.dimension, pair.values);
+        }
+    }
+}
+
+impl FromIterator<ContextPair> for Context {
+    fn from_iter<T: IntoIterator<Item = ContextPair>>(pairs: T) -> Self {
+        let mut context = Context::new();
+        context.extend(pairs);
+        context
+    }
+}
+
+/// One `K=V[,V...]` context argument, parsed with [`str::parse`]: the
+/// dimension (trimmed, not empty) and its values (split on commas and
+/// trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextPair {
+    /// The dimension name.
+    pub dimension: String,
+    /// Its values.
+    pub values: Vec<String>,
+}
+
+impl std::str::FromStr for ContextPair {
+    type Err = ParseContextError;
+
+    fn from_str(arg: &str) -> Result<Self, Self::Err> {
+        let Some((k, v)) = arg.split_once('=') else {
+            return Err(ParseContextError::NoValue(arg.to_string()));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ParseContextError::EmptyKey(arg.to_string()));
+        }
+        Ok(ContextPair {
+            dimension: k.to_string(),
+            values: v.split(',').map(|s| s.trim().to_string()).collect(),
+        })
+    }
+}
+
+/// A context argument that is not `K=V`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseContextError {
+    /// No `=` in the argument.
+    #[error("invalid context '{0}': expected KEY=VALUE")]
+    NoValue(String),
+    /// Nothing before the `=`.
+    #[error("invalid context '{0}': empty key")]
+    EmptyKey(String),
+}
+
 /// Why a rule could not be evaluated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuleError {
     /// The rule does not parse (`InvalidRule`).
+    #[error("{0}")]
     Invalid(String),
     /// A regex in a `~`/`!~` expression is invalid.
+    #[error("invalid regular expression '{pattern}': {message}")]
     Regex {
         /// The pattern.
         pattern: String,
@@ -426,11 +516,10 @@ impl<'c> Evaluator<'c> {
             for r in values {
                 let outcome = match op {
                     Op::Match | Op::NotMatch => {
-                        let found =
-                            pyre::search(&r.raw, &l.raw).map_err(|message| RuleError::Regex {
-                                pattern: r.raw.clone(),
-                                message,
-                            })?;
+                        let found = pyre::search(&r.raw, &l.raw).map_err(|e| RuleError::Regex {
+                            pattern: r.raw.clone(),
+                            message: e.to_string(),
+                        })?;
                         Some(found == (op == Op::Match))
                     }
                     Op::Eq => version_cmp(l, r, false, false, cs).map(|c| c == 0),
@@ -500,5 +589,41 @@ mod tests {
             Ok(Some(true))
         );
         assert_eq!(eval(&ctx, "distro == fedora"), Ok(Some(false)));
+    }
+
+    #[test]
+    fn context_arguments() {
+        let ctx = Context::from_args([
+            "distro=fedora-40, centos ",
+            " arch =x86_64",
+            "distro=centos,rhel",
+        ])
+        .unwrap();
+        let dims: Vec<(&str, Vec<&str>)> = ctx
+            .iter()
+            .map(|(k, vs)| (k, vs.iter().map(ContextValue::as_str).collect()))
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                ("distro", vec!["fedora-40", "centos", "rhel"]),
+                ("arch", vec!["x86_64"])
+            ]
+        );
+        assert_eq!(
+            "k=".parse::<ContextPair>(),
+            Ok(ContextPair {
+                dimension: "k".into(),
+                values: vec![String::new()]
+            })
+        );
+        let err = Context::from_args(["a=b", "novalue"]).unwrap_err();
+        assert_eq!(err, ParseContextError::NoValue("novalue".into()));
+        assert_eq!(
+            err.to_string(),
+            "invalid context 'novalue': expected KEY=VALUE"
+        );
+        let err = " =x".parse::<ContextPair>().unwrap_err();
+        assert_eq!(err.to_string(), "invalid context ' =x': empty key");
     }
 }

@@ -179,11 +179,11 @@ fn minus(data: &mut Map<String, Value>, key: &str, value: Value, node: &str) -> 
     Ok(())
 }
 
-fn regex_error(pattern: &str, node: &str, message: String) -> Error {
+fn regex_error(pattern: &str, node: &str, error: pyre::RegexError) -> Error {
     Error::Regex {
         pattern: pattern.to_string(),
         node: Some(node.to_string()),
-        message,
+        message: error.to_string(),
     }
 }
 

@@ -503,7 +503,7 @@ mod tests {
     /// takes (those without symlinked directories).
     #[test]
     fn parallel_walk_matches_sequential_on_corpus() {
-        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
         let (mut compared, mut fell_back) = (0, 0);
         for case in fs::read_dir(&corpus).unwrap() {
             let root = case.unwrap().path().join("tree");

@@ -116,8 +116,7 @@ impl Node {
 
 /// Parse the text of a simple file, checked by the walk.
 fn parse_simple(text: &str) -> Result<Map<String, Value>> {
-    yaml::parse_simple_map(text)
-        .ok_or_else(|| Error::Usage("internal error: a simple file is no longer simple".into()))
+    yaml::parse_simple_map(text).ok_or(Error::Internal("a simple file is no longer simple"))
 }
 
 /// A node's own data: parsed, or the text of a simple file.

@@ -3,12 +3,12 @@
 //!
 //! Every message names what the user has to look at: the file (and the line
 //! where the YAML parser knows it) for loading errors, the node for merge,
-//! directive and adjust errors, the test for metadata errors. Nothing in the
-//! `fmf` module panics on input; it returns one of these instead.
+//! directive and adjust errors, the test for metadata errors. Nothing in this
+//! crate panics on input; it returns one of these instead.
 
 use std::path::PathBuf;
 
-/// Result type of the `fmf` module.
+/// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error while discovering tests in an FMF tree.
@@ -156,9 +156,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// An invalid command-line style argument (`-c` without `=`, ...).
-    #[error("{0}")]
-    Usage(String),
+    /// A broken invariant of this crate (a bug, never the input's fault).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl Error {
@@ -178,7 +178,7 @@ impl Error {
             Error::InvalidRule { .. } => "InvalidRule",
             Error::CannotDecide { .. } => "CannotDecide",
             Error::Regex { .. } => "re.error",
-            Error::Plan { .. } | Error::Metadata { .. } | Error::Usage(_) => "GeneralError",
+            Error::Plan { .. } | Error::Metadata { .. } | Error::Internal(_) => "GeneralError",
         }
     }
 }

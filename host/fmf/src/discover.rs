@@ -2,12 +2,13 @@
 //! context (case-sensitive, the fmf default), pick the plan, and for each
 //! of its `discover` sections prune with the section's and the caller's
 //! names and filters, drop excluded, disabled, manual and story nodes, and
-//! build [`Test`]s. Also the `atex discover` command as a library function.
+//! build [`Test`]s.
 //!
 //! Without a plan (the default plan: one section, all tests) discovery
 //! does not keep the tree's data: each node is inherited, adjusted,
-//! selected and built on its own, spread over the cores, and `atex
-//! discover` keeps only each test's text. The result is that of the
+//! selected and built on its own, spread over the cores, and
+//! [`discover_into`] hands each test to its caller as soon as it is built
+//! (`atex discover` keeps only each test's text). The result is that of the
 //! whole-tree steps; when anything fails, the whole-tree steps run again
 //! and report the error they meet first.
 
@@ -17,7 +18,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{
-    context::{Context, Evaluator},
+    context::{Context, Evaluator, ParseContextError},
     error::{Error, Result},
     prune::{PruneOptions, keeps, prune},
     pyre, pyval,
@@ -25,8 +26,9 @@ use super::{
     tree::{AdjustOptions, Inherit, NodeId, Tree, adjust_node},
 };
 
-/// What to discover.
-#[derive(Debug, Clone, Default)]
+/// What to discover: the one description of a test selection, which
+/// command-line arguments and configuration files convert into.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
     /// Plan node name; `None` runs the default plan (all tests).
     pub plan: Option<String>,
@@ -65,10 +67,10 @@ impl Discovery {
 
 fn search_any(patterns: &[String], name: &str) -> Result<bool> {
     for p in patterns {
-        if pyre::search(p, name).map_err(|message| Error::Regex {
+        if pyre::search(p, name).map_err(|e| Error::Regex {
             pattern: p.clone(),
             node: None,
-            message,
+            message: e.to_string(),
         })? {
             return Ok(true);
         }
@@ -80,21 +82,65 @@ fn search_any(patterns: &[String], name: &str) -> Result<bool> {
 pub fn discover(root: impl AsRef<Path>, selection: &Selection) -> Result<Discovery> {
     let root = root.as_ref();
     if selection.plan.is_none()
-        && let Ok((root, plan, chunks)) = stream_default(
-            root,
-            selection,
-            Vec::new,
-            |v, t| {
-                v.push(t);
-                Ok(())
-            },
-            |_| {},
-        )
+        && let Ok((root, plan, chunks)) = stream_default(root, selection, Vec::new, push_to, |_| {})
     {
         let tests = chunks.into_iter().flatten().collect();
         return Ok(Discovery { root, plan, tests });
     }
     discover_whole(root, selection)
+}
+
+/// Where [`discover_into`] puts the tests it builds: one sink per chunk of
+/// the tree, filled on one of the worker threads.
+pub trait TestSink: Send {
+    /// Take the next test of the chunk (tests come in discovery order).
+    fn push(&mut self, test: Test);
+
+    /// The chunk is complete (to give back spare capacity, say); called
+    /// once, on the thread that filled the sink.
+    fn finish(&mut self) {}
+}
+
+impl TestSink for Vec<Test> {
+    fn push(&mut self, test: Test) {
+        Vec::push(self, test);
+    }
+}
+
+fn push_to<S: TestSink>(sink: &mut S, test: Test) -> Result<()> {
+    sink.push(test);
+    Ok(())
+}
+
+/// Discover the tests as [`discover()`] does, handing each test to a sink
+/// made by `new_sink` as soon as it is built instead of collecting them:
+/// the tests of all returned sinks, in order, are the tests of
+/// [`discover()`]. Without a plan the tree is split into chunks, each
+/// filled on its own thread of the rayon pool; with a plan (or when the
+/// chunked pass meets an error and the whole-tree pass runs to report it)
+/// all tests go into one sink. For consumers that turn each test into
+/// something smaller, such as a line of output.
+///
+/// Sinks are only kept when discovery succeeds; on an error, or when the
+/// chunked pass is abandoned, the sinks filled so far are dropped.
+pub fn discover_into<S: TestSink>(
+    root: impl AsRef<Path>,
+    selection: &Selection,
+    new_sink: impl Fn() -> S + Sync,
+) -> Result<Vec<S>> {
+    let root = root.as_ref();
+    if selection.plan.is_none()
+        && let Ok((_, _, sinks)) = stream_default(root, selection, &new_sink, push_to, S::finish)
+    {
+        return Ok(sinks);
+    }
+    let found = discover_whole(root, selection)?;
+    let mut sink = new_sink();
+    for test in found.tests {
+        sink.push(test);
+    }
+    sink.finish();
+    Ok(vec![sink])
 }
 
 /// Discovery over a whole loaded tree: load (with inheritance), adjust,
@@ -134,9 +180,7 @@ fn stream_default<S: Send>(
     /// Nodes per unit of work.
     const CHUNK: usize = 256;
     let plan = Plan::default_plan();
-    let [section] = plan.discover.as_slice() else {
-        return Err(Error::Usage("internal error: default plan sections".into()));
-    };
+    let section = &DiscoverSection::default();
     let (options, excludes) = section_options(section, selection);
     let adjust = AdjustOptions::default();
     let mut tree = Tree::load_uninherited(root)?;
@@ -330,247 +374,28 @@ fn build(
     Ok(Discovery { root, plan, tests })
 }
 
-/// Arguments of `atex discover`, independent of the argument parser.
-#[derive(Debug, Clone, Default)]
-pub struct DiscoverArgs {
-    /// Tree root (or any directory inside the tree); default `.`.
-    pub root: Option<PathBuf>,
-    /// `--plan`.
-    pub plan: Option<String>,
-    /// `-c K=V` (repeatable; `V` may be a comma list, as in tmt).
-    pub context: Vec<String>,
-    /// `--filter` (repeatable).
-    pub filters: Vec<String>,
-    /// `--test` name regexes (repeatable).
-    pub tests: Vec<String>,
-    /// `--exclude` name regexes (repeatable).
-    pub excludes: Vec<String>,
-    /// `--json`.
-    pub json: bool,
-}
-
 /// Parse `-c` arguments (`K=V`, `V` split on commas; repeated keys add
-/// values) into a context.
-pub fn parse_context_args(args: &[String]) -> Result<Context> {
-    let mut dims: indexmap::IndexMap<String, Vec<String>> = indexmap::IndexMap::new();
-    for arg in args {
-        let Some((k, v)) = arg.split_once('=') else {
-            return Err(Error::Usage(format!(
-                "invalid context '{arg}': expected KEY=VALUE"
-            )));
-        };
-        let k = k.trim();
-        if k.is_empty() {
-            return Err(Error::Usage(format!("invalid context '{arg}': empty key")));
-        }
-        dims.entry(k.to_string())
-            .or_default()
-            .extend(v.split(',').map(|s| s.trim().to_string()));
-    }
-    let mut ctx = Context::new();
-    for (k, vs) in dims {
-        ctx.set(k, vs);
-    }
-    Ok(ctx)
-}
-
-/// Run `atex discover`: test names one per line, or with `json` an object
-/// keyed by test name (in discovery order) whose values are
-/// `{"metadata": {...}, "source_dir": "/abs/dir"}`. Nothing is written
-/// before discovery has succeeded.
-pub fn cli_discover(args: &DiscoverArgs) -> Result<DiscoverOutput> {
-    let selection = Selection {
-        plan: args.plan.clone(),
-        context: parse_context_args(&args.context)?,
-        filters: args.filters.clone(),
-        names: args.tests.clone(),
-        excludes: args.excludes.clone(),
-    };
-    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    if selection.plan.is_none() {
-        let json = args.json;
-        let streamed = stream_default(
-            &root,
-            &selection,
-            || (Output::new(json), Vec::new()),
-            |(out, names), t| {
-                if json {
-                    names.push(t.name.clone());
-                }
-                out.push(t)
-            },
-            |(out, _)| out.text.shrink_to_fit(),
-        );
-        if let Ok((_, _, chunks)) = streamed {
-            let mut seen = std::collections::HashSet::new();
-            // A repeated name replaces an earlier JSON entry: leave that
-            // to the whole-tree path.
-            let unique = chunks
-                .iter()
-                .flat_map(|(_, names)| names)
-                .all(|n| seen.insert(n.as_str()));
-            if unique {
-                drop(seen);
-                let pieces = chunks.into_iter().map(|(out, _)| out.text).collect();
-                return Ok(DiscoverOutput::framed(json, pieces));
-            }
-        }
-    }
-    let found = discover_whole(&root, &selection)?;
-    if args.json {
-        let mut out = Map::new();
-        for t in found.tests {
-            let mut entry = Map::new();
-            entry.insert("metadata".into(), Value::Object(t.metadata));
-            entry.insert(
-                "source_dir".into(),
-                Value::String(t.source_dir.to_string_lossy().into_owned()),
-            );
-            out.insert(t.name, Value::Object(entry));
-        }
-        let mut text = serde_json::to_string_pretty(&Value::Object(out))
-            .map_err(|e| Error::Usage(format!("cannot write JSON: {e}")))?;
-        text.push('\n');
-        Ok(DiscoverOutput { pieces: vec![text] })
-    } else {
-        let mut out = Output::new(false);
-        for t in found.tests {
-            out.push(t)?;
-        }
-        Ok(DiscoverOutput::framed(false, vec![out.text]))
-    }
-}
-
-/// The text `atex discover` prints, kept in the pieces it was built in
-/// (joining them would hold the text twice).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoverOutput {
-    pieces: Vec<String>,
-}
-
-impl DiscoverOutput {
-    /// Frame the pieces of [`Output`] texts: for JSON, every entry starts
-    /// with a separator, and the first one becomes the opening brace.
-    fn framed(json: bool, mut pieces: Vec<String>) -> DiscoverOutput {
-        if json {
-            match pieces.iter_mut().find(|p| !p.is_empty()) {
-                Some(first) => {
-                    first.replace_range(..1, "{");
-                    pieces.push("\n}\n".into());
-                }
-                None => pieces = vec!["{}\n".into()],
-            }
-        }
-        DiscoverOutput { pieces }
-    }
-
-    /// Write the text out, piece by piece.
-    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        self.pieces
-            .iter()
-            .try_for_each(|piece| out.write_all(piece.as_bytes()))
-    }
-
-    /// The whole text as one string.
-    pub fn into_string(self) -> String {
-        self.pieces.concat()
-    }
-}
-
-/// The text of a chunk of tests, built one test at a time: names one per
-/// line, or the entries of the JSON object `serde_json::to_string_pretty`
-/// gives for `{name: {"metadata": ..., "source_dir": ...}}`, each after a
-/// `,` separator ([`DiscoverOutput::framed`] completes the object).
-struct Output {
-    json: bool,
-    text: String,
-}
-
-impl Output {
-    fn new(json: bool) -> Output {
-        Output {
-            json,
-            text: String::new(),
-        }
-    }
-
-    fn push(&mut self, t: Test) -> Result<()> {
-        if !self.json {
-            self.text.push_str(&t.name);
-            self.text.push('\n');
-            return Ok(());
-        }
-        let err = |e: serde_json::Error| Error::Usage(format!("cannot write JSON: {e}"));
-        let mut entry = Map::new();
-        entry.insert("metadata".into(), Value::Object(t.metadata));
-        entry.insert(
-            "source_dir".into(),
-            Value::String(t.source_dir.to_string_lossy().into_owned()),
-        );
-        let body = serde_json::to_string_pretty(&Value::Object(entry)).map_err(err)?;
-        self.text.push_str(",\n  ");
-        self.text
-            .push_str(&serde_json::to_string(&t.name).map_err(err)?);
-        self.text.push_str(": ");
-        // JSON text holds no raw newlines inside strings: indenting every
-        // line nests the entry one level.
-        let mut lines = body.split('\n');
-        if let Some(first) = lines.next() {
-            self.text.push_str(first);
-        }
-        for line in lines {
-            self.text.push_str("\n  ");
-            self.text.push_str(line);
-        }
-        Ok(())
-    }
-}
-
-/// Whether [`stream_default`] (with the `atex discover --json` text it
-/// gives) agrees with [`discover_whole`] for `selection` without a plan:
-/// the same tests, or both an error. For tests and fuzzing.
+/// values) into a context: [`Context::from_args`], kept for callers that
+/// still hold the arguments as text.
 #[doc(hidden)]
+pub fn parse_context_args(args: &[String]) -> std::result::Result<Context, ParseContextError> {
+    Context::from_args(args)
+}
+
+/// Whether [`stream_default`] agrees with [`discover_whole`] for
+/// `selection` without a plan: the same root, plan and tests, or both an
+/// error. For tests and fuzzing.
 pub(crate) fn stream_agrees(root: &Path, selection: &Selection) -> bool {
     let selection = Selection {
         plan: None,
         ..selection.clone()
     };
-    let stream = stream_default(
-        root,
-        &selection,
-        Vec::new,
-        |v, t| {
-            v.push(t);
-            Ok(())
-        },
-        |_| {},
-    );
+    let stream = stream_default(root, &selection, Vec::new, push_to, |_| {});
     let whole = discover_whole(root, &selection);
     match (stream, whole) {
         (Ok((root, plan, chunks)), Ok(found)) => {
             let tests: Vec<Test> = chunks.into_iter().flatten().collect();
-            let mut streamed = Output::new(true);
-            let mut map = Map::new();
-            for t in tests.iter().cloned() {
-                let mut entry = Map::new();
-                entry.insert("metadata".into(), Value::Object(t.metadata.clone()));
-                entry.insert(
-                    "source_dir".into(),
-                    Value::String(t.source_dir.to_string_lossy().into_owned()),
-                );
-                map.insert(t.name.clone(), Value::Object(entry));
-                if streamed.push(t).is_err() {
-                    return false;
-                }
-            }
-            let unique = map.len() == tests.len();
-            let json = serde_json::to_string_pretty(&Value::Object(map)).map(|t| t + "\n");
-            root == found.root
-                && plan == found.plan
-                && tests == found.tests
-                && (!unique
-                    || json.ok()
-                        == Some(DiscoverOutput::framed(true, vec![streamed.text]).into_string()))
+            root == found.root && plan == found.plan && tests == found.tests
         }
         (Err(_), Err(_)) => true,
         _ => false,
@@ -585,7 +410,7 @@ mod tests {
     /// the conformance corpus, with and without a context and filters.
     #[test]
     fn stream_agrees_on_corpus() {
-        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
         let mut cases: Vec<PathBuf> = std::fs::read_dir(&corpus)
             .unwrap()
             .flatten()
@@ -601,8 +426,7 @@ mod tests {
         let selections = [
             Selection::default(),
             Selection {
-                context: parse_context_args(&["distro=fedora-40".into(), "arch=x86_64".into()])
-                    .unwrap(),
+                context: Context::from_args(["distro=fedora-40", "arch=x86_64"]).unwrap(),
                 ..Selection::default()
             },
             Selection {
@@ -641,28 +465,61 @@ mod tests {
         assert_eq!(tags, [&["a".to_string()][..], &["a".into(), "b".into()]]);
     }
 
+    /// A sink that counts its `finish` calls.
+    #[derive(Default)]
+    struct Counted {
+        tests: Vec<Test>,
+        finished: usize,
+    }
+
+    impl TestSink for Counted {
+        fn push(&mut self, test: Test) {
+            self.tests.push(test);
+        }
+        fn finish(&mut self) {
+            self.finished += 1;
+        }
+    }
+
+    /// The sinks of `discover_into` hold the tests of `discover`, in
+    /// order, each finished once; with a plan, in one sink.
     #[test]
-    fn json_output_shape() {
-        assert_eq!(
-            DiscoverOutput::framed(true, Vec::new()).into_string(),
-            "{}\n"
-        );
-        assert_eq!(
-            DiscoverOutput::framed(true, vec![String::new()]).into_string(),
-            "{}\n"
-        );
-        let mut one = Output::new(true);
-        let test = Test::from_metadata(
-            "/a".into(),
-            PathBuf::from("/tree"),
-            PathBuf::from("."),
-            serde_json::from_str(r#"{"test": "true"}"#).unwrap(),
+    fn discover_into_sinks_hold_the_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".fmf")).unwrap();
+        std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+        for i in 0..600 {
+            std::fs::write(root.join(format!("t{i:03}.fmf")), "test: ./t\n").unwrap();
+        }
+        std::fs::write(
+            root.join("plan.fmf"),
+            "discover:\n    how: fmf\n    test: t1\n",
         )
         .unwrap();
-        one.push(test).unwrap();
-        let text = DiscoverOutput::framed(true, vec![String::new(), one.text]).into_string();
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["/a"]["source_dir"], "/tree");
-        assert!(text.starts_with("{\n  \"/a\": {\n"), "{text}");
+        let planned = Selection {
+            plan: Some("/plan".into()),
+            ..Selection::default()
+        };
+        for (selection, chunked) in [(Selection::default(), true), (planned, false)] {
+            let sinks = discover_into(root, &selection, Counted::default).unwrap();
+            assert_eq!(sinks.len() > 1, chunked, "{selection:?}");
+            assert!(sinks.iter().all(|s| s.finished == 1));
+            let tests: Vec<Test> = sinks.into_iter().flat_map(|s| s.tests).collect();
+            let found = discover(root, &selection).unwrap();
+            assert!(!tests.is_empty());
+            assert_eq!(tests, found.tests);
+        }
+        assert!(
+            discover_into(
+                root,
+                &Selection {
+                    names: vec!["(".into()],
+                    ..Selection::default()
+                },
+                Counted::default
+            )
+            .is_err()
+        );
     }
 }

@@ -15,11 +15,28 @@ const CACHE_LIMIT: usize = 4096;
 const BACKTRACK_LIMIT: usize = 1_000_000;
 
 thread_local! {
-    static CACHE: RefCell<HashMap<String, Result<Rc<Regex>, String>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<String, Result<Rc<Regex>, RegexError>>> = RefCell::new(HashMap::new());
+}
+
+/// Why a Python pattern or replacement template cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegexError {
+    /// The pattern does not compile, or a match ran out of its
+    /// backtracking budget.
+    #[error(transparent)]
+    Engine(#[from] fancy_regex::Error),
+    /// An invalid `re.sub` replacement template (bad escape, unknown
+    /// group, ...).
+    #[error("{0}")]
+    Template(String),
+}
+
+fn template(message: impl Into<String>) -> RegexError {
+    RegexError::Template(message.into())
 }
 
 /// Compile a Python pattern (cached).
-pub fn compile(pattern: &str) -> Result<Rc<Regex>, String> {
+pub fn compile(pattern: &str) -> Result<Rc<Regex>, RegexError> {
     if let Some(hit) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
         return hit;
     }
@@ -28,7 +45,7 @@ pub fn compile(pattern: &str) -> Result<Rc<Regex>, String> {
         .backtrack_limit(BACKTRACK_LIMIT)
         .build()
         .map(Rc::new)
-        .map_err(|e| e.to_string());
+        .map_err(RegexError::from);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= CACHE_LIMIT {
@@ -40,12 +57,12 @@ pub fn compile(pattern: &str) -> Result<Rc<Regex>, String> {
 }
 
 /// Python `re.search(pattern, text) is not None`.
-pub fn search(pattern: &str, text: &str) -> Result<bool, String> {
-    compile(pattern)?.is_match(text).map_err(|e| e.to_string())
+pub fn search(pattern: &str, text: &str) -> Result<bool, RegexError> {
+    Ok(compile(pattern)?.is_match(text)?)
 }
 
 /// Python `re.sub(pattern, replacement, text)`.
-pub fn sub(pattern: &str, replacement: &str, text: &str) -> Result<String, String> {
+pub fn sub(pattern: &str, replacement: &str, text: &str) -> Result<String, RegexError> {
     let re = compile(pattern)?;
     let template = parse_template(replacement, &re)?;
     let mut out = String::with_capacity(text.len());
@@ -53,7 +70,7 @@ pub fn sub(pattern: &str, replacement: &str, text: &str) -> Result<String, Strin
     let mut pos = 0usize;
     let mut prev_empty_at: Option<usize> = None;
     while pos <= text.len() {
-        let Some(caps) = re.captures_from_pos(text, pos).map_err(|e| e.to_string())? else {
+        let Some(caps) = re.captures_from_pos(text, pos)? else {
             break;
         };
         let Some(m) = caps.get(0) else { break };
@@ -98,28 +115,29 @@ enum Part {
     Group(usize),
 }
 
-fn parse_template(repl: &str, re: &Regex) -> Result<Vec<Part>, String> {
+fn parse_template(repl: &str, re: &Regex) -> Result<Vec<Part>, RegexError> {
     let groups = re.captures_len();
     let mut parts = Vec::new();
     let mut lit = String::new();
     let mut chars = repl.chars().peekable();
-    let push_group = |lit: &mut String, parts: &mut Vec<Part>, g: usize| -> Result<(), String> {
-        if g >= groups {
-            return Err(format!("invalid group reference {g}"));
-        }
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(lit)));
-        }
-        parts.push(Part::Group(g));
-        Ok(())
-    };
+    let push_group =
+        |lit: &mut String, parts: &mut Vec<Part>, g: usize| -> Result<(), RegexError> {
+            if g >= groups {
+                return Err(template(format!("invalid group reference {g}")));
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(lit)));
+            }
+            parts.push(Part::Group(g));
+            Ok(())
+        };
     while let Some(c) = chars.next() {
         if c != '\\' {
             lit.push(c);
             continue;
         }
         let Some(n) = chars.next() else {
-            return Err("bad escape (end of pattern)".into());
+            return Err(template("bad escape (end of pattern)"));
         };
         match n {
             '0'..='9' => {
@@ -137,23 +155,23 @@ fn parse_template(repl: &str, re: &Regex) -> Result<Vec<Part>, String> {
                     while num.len() < 3 && chars.peek().is_some_and(|d| ('0'..='7').contains(d)) {
                         num.extend(chars.next());
                     }
-                    let v = u32::from_str_radix(&num, 8).map_err(|e| e.to_string())?;
-                    lit.push(char::from_u32(v).ok_or("bad octal escape")?);
+                    let v = u32::from_str_radix(&num, 8).map_err(|e| template(e.to_string()))?;
+                    lit.push(char::from_u32(v).ok_or_else(|| template("bad octal escape"))?);
                 } else {
-                    let g: usize = num.parse().map_err(|_| "bad group")?;
+                    let g: usize = num.parse().map_err(|_| template("bad group"))?;
                     push_group(&mut lit, &mut parts, g)?;
                 }
             }
             'g' => {
                 if chars.next() != Some('<') {
-                    return Err("missing <".into());
+                    return Err(template("missing <"));
                 }
                 let mut name = String::new();
                 loop {
                     match chars.next() {
                         Some('>') => break,
                         Some(c) => name.push(c),
-                        None => return Err("missing >, unterminated name".into()),
+                        None => return Err(template("missing >, unterminated name")),
                     }
                 }
                 let g = match name.parse::<usize>() {
@@ -161,7 +179,7 @@ fn parse_template(repl: &str, re: &Regex) -> Result<Vec<Part>, String> {
                     Err(_) => re
                         .capture_names()
                         .position(|n| n == Some(name.as_str()))
-                        .ok_or_else(|| format!("unknown group name '{name}'"))?,
+                        .ok_or_else(|| template(format!("unknown group name '{name}'")))?,
                 };
                 push_group(&mut lit, &mut parts, g)?;
             }
@@ -173,7 +191,7 @@ fn parse_template(repl: &str, re: &Regex) -> Result<Vec<Part>, String> {
             'a' => lit.push('\x07'),
             'b' => lit.push('\x08'),
             '\\' => lit.push('\\'),
-            c if c.is_ascii_alphabetic() => return Err(format!("bad escape \\{c}")),
+            c if c.is_ascii_alphabetic() => return Err(template(format!("bad escape \\{c}"))),
             c => {
                 lit.push('\\');
                 lit.push(c);

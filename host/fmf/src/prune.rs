@@ -46,11 +46,11 @@ enum FilterFail {
     Regex(Error),
 }
 
-fn regex_fail(pattern: &str, message: String) -> FilterFail {
+fn regex_fail(pattern: &str, error: pyre::RegexError) -> FilterFail {
     FilterFail::Regex(Error::Regex {
         pattern: pattern.to_string(),
         node: None,
-        message,
+        message: error.to_string(),
     })
 }
 
@@ -75,10 +75,10 @@ pub(super) fn keeps(options: &PruneOptions, name: &str, data: &Map<String, Value
     if !options.names.is_empty() {
         let mut any = false;
         for pattern in &options.names {
-            if pyre::search(pattern, name).map_err(|message| Error::Regex {
+            if pyre::search(pattern, name).map_err(|e| Error::Regex {
                 pattern: pattern.clone(),
                 node: None,
-                message,
+                message: e.to_string(),
             })? {
                 any = true;
             }

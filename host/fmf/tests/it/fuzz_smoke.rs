@@ -4,7 +4,7 @@
 
 use std::{fs, path::Path};
 
-use atex::fmf::fuzzing::fuzz_one;
+use atex_fmf::testing::fuzz_one;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -22,7 +22,7 @@ impl Rng {
 }
 
 fn seeds() -> Vec<Vec<u8>> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fmf-corpus");
     let mut files = Vec::new();
     let mut stack = vec![corpus];
     while let Some(dir) = stack.pop() {
