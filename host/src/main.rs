@@ -269,9 +269,15 @@ struct RunArgs {
     /// into DIR; their earlier results are kept as earlier attempts.
     #[arg(long, value_name = "DIR", conflicts_with = "results")]
     rerun_failed: Option<PathBuf>,
-    /// Platform name to file results under, instead of each system's.
+    /// Platform name to file results under, instead of each system's, for
+    /// provisioners without a `platform` option of their own. Distinct
+    /// platforms are the columns of a matrix: each test runs on each.
     #[arg(long)]
     platform: Option<String>,
+    /// A platform's own fmf context, PLATFORM:K=V[,V] (repeatable), over
+    /// the -c context: tests are discovered per platform with it.
+    #[arg(long = "context-for", value_name = "PLATFORM:K=V")]
+    context_for: Vec<String>,
     /// Timing history file [default: .atex-history.json beside DIR].
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
@@ -306,14 +312,25 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
         Some(file) => RunConfig::from_file(file)?,
         None => RunConfig::default(),
     };
-    let sel = args.selection;
+    let (root, selection) = args.selection.into_selection()?;
+    let mut context_for: Vec<(String, atex::fmf::Context)> = Vec::new();
+    for arg in &args.context_for {
+        let (platform, pair) = arg
+            .split_once(':')
+            .filter(|(p, _)| !p.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--context-for {arg}: expected PLATFORM:K=V"))?;
+        let pair: atex::fmf::ContextPair = pair
+            .parse()
+            .with_context(|| format!("--context-for {arg}"))?;
+        match context_for.iter_mut().find(|(p, _)| p == platform) {
+            Some((_, ctx)) => ctx.extend([pair]),
+            None => context_for.push((platform.to_string(), [pair].into_iter().collect())),
+        }
+    }
     let cli = RunConfig {
-        root: sel.root,
-        plan: sel.plan,
-        context: sel.context,
-        filters: sel.filters,
-        tests: sel.tests,
-        excludes: sel.excludes,
+        root,
+        selection,
+        context_for,
         provisioners: specs(&args.provisioners)?,
         reporters: specs(&args.reporters)?,
         plugin_dirs: args.dirs.plugin_dirs,

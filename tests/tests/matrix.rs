@@ -197,3 +197,81 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Two images as two platforms, each with its own fmf context: `adjust`
+/// removes a test on one and changes a test's environment on the other.
+/// The results hold exactly the expected (platform, test) pairs, with the
+/// environment each platform's context gave.
+#[test]
+fn two_platforms_with_their_own_contexts_run_their_own_tests() {
+    ensure_image();
+    let ssh_image = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
+        .arg("ssh")
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("build.sh ssh");
+    assert!(ssh_image.status.success(), "{}", stderr(&ssh_image));
+    let plugins = plugin_dir_with(&["atex_podman"]);
+    let dir = TestDir::new();
+    dir.create(".fmf/version", "1\n");
+    dir.create(
+        "main.fmf",
+        "/common:\n    test: echo \"greeting=$GREETING\"\n    environment:\n        GREETING: hello\n    \
+         adjust:\n      - when: distro == beta\n        environment+:\n            GREETING: beta-hello\n\
+         /only-alpha:\n    test: 'true'\n    adjust:\n      - when: distro == beta\n        enabled: false\n\
+         /both:\n    test: 'true'\n",
+    );
+    let a = format!("podman:image={IMAGE},max=1,platform=deb-a");
+    let b = "podman:image=localhost/atex-test-ssh:bookworm,max=1,platform=deb-b";
+    let out = run(
+        dir.path(),
+        plugins.path(),
+        &[
+            "-p",
+            &a,
+            "-p",
+            b,
+            "--context-for",
+            "deb-a:distro=alpha",
+            "--context-for",
+            "deb-b:distro=beta",
+            "--results",
+            "out",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results = dir.path().join("out");
+    let got: Vec<(String, String)> = finals(&results).into_keys().collect();
+    let want: Vec<(String, String)> = [
+        ("deb-a", "/both"),
+        ("deb-a", "/common"),
+        ("deb-a", "/only-alpha"),
+        ("deb-b", "/both"),
+        ("deb-b", "/common"),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    assert_eq!(got, want, "{}", stderr(&out));
+    let greeting = |p: &str| {
+        fs::read_to_string(results.join(format!("files/{p}/common/output.txt")))
+            .expect("output.txt")
+    };
+    assert!(greeting("deb-a").contains("greeting=hello"), "{}", greeting("deb-a"));
+    assert!(greeting("deb-b").contains("greeting=beta-hello"), "{}", greeting("deb-b"));
+    // Each platform's tests ran on its own image's containers.
+    let attempts = fs::read_to_string(results.join("attempts.jsonl")).expect("attempts");
+    for line in attempts.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(v["provisioner"], "podman", "{line}");
+    }
+    // The terminal summary shows the matrix.
+    let err = stderr(&out);
+    assert!(err.contains("tests × platforms:"), "{err}");
+    let row = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("/only-alpha"))
+        .unwrap_or_default();
+    assert!(row.contains("pass") && row.trim_end().ends_with('-'), "{err}");
+}

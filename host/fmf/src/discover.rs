@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::{
-    context::{Context, Evaluator, ParseContextError},
+    context::{Context, Evaluator},
     error::{Error, Result},
     prune::{PruneOptions, keeps, prune},
     pyre, pyval,
@@ -372,14 +372,6 @@ fn build(
         tests.push(build_one(p, metadata)?);
     }
     Ok(Discovery { root, plan, tests })
-}
-
-/// Parse `-c` arguments (`K=V`, `V` split on commas; repeated keys add
-/// values) into a context: [`Context::from_args`], kept for callers that
-/// still hold the arguments as text.
-#[doc(hidden)]
-pub fn parse_context_args(args: &[String]) -> std::result::Result<Context, ParseContextError> {
-    Context::from_args(args)
 }
 
 /// Whether [`stream_default`] agrees with [`discover_whole`] for

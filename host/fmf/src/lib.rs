@@ -54,10 +54,6 @@ pub use tmt::{
 };
 pub use tree::{AdjustOptions, Decision, Directives, Node, NodeId, Tree};
 
-// Until the run configuration holds a `Selection`.
-#[doc(hidden)]
-pub use discover::parse_context_args;
-
 /// Hooks for the conformance corpus runner, the fuzz targets and their
 /// tests; not part of the API.
 #[doc(hidden)]

@@ -5,6 +5,9 @@
 //! root: tests/            # FMF tree (default .)
 //! plan: /plans/ci         # selection, as `atex discover`
 //! context: {distro: fedora-40, arch: [x86_64]}   # or a list of "K=V"
+//! context-for:            # a platform's own context, over `context`
+//!   cs9: {distro: centos-stream-9}
+//!   cs10: [distro=centos-stream-10]
 //! filter: ["tag: -slow"]
 //! test: [/smoke]
 //! exclude: [/broken]
@@ -39,23 +42,18 @@ use super::{
     driver::ContinueRun,
     engine::{DefaultPolicy, SchedulePolicy},
 };
-use crate::plugins::PluginSpec;
+use crate::{fmf, plugins::PluginSpec};
 
 /// Everything `atex run` needs.
 #[derive(Clone)]
 pub struct RunConfig {
     /// FMF tree root (default `.`).
     pub root: Option<PathBuf>,
-    /// `--plan`.
-    pub plan: Option<String>,
-    /// `-c K=V`.
-    pub context: Vec<String>,
-    /// `--filter`.
-    pub filters: Vec<String>,
-    /// `--test`.
-    pub tests: Vec<String>,
-    /// `--exclude`.
-    pub excludes: Vec<String>,
+    /// `--plan`, `-c`, `--filter`, `--test`, `--exclude`.
+    pub selection: fmf::Selection,
+    /// `--context-for PLATFORM:K=V`: each platform's own context
+    /// dimensions, replacing the same dimensions of the selection's.
+    pub context_for: Vec<(String, fmf::Context)>,
     /// `-p NAME[:K=V,...]` (default: `local`).
     pub provisioners: Vec<PluginSpec>,
     /// `-r NAME[:K=V,...]`.
@@ -94,11 +92,8 @@ impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             root: None,
-            plan: None,
-            context: Vec::new(),
-            filters: Vec::new(),
-            tests: Vec::new(),
-            excludes: Vec::new(),
+            selection: fmf::Selection::default(),
+            context_for: Vec::new(),
             provisioners: Vec::new(),
             reporters: Vec::new(),
             plugin_dirs: Vec::new(),
@@ -121,7 +116,8 @@ impl std::fmt::Debug for RunConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunConfig")
             .field("root", &self.root)
-            .field("plan", &self.plan)
+            .field("selection", &self.selection)
+            .field("context_for", &self.context_for)
             .field("provisioners", &self.provisioners)
             .field("reporters", &self.reporters)
             .field("results_dir", &self.results_dir)
@@ -156,6 +152,7 @@ struct ConfigFile {
     root: Option<PathBuf>,
     plan: Option<String>,
     context: Option<Value>,
+    context_for: Option<serde_yaml::Mapping>,
     filter: Option<OneOrMany>,
     test: Option<OneOrMany>,
     exclude: Option<OneOrMany>,
@@ -243,28 +240,13 @@ impl RunConfig {
         } else {
             serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?
         };
-        let context = match f.context {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .map(|(k, v)| {
-                    let vals = match v {
-                        Value::Sequence(s) => {
-                            s.iter().map(scalar_text).collect::<Vec<_>>().join(",")
-                        }
-                        other => scalar_text(other),
-                    };
-                    format!("{}={vals}", scalar_text(k))
-                })
-                .collect(),
-            Some(Value::Sequence(s)) => s.iter().map(scalar_text).collect(),
-            Some(Value::String(s)) => vec![s],
-            Some(_) => {
-                return Err(ConfigError(
-                    "context: expected a mapping or a list of K=V".into(),
-                ));
-            }
-        };
+        let context = context_value("context", f.context.as_ref())?;
+        let mut context_for = Vec::new();
+        for (k, v) in f.context_for.iter().flatten() {
+            let platform = scalar_text(k);
+            let key = format!("context-for: {platform}");
+            context_for.push((platform, context_value(&key, Some(v))?));
+        }
         let plugins = |v: Option<Vec<Value>>| -> Result<Vec<PluginSpec>, ConfigError> {
             v.unwrap_or_default().iter().map(plugin_entry).collect()
         };
@@ -280,11 +262,14 @@ impl RunConfig {
         };
         Ok(RunConfig {
             root: f.root,
-            plan: f.plan,
-            context,
-            filters: f.filter.map(OneOrMany::into_vec).unwrap_or_default(),
-            tests: f.test.map(OneOrMany::into_vec).unwrap_or_default(),
-            excludes: f.exclude.map(OneOrMany::into_vec).unwrap_or_default(),
+            selection: fmf::Selection {
+                plan: f.plan,
+                context,
+                filters: f.filter.map(OneOrMany::into_vec).unwrap_or_default(),
+                names: f.test.map(OneOrMany::into_vec).unwrap_or_default(),
+                excludes: f.exclude.map(OneOrMany::into_vec).unwrap_or_default(),
+            },
+            context_for,
             provisioners: plugins(f.provisioners)?,
             reporters: plugins(f.reporters)?,
             plugin_dirs: f.plugin_dirs.unwrap_or_default(),
@@ -324,7 +309,6 @@ impl RunConfig {
         }
         opt!(
             root,
-            plan,
             workers,
             reruns,
             results_dir,
@@ -333,7 +317,18 @@ impl RunConfig {
             failure_budget,
             deadline
         );
-        list!(context, filters, tests, excludes, provisioners, reporters);
+        list!(provisioners, reporters, context_for);
+        let (mine, theirs) = (&mut self.selection, over.selection);
+        if theirs.plan.is_some() {
+            mine.plan = theirs.plan;
+        }
+        if !theirs.context.is_empty() {
+            mine.context = theirs.context;
+        }
+        macro_rules! sel_list {
+            ($($f:ident),*) => {$( if !theirs.$f.is_empty() { mine.$f = theirs.$f; } )*};
+        }
+        sel_list!(filters, names, excludes);
         self.plugin_dirs.extend(over.plugin_dirs);
         self.progress = over.progress;
         self.signals = over.signals;
@@ -342,6 +337,35 @@ impl RunConfig {
             self.continue_run = over.continue_run;
         }
         self
+    }
+}
+
+/// A context from the configuration file: a mapping (`{distro: f40, arch:
+/// [x86_64]}`; a scalar value is split on commas like `-c`), a list of
+/// `K=V` or one `K=V`.
+fn context_value(key: &str, v: Option<&Value>) -> Result<fmf::Context, ConfigError> {
+    let bad = |detail: String| ConfigError(format!("{key}: {detail}"));
+    match v {
+        None | Some(Value::Null) => Ok(fmf::Context::new()),
+        Some(Value::Mapping(m)) => {
+            let mut ctx = fmf::Context::new();
+            for (k, v) in m {
+                let values: Vec<String> = match v {
+                    Value::Sequence(s) => s.iter().map(scalar_text).collect(),
+                    other => scalar_text(other)
+                        .split(',')
+                        .map(|p| p.trim().to_string())
+                        .collect(),
+                };
+                ctx.add(scalar_text(k), values);
+            }
+            Ok(ctx)
+        }
+        Some(Value::Sequence(s)) => {
+            fmf::Context::from_args(s.iter().map(scalar_text)).map_err(|e| bad(e.to_string()))
+        }
+        Some(Value::String(s)) => fmf::Context::from_args([s]).map_err(|e| bad(e.to_string())),
+        Some(_) => Err(bad("expected a mapping or a list of K=V".into())),
     }
 }
 
@@ -363,8 +387,11 @@ mod tests {
              workers: 3\nreruns: 2\nresults: out\ndeadline: 1h\nfailure-budget: 2\n",
         )
         .expect("parses");
-        assert_eq!(cfg.context, ["distro=fedora-40", "arch=x86_64,aarch64"]);
-        assert_eq!(cfg.filters, ["tag: a"]);
+        assert_eq!(
+            cfg.selection.context,
+            fmf::Context::from_args(["distro=fedora-40", "arch=x86_64,aarch64"]).expect("ctx")
+        );
+        assert_eq!(cfg.selection.filters, ["tag: a"]);
         assert_eq!(cfg.provisioners.len(), 2);
         assert_eq!(cfg.provisioners[0].name, "podman");
         assert!(cfg.provisioners[0].config_text().contains("max: 4"));

@@ -66,6 +66,19 @@ pub trait TestExecutor: Send + Sync {
         connection: Connection,
         cancel: &CancelToken,
     ) -> Result<Box<dyn ExecSystem>, ExecError>;
+
+    /// [`TestExecutor::open`] for a system of `platform` (the platform its
+    /// results are filed under). Default: the same for every platform.
+    fn open_for(
+        &self,
+        remote: &str,
+        platform: &str,
+        connection: Connection,
+        cancel: &CancelToken,
+    ) -> Result<Box<dyn ExecSystem>, ExecError> {
+        let _ = platform;
+        self.open(remote, connection, cancel)
+    }
 }
 
 /// A set-up system.
@@ -89,8 +102,28 @@ pub struct FmfExecutor {
     pub tree_root: PathBuf,
     /// The plan's environment, prepare and finish steps.
     pub plan: PlanSpec,
+    /// The plan as some platforms see it (adjusted with their own
+    /// context), instead of `plan`.
+    pub plans: Vec<(String, PlanSpec)>,
     /// Options for each system.
     pub options: SystemOptions,
+}
+
+impl FmfExecutor {
+    fn open_with(
+        &self,
+        remote: &str,
+        plan: &PlanSpec,
+        connection: Connection,
+        cancel: &CancelToken,
+    ) -> Result<Box<dyn ExecSystem>, ExecError> {
+        let mut system = System::open(remote, connection, &self.options)?;
+        if let Err(e) = system.setup(&self.tree_root, plan, cancel) {
+            system.close();
+            return Err(e);
+        }
+        Ok(Box::new(system))
+    }
 }
 
 impl TestExecutor for FmfExecutor {
@@ -100,12 +133,22 @@ impl TestExecutor for FmfExecutor {
         connection: Connection,
         cancel: &CancelToken,
     ) -> Result<Box<dyn ExecSystem>, ExecError> {
-        let mut system = System::open(remote, connection, &self.options)?;
-        if let Err(e) = system.setup(&self.tree_root, &self.plan, cancel) {
-            system.close();
-            return Err(e);
-        }
-        Ok(Box::new(system))
+        self.open_with(remote, &self.plan, connection, cancel)
+    }
+
+    fn open_for(
+        &self,
+        remote: &str,
+        platform: &str,
+        connection: Connection,
+        cancel: &CancelToken,
+    ) -> Result<Box<dyn ExecSystem>, ExecError> {
+        let plan = self
+            .plans
+            .iter()
+            .find(|(p, _)| p == platform)
+            .map_or(&self.plan, |(_, plan)| plan);
+        self.open_with(remote, plan, connection, cancel)
     }
 }
 
@@ -314,6 +357,7 @@ impl Execution {
             executor: Arc::new(FmfExecutor {
                 tree_root: found.root.clone(),
                 plan: super::plan::plan_spec(&found.plan),
+                plans: Vec::new(),
                 options: SystemOptions::default(),
             }),
             policy: Policy {
@@ -1247,16 +1291,17 @@ impl LoopState<'_> {
         let Some(slot) = self.slots.get(&rid) else {
             return;
         };
-        let (remote, name, cancel) = (
+        let (remote, name, platform, cancel) = (
             Arc::clone(&slot.remote),
             slot.name.clone(),
+            slot.platform.clone(),
             slot.cancel.clone(),
         );
         let executor = Arc::clone(&self.exec.executor);
         let tx = self.tx.clone();
         thread::spawn(move || {
             let result = match remote.connection() {
-                Ok(conn) => executor.open(&name, conn, &cancel),
+                Ok(conn) => executor.open_for(&name, &platform, conn, &cancel),
                 Err(e) => Err(ExecError::Unreachable {
                     system: name.clone(),
                     detail: e.to_string(),

@@ -85,21 +85,16 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     cfg.validate()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    let selection = fmf::Selection {
-        plan: cfg.plan.clone(),
-        context: fmf::parse_context_args(&cfg.context)
-            .map_err(|e| RunError::Config(e.to_string()))?,
-        filters: cfg.filters.clone(),
-        names: cfg.tests.clone(),
-        excludes: cfg.excludes.clone(),
+    let prov_specs = if cfg.provisioners.is_empty() {
+        vec![PluginSpec::parse("local").map_err(|e| RunError::Config(e.to_string()))?]
+    } else {
+        cfg.provisioners.clone()
     };
-    let found = fmf::discover(&root, &selection).map_err(|e| RunError::Config(e.to_string()))?;
-    if found.tests.is_empty() {
-        return Err(RunError::Config(format!(
-            "no tests selected in {}",
-            found.root.display()
-        )));
-    }
+    let platforms: Vec<Option<String>> = prov_specs
+        .iter()
+        .map(|s| s.platform().or_else(|| cfg.platform.clone()))
+        .collect();
+    let found = discover_per_platform(&root, &cfg, &platforms)?;
     let run_id = new_run_id();
     let results_dir = cfg
         .results_dir
@@ -147,17 +142,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             ))
         })
     };
-    let prov_specs = if cfg.provisioners.is_empty() {
-        vec![PluginSpec::parse("local").map_err(|e| RunError::Config(e.to_string()))?]
-    } else {
-        cfg.provisioners.clone()
-    };
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
-    for spec in &prov_specs {
+    for (spec, platform) in prov_specs.iter().zip(&platforms) {
         let p = get(spec)?
             .new_provisioner(&host, &spec.config_text())
             .map_err(|e| RunError::Config(e.to_string()))?
-            .with_platform(spec.platform().or_else(|| cfg.platform.clone()));
+            .with_platform(platform.clone());
         provisioners.push(Arc::new(p));
     }
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
@@ -185,10 +175,23 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         max_requeues: defaults.max_requeues,
         deadline: cfg.deadline,
     };
-    let tests = plan::run_tests(&found, &history);
+    let mut tests = Vec::new();
+    let mut plans = Vec::new();
+    for (platform, d) in &found {
+        let mut these = plan::run_tests(d, &history);
+        for t in &mut these {
+            t.platform = platform.clone();
+        }
+        tests.extend(these);
+        if let Some(p) = platform {
+            plans.push((p.clone(), plan::plan_spec(&d.plan)));
+        }
+    }
+    let (_, first) = &found[0];
     let executor = FmfExecutor {
-        tree_root: found.root.clone(),
-        plan: plan::plan_spec(&found.plan),
+        tree_root: first.root.clone(),
+        plan: plan::plan_spec(&first.plan),
+        plans,
         options: Default::default(),
     };
     made.keep();
@@ -244,4 +247,68 @@ impl Drop for NewDirGuard {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Discovers the tests once, or, with `context_for`, once per platform
+/// with that platform's context (the same context is discovered once).
+/// Each discovery comes with the platform it is for (`None`: every one).
+fn discover_per_platform(
+    root: &Path,
+    cfg: &RunConfig,
+    platforms: &[Option<String>],
+) -> Result<Vec<(Option<String>, fmf::Discovery)>, RunError> {
+    let discover = |sel: &fmf::Selection| {
+        fmf::discover(root, sel).map_err(|e| RunError::Config(e.to_string()))
+    };
+    let found = if cfg.context_for.is_empty() {
+        vec![(None, discover(&cfg.selection)?)]
+    } else {
+        for (p, _) in &cfg.context_for {
+            if !platforms.iter().any(|q| q.as_deref() == Some(p)) {
+                return Err(RunError::Config(format!(
+                    "context for platform {p}: no provisioner has that platform (give one `platform={p}`)"
+                )));
+            }
+        }
+        if platforms.iter().any(Option::is_none) {
+            return Err(RunError::Config(
+                "platform contexts need every provisioner to name its platform (`platform=NAME`, or --platform)"
+                    .into(),
+            ));
+        }
+        let mut distinct: Vec<&str> = Vec::new();
+        for p in platforms.iter().flatten() {
+            if !distinct.contains(&p.as_str()) {
+                distinct.push(p);
+            }
+        }
+        let mut seen: Vec<(fmf::Context, fmf::Discovery)> = Vec::new();
+        let mut out = Vec::new();
+        for p in distinct {
+            let mut sel = cfg.selection.clone();
+            for (_, extra) in cfg.context_for.iter().filter(|(q, _)| q == p) {
+                for (dim, values) in extra.iter() {
+                    sel.context
+                        .set(dim, values.iter().map(|v| v.as_str().to_string()));
+                }
+            }
+            let d = match seen.iter().find(|(c, _)| *c == sel.context) {
+                Some((_, d)) => d.clone(),
+                None => {
+                    let d = discover(&sel)?;
+                    seen.push((sel.context.clone(), d.clone()));
+                    d
+                }
+            };
+            out.push((Some(p.to_string()), d));
+        }
+        out
+    };
+    if found.iter().all(|(_, d)| d.tests.is_empty()) {
+        return Err(RunError::Config(format!(
+            "no tests selected in {}",
+            found[0].1.root.display()
+        )));
+    }
+    Ok(found)
 }
