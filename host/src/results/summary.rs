@@ -102,14 +102,11 @@ impl RunStats {
         })
     }
 
-    /// The platforms of the final results, in order of appearance.
+    /// The platforms of the final results, sorted.
     pub fn platforms(&self) -> Vec<&str> {
-        let mut seen: Vec<&str> = Vec::new();
-        for f in &self.finals {
-            if !seen.contains(&f.platform.as_str()) {
-                seen.push(&f.platform);
-            }
-        }
+        let mut seen: Vec<&str> = self.finals.iter().map(|f| f.platform.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
         seen
     }
 
