@@ -1,5 +1,6 @@
 //! Workspace integration tests, one binary with a module per concern.
 
+mod compat;
 mod executor;
 mod plugins;
 mod run;
