@@ -466,6 +466,8 @@ impl ResultWriter {
     /// Reports one result (as received, with `files` as `[{name, length}]`
     /// or a list of names).
     pub fn report(&mut self, mut result: Map<String, Value>) -> Result<(), ControlError> {
+        // Upstream keeps an empty list: `"files": []` is written as sent.
+        let had_files = matches!(result.get("files"), Some(Value::Array(_)));
         let names: BTreeSet<String> = match result.remove("files") {
             Some(Value::Array(list)) => list
                 .into_iter()
@@ -477,7 +479,7 @@ impl ResultWriter {
                 .collect(),
             _ => BTreeSet::new(),
         };
-        if !names.is_empty() {
+        if had_files {
             result.insert(
                 "files".into(),
                 Value::Array(names.into_iter().map(Value::String).collect()),
@@ -518,6 +520,7 @@ impl ResultWriter {
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let had_files = result.contains_key("files");
         let mut files: Vec<String> = match result.remove("files") {
             Some(Value::Array(list)) => list
                 .into_iter()
@@ -557,7 +560,7 @@ impl ResultWriter {
             files.retain(|f| *f != testout);
             files.insert(0, testout);
         }
-        if !files.is_empty() {
+        if had_files || !files.is_empty() {
             result.insert(
                 "files".into(),
                 Value::Array(files.into_iter().map(Value::String).collect()),
