@@ -241,3 +241,396 @@ fn upstream_reboot_patterns_on_a_systemd_container() {
     remote.release().expect("release");
     prov.stop().expect("stop");
 }
+
+// ------------------------------------------- control words and results
+
+/// What upstream's tests put before their control writes.
+const REPORT: &str = r#"report() { printf 'result %s\n%s' "${#1}" "$1" >&$ATEX_TEST_CONTROL; }
+"#;
+
+/// One upstream-style test: its script, time limit, the `results` lines
+/// upstream writes for it, and files expected in the artifacts.
+struct Case {
+    name: &'static str,
+    script: &'static str,
+    duration: u64,
+    results: Value,
+    files: &'static [(&'static str, &'static [u8])],
+    note: Option<&'static str>,
+}
+
+fn case(name: &'static str, script: &'static str, results: Value) -> Case {
+    Case {
+        name,
+        script,
+        duration: 60,
+        results,
+        files: &[],
+        note: None,
+    }
+}
+
+/// Upstream's results cases (its `tests/executor/fmf/test_results.py`
+/// and friends), the control words, and the patterns its docs give.
+fn cases() -> Vec<Case> {
+    vec![
+        // No result reported: the fallback from the exit code.
+        Case {
+            files: &[("output.txt", b"hello\n")],
+            ..case(
+                "/noresult_pass",
+                "echo hello",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            files: &[("output.txt", b"to stderr\n")],
+            ..case(
+                "/noresult_fail",
+                "echo to stderr >&2; exit 1",
+                json!([{"status": "fail", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            duration: 2,
+            note: Some("test duration timeout reached"),
+            ..case(
+                "/noresult_abort",
+                "sleep 30",
+                json!([{"status": "infra", "note": "test duration timeout reached", "files": ["output.txt"]}]),
+            )
+        },
+        // Trivial results.
+        case(
+            "/trivial",
+            r#"report '{"status":"pass"}'"#,
+            json!([{"status": "pass"}]),
+        ),
+        case(
+            "/trivial_multiline",
+            "report '{\n\"status\":\n\"pass\"\n}'",
+            json!([{"status": "pass"}]),
+        ),
+        case(
+            "/trivial_repeated",
+            r#"report '{"status":"pass"}'; report '{"status":"fail"}'"#,
+            json!([{"status": "pass"}, {"status": "fail"}]),
+        ),
+        case(
+            "/trivial_exit_mismatch",
+            r#"report '{"status":"pass"}'; exit 1"#,
+            json!([{"status": "pass"}]),
+        ),
+        Case {
+            duration: 2,
+            ..case(
+                "/trivial_abort",
+                r#"report '{"status":"pass"}'; sleep 30"#,
+                json!([{"status": "pass"}]),
+            )
+        },
+        // Subtests.
+        case(
+            "/subtest",
+            r#"report '{"status":"fail","name":"subtest"}'; report '{"status":"pass"}'"#,
+            json!([{"status": "fail", "name": "subtest"}, {"status": "pass"}]),
+        ),
+        case(
+            "/subtest_nested",
+            r#"report '{"status":"pass","name":"sub/res/ult"}'; report '{"status":"pass"}'"#,
+            json!([{"status": "pass", "name": "sub/res/ult"}, {"status": "pass"}]),
+        ),
+        case(
+            "/subtest_no_status",
+            r#"report '{"name":"subtest"}'"#,
+            json!([{"name": "subtest"}, {"status": "pass", "files": ["output.txt"]}]),
+        ),
+        Case {
+            files: &[("subtest/out.txt", b"printed\n")],
+            ..case(
+                "/subtest_testout",
+                r#"echo printed; report '{"status":"fail","name":"subtest","testout":"out.txt"}'; report '{"status":"pass"}'"#,
+                json!([{"status": "fail", "name": "subtest", "files": ["out.txt"]}, {"status": "pass"}]),
+            )
+        },
+        // Files.
+        Case {
+            files: &[("some_file", b"hello")],
+            ..case(
+                "/files",
+                r#"j='{"status":"pass","files":[{"name":"some_file","length":5}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf hello; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "files": ["some_file"]}]),
+            )
+        },
+        Case {
+            files: &[("some/file", b"hello")],
+            ..case(
+                "/files_subpath",
+                r#"j='{"status":"pass","files":[{"name":"some/file","length":5}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf hello; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "files": ["some/file"]}]),
+            )
+        },
+        Case {
+            files: &[("a", b"he"), ("b", b"llo")],
+            ..case(
+                "/files_multiple",
+                r#"j='{"status":"pass","files":[{"name":"a","length":2},{"name":"b","length":3}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf hello; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "files": ["a", "b"]}]),
+            )
+        },
+        Case {
+            files: &[("f", b"hello")],
+            ..case(
+                "/files_append",
+                r#"j='{"status":"pass","files":[{"name":"f","length":2},{"name":"f","length":3}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf hello; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "files": ["f"]}]),
+            )
+        },
+        Case {
+            files: &[("sub/res/ult/some_file", b"hello")],
+            ..case(
+                "/files_subtest",
+                r#"j='{"status":"pass","name":"sub/res/ult","files":[{"name":"some_file","length":5}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf hello; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "name": "sub/res/ult", "files": ["some_file"]}, {"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            files: &[("B", b"b"), ("C", b"c"), ("A", b"a")],
+            ..case(
+                "/files_sorted",
+                r#"j='{"status":"pass","files":[{"name":"B","length":1},{"name":"C","length":1},{"name":"A","length":1}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf bca; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "files": ["A", "B", "C"]}]),
+            )
+        },
+        // Names upstream normalises (#14, item 3).
+        Case {
+            files: &[("setup/log.txt", b"log")],
+            ..case(
+                "/names_absolute",
+                r#"j='{"status":"pass","name":"/setup","files":[{"name":"/log.txt","length":3}]}'; { printf 'result %s\n%s' ${#j} "$j"; printf log; } >&$ATEX_TEST_CONTROL"#,
+                json!([{"status": "pass", "name": "/setup", "files": ["/log.txt"]}, {"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        // Custom keys are kept.
+        case(
+            "/custom_keys",
+            r#"report '{"status":"pass","string":"foo","number":123,"list":[1,"a"],"object":{"k":"v"}}'"#,
+            json!([{"status": "pass", "string": "foo", "number": 123, "list": [1, "a"], "object": {"k": "v"}}]),
+        ),
+        // Partial results.
+        case(
+            "/partial",
+            r#"report '{"status":"fail","partial":true}'; report '{"status":"pass"}'"#,
+            json!([{"status": "pass"}]),
+        ),
+        case(
+            "/partial_false",
+            r#"report '{"status":"fail","partial":true}'; report '{"status":"pass","partial":false}'"#,
+            json!([{"status": "pass"}]),
+        ),
+        case(
+            "/partial_abrupt",
+            r#"report '{"status":"fail","partial":true}'"#,
+            json!([{"status": "fail", "files": ["output.txt"]}]),
+        ),
+        case(
+            "/partial_abrupt_nostatus",
+            r#"report '{"attr":"x","partial":true}'; exit 1"#,
+            json!([{"attr": "x", "status": "fail", "files": ["output.txt"]}]),
+        ),
+        case(
+            "/partial_merging",
+            r#"report '{"attr1":"a","status":"fail","partial":true}'; report '{"attr2":"b","status":"error","partial":true}'; report '{"status":"pass"}'"#,
+            json!([{"attr1": "a", "attr2": "b", "status": "pass"}]),
+        ),
+        case(
+            "/partial_deleting",
+            r#"report '{"attr1":"a","partial":true}'; report '{"attr1":null,"status":"pass"}'"#,
+            json!([{"status": "pass"}]),
+        ),
+        case(
+            "/partial_overwriting",
+            r#"report '{"s":"a","n":1,"l":[1],"d":{"x":1},"partial":true}'; report '{"s":"b","n":2,"l":[2],"d":{"y":2},"status":"pass"}'"#,
+            json!([{"s": "b", "n": 2, "l": [1, 2], "d": {"x": 1, "y": 2}, "status": "pass"}]),
+        ),
+        case(
+            "/partial_subtests",
+            r#"report '{"name":"sub1","status":"pass"}'; report '{"name":"sub2","status":"error","partial":true}'; report '{"status":"pass"}'"#,
+            json!([{"name": "sub1", "status": "pass"}, {"status": "pass"}, {"name": "sub2", "status": "error"}]),
+        ),
+        // testout.
+        Case {
+            files: &[("here.txt", b"before\nafter\n")],
+            ..case(
+                "/testout",
+                r#"echo before; report '{"status":"pass","testout":"here.txt"}'; echo after"#,
+                json!([{"status": "pass", "files": ["here.txt"]}]),
+            )
+        },
+        case(
+            "/testout_fallback_partial",
+            r#"report '{"status":"fail","testout":"here.txt","partial":true}'"#,
+            json!([{"status": "fail", "files": ["here.txt"]}]),
+        ),
+        // Malformed or odd input.
+        case("/empty_json", "report '{}'", json!([{}])),
+        case(
+            "/no_status",
+            r#"report '{"attr1":"value1"}'"#,
+            json!([{"attr1": "value1"}]),
+        ),
+        case(
+            "/empty_files",
+            r#"report '{"status":"pass","files":[]}'"#,
+            json!([{"status": "pass", "files": []}]),
+        ),
+        Case {
+            note: Some("bad result JSON"),
+            ..case("/bad_json", "report '{nope'", json!(null))
+        },
+        Case {
+            note: Some("'testout' specified, but empty"),
+            ..case("/empty_testout", r#"report '{"testout":""}'"#, json!(null))
+        },
+        // The other control words.
+        case(
+            "/noop",
+            "echo noop >&$ATEX_TEST_CONTROL; echo noop >&$ATEX_TEST_CONTROL",
+            json!([{"status": "pass", "files": ["output.txt"]}]),
+        ),
+        Case {
+            duration: 1,
+            ..case(
+                "/duration_set",
+                "echo 'duration 10' >&$ATEX_TEST_CONTROL; sleep 2",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            duration: 1,
+            ..case(
+                "/duration_plus",
+                "echo 'duration +5' >&$ATEX_TEST_CONTROL; sleep 2",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            duration: 60,
+            note: Some("test duration timeout reached"),
+            ..case(
+                "/duration_minus",
+                "echo 'duration -58' >&$ATEX_TEST_CONTROL; sleep 30",
+                json!([{"status": "infra", "note": "test duration timeout reached", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            duration: 3,
+            ..case(
+                "/duration_save_restore",
+                // Nested: only the outermost restore counts, and the time
+                // between save and restore is not spent.
+                "for w in save save; do echo \"duration $w\" >&$ATEX_TEST_CONTROL; done; echo 'duration 60' >&$ATEX_TEST_CONTROL; sleep 4; for w in restore restore; do echo \"duration $w\" >&$ATEX_TEST_CONTROL; done; sleep 1",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        case(
+            "/exitcode_from_the_wrapper",
+            "exit 7",
+            json!([{"status": "fail", "files": ["output.txt"]}]),
+        ),
+        case(
+            "/disconnect_without_reboot",
+            "echo disconnect >&$ATEX_TEST_CONTROL; sleep 1",
+            json!([{"status": "pass", "files": ["output.txt"]}]),
+        ),
+        Case {
+            files: &[("output.txt", b"123\n")],
+            ..case(
+                "/cwd",
+                "cat file_in_fmfdir",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            files: &[("output.txt", b"/env 0 0\n")],
+            ..case(
+                "/env",
+                r#"echo "$TMT_TEST_NAME $TMT_REBOOT_COUNT $TMT_TEST_RESTART_COUNT"; test -d "$TMT_TREE"; grep -q '"test"' "$TMT_TEST_METADATA"; test -f "$TMT_PLAN_ENVIRONMENT_FILE"; echo "FROM_ENVFILE=shared" >> "$TMT_PLAN_ENVIRONMENT_FILE""#,
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            files: &[("output.txt", b"shared\n")],
+            ..case(
+                "/envfile",
+                r#"echo "$FROM_ENVFILE""#,
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        Case {
+            files: &[("output.txt", b"\x00\x01\xfe\xff")],
+            ..case(
+                "/binary_output",
+                r"printf '\000\001\376\377'",
+                json!([{"status": "pass", "files": ["output.txt"]}]),
+            )
+        },
+        // The wrapper dying is named with its signal (#14, item 7).
+        Case {
+            note: Some(
+                "the test's wrapper on the system ended with exit status 137 (killed by SIGKILL)",
+            ),
+            ..case("/wrapper_killed", "kill -KILL $PPID", json!(null))
+        },
+    ]
+}
+
+fn check_cases(mut f: Fixture) {
+    let mut failures = Vec::new();
+    for c in cases() {
+        let mut t = spec(c.name, &format!("{REPORT}{}", c.script));
+        t.duration = Duration::from_secs(c.duration);
+        let (a, o) = run(&mut f, &t);
+        let got = json!(results(a.path()));
+        if !c.results.is_null() && got != c.results {
+            failures.push(format!("{}: results {got} want {}", c.name, c.results));
+        }
+        if let Some(note) = c.note {
+            if !o.note.as_deref().unwrap_or("").contains(note) {
+                failures.push(format!("{}: note {:?} want {note:?}", c.name, o.note));
+            }
+        } else if o.status == "infra" {
+            failures.push(format!("{}: unexpected infra {:?}", c.name, o.note));
+        }
+        for (path, want) in c.files {
+            let data = std::fs::read(a.path().join("files").join(path)).unwrap_or_default();
+            if data != *want {
+                failures.push(format!(
+                    "{}: file {path} has {:?} want {:?}",
+                    c.name,
+                    String::from_utf8_lossy(&data),
+                    String::from_utf8_lossy(want)
+                ));
+            }
+        }
+        if c.name == "/subtest_testout" && a.path().join("files/output.txt").exists() {
+            failures.push(format!("{}: output.txt must not exist", c.name));
+        }
+    }
+    f.system.close();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn upstream_results_and_control_words_on_the_local_host() {
+    check_cases(open(Connection::Local));
+}
+
+#[test]
+fn upstream_results_and_control_words_on_a_podman_container() {
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    check_cases(open(remote.connection().expect("connection")));
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}
