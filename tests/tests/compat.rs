@@ -634,3 +634,245 @@ fn upstream_results_and_control_words_on_a_podman_container() {
     remote.release().expect("release");
     prov.stop().expect("stop");
 }
+
+// ------------------------------------------------ what a test leaves
+
+/// Pids of the processes (zombies excepted) whose environment holds
+/// `ATEX_TEST_MARK=<mark>`, on this host.
+fn marked_processes(mark: &str) -> Vec<u32> {
+    let want = format!("ATEX_TEST_MARK={mark}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')) {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if environ.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A daemon that left the test's session and keeps the control descriptor
+/// (#14, item 4): the test must end at once, not at its duration + 15 s,
+/// and the daemon must go with it.
+const DAEMON: &str = r#"
+setsid sleep 1001 >/dev/null 2>&1 </dev/null &
+echo $! > "$TMT_TREE/daemon.pid"
+echo "$ATEX_TEST_MARK"
+"#;
+
+/// Passes when the process in `$TMT_TREE/daemon.pid` is gone (or a
+/// zombie).
+const DAEMON_GONE: &str = r#"pid=$(cat "$TMT_TREE/daemon.pid")
+s=$(cat /proc/$pid/stat 2>/dev/null) || exit 0
+s=${s##*) }
+[ "${s%% *}" = Z ]"#;
+
+fn daemon_ends_with_its_test(f: &mut Fixture, local: bool) {
+    let mut t = spec("/daemon", DAEMON);
+    t.duration = Duration::from_secs(60);
+    let (a, o) = run(f, &t);
+    assert_eq!(o.status, "pass", "{:?}", o.note);
+    assert!(!o.system_lost);
+    assert!(
+        o.duration < Duration::from_secs(10),
+        "the daemon kept the test going for {:?}",
+        o.duration
+    );
+    let (b, o) = run(f, &spec("/daemon-gone", DAEMON_GONE));
+    assert_eq!(
+        o.status,
+        "pass",
+        "the daemon survived its test: {}",
+        output(b.path())
+    );
+    if local {
+        let mark = output(a.path()).trim().to_string();
+        assert!(!mark.is_empty());
+        assert_eq!(marked_processes(&mark), Vec::<u32>::new());
+    }
+}
+
+#[test]
+fn a_daemon_ends_with_its_test_on_the_local_host() {
+    let mut f = open(Connection::Local);
+    daemon_ends_with_its_test(&mut f, true);
+    f.system.close();
+}
+
+#[test]
+fn a_daemon_ends_with_its_test_on_a_podman_container() {
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    let mut f = open(remote.connection().expect("connection"));
+    daemon_ends_with_its_test(&mut f, false);
+    f.system.close();
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}
+
+/// `atex run` on the local provisioner: after the run, no process of the
+/// test (by its marker) and no work directory of the run remain.
+#[test]
+fn nothing_of_a_run_remains_on_the_local_host() {
+    let dir = TestDir::new();
+    dir.create(".fmf/version", "1\n");
+    dir.create(
+        "daemon.fmf",
+        "test: |\n  setsid sleep 1002 >/dev/null 2>&1 </dev/null &\n  echo \"$ATEX_TEST_MARK\"\n  echo \"$TMT_TREE\"\nduration: 1m\n",
+    );
+    let results = dir.path().join("results");
+    let plugins = atex_integration_tests::plugin_dir_with(&["atex_local"]);
+    let started = Instant::now();
+    let out = atex_integration_tests::atex_in(
+        Some(dir.path()),
+        &[
+            "run",
+            "--plugin-dir",
+            plugins.path().to_str().expect("utf-8"),
+            "-p",
+            "local",
+            "--results",
+            results.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        atex_integration_tests::stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let files = results.join("files");
+    let output = walk_find(&files, "output.txt").expect("output.txt");
+    let text = std::fs::read_to_string(output).expect("read output");
+    let mut lines = text.lines();
+    let mark = lines.next().expect("mark");
+    let tree = lines.next().expect("tree");
+    let workdir = Path::new(tree).parent().expect("workdir");
+    assert!(
+        workdir.starts_with("/var") || workdir.starts_with("/tmp"),
+        "{workdir:?}"
+    );
+    assert!(!workdir.exists(), "{workdir:?} stayed after the run");
+    assert_eq!(marked_processes(mark), Vec::<u32>::new());
+}
+
+fn walk_find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = walk_find(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
+
+// ------------------------------------------------------------ metadata
+
+/// A 20 MB key inherited by every test (#14, item 6): each test start
+/// stays quick, and `TMT_TEST_METADATA` holds the whole metadata.
+#[test]
+fn large_metadata_does_not_slow_test_starts() {
+    let mut f = open(Connection::Local);
+    let big = "x".repeat(20 * 1024 * 1024);
+    for i in 0..3 {
+        let script = "wc -c < \"$TMT_TEST_METADATA\"";
+        let mut t = spec(&format!("/big-{i}"), script);
+        t.metadata = json!({"test": script, "index": i, "big": big});
+        let (a, o) = run(&mut f, &t);
+        assert_eq!(o.status, "pass", "{:?} {}", o.note, output(a.path()));
+        assert!(
+            o.duration < Duration::from_secs(4),
+            "test {i} took {:?} to run",
+            o.duration
+        );
+        let size: usize = output(a.path()).trim().parse().expect("size");
+        let expected = serde_json::to_vec_pretty(&t.metadata).expect("json").len();
+        assert_eq!(size, expected);
+    }
+    f.system.close();
+}
+
+// ------------------------------------------------------ debug switches
+
+/// Upstream's `ATEX_DEBUG_*` switches, read from atex's environment.
+#[test]
+fn upstream_debug_switches() {
+    let mut f = open(Connection::Local);
+    // SAFETY: this test runs in its own process (nextest); nothing else
+    // reads the environment meanwhile.
+    let set = |k: &str, v: Option<&str>| unsafe {
+        match v {
+            Some(v) => std::env::set_var(k, v),
+            None => std::env::remove_var(k),
+        }
+    };
+
+    // No exitcode from the wrapper: a file without its data is an EOF
+    // error, as in upstream's no_file_data case.
+    set("ATEX_DEBUG_NO_EXITCODE", Some("1"));
+    let script = r#"j='{"files":[{"name":"f","length":10}]}'; printf 'result %s\n%s' ${#j} "$j" >&$ATEX_TEST_CONTROL"#;
+    let (_, o) = run(&mut f, &spec("/no_file_data", script));
+    assert!(
+        o.note
+            .as_deref()
+            .unwrap_or("")
+            .contains("EOF when reading data"),
+        "{:?}",
+        o.note
+    );
+    let (_, o) = run(&mut f, &spec("/no-exitcode", "true"));
+    assert_eq!(o.status, "infra");
+    assert!(
+        o.note
+            .as_deref()
+            .unwrap_or("")
+            .contains("exitcode not reported"),
+        "{:?}",
+        o.note
+    );
+    set("ATEX_DEBUG_NO_EXITCODE", None);
+
+    // Background processes stay.
+    set("ATEX_DEBUG_NO_BG_KILL", Some("1"));
+    let (a, o) = run(
+        &mut f,
+        &spec("/bg", "sleep 300 >/dev/null 2>&1 3>&- & echo $!"),
+    );
+    set("ATEX_DEBUG_NO_BG_KILL", None);
+    assert_eq!(o.status, "pass");
+    let pid: i32 = output(a.path()).trim().parse().expect("pid");
+    let alive = Path::new(&format!("/proc/{pid}")).exists();
+    // SAFETY: plain kill(2) of the process the test left.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(alive, "the background process was killed");
+
+    // Test output to one of atex's descriptors; output.txt stays empty.
+    let sink = tempfile::NamedTempFile::new().expect("tempfile");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(sink.as_file());
+    set("ATEX_DEBUG_TEST_OUTPUT_FD", Some(&fd.to_string()));
+    let (a, o) = run(&mut f, &spec("/to-fd", "echo to the descriptor"));
+    set("ATEX_DEBUG_TEST_OUTPUT_FD", None);
+    assert_eq!(o.status, "pass");
+    assert_eq!(output(a.path()), "");
+    assert!(a.path().join("files/output.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(sink.path()).expect("sink"),
+        "to the descriptor\n"
+    );
+    f.system.close();
+}
