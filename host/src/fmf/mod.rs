@@ -36,6 +36,7 @@ mod discover;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod libraries;
 pub mod merge;
 pub mod prune;
 pub mod pyre;
