@@ -876,3 +876,68 @@ fn upstream_debug_switches() {
     );
     f.system.close();
 }
+
+// ----------------------------------------------------------- libraries
+
+/// An in-tree library (`require: [{nick, name}]` with no `url`), as
+/// upstream's `test_local_library_symlink` uses it (#23, item 3): its own
+/// `require` is installed, its `recommend` is best effort, and it is
+/// importable from `libs/<nick>/<name>` in the tree, where BeakerLib's
+/// `BEAKERLIB_LIBRARY_PATH` points.
+#[test]
+fn an_in_tree_library_is_installed_and_importable() {
+    let dir = TestDir::new();
+    dir.create(".fmf/version", "1\n");
+    dir.create(
+        "mylib/main.fmf",
+        "summary: a library\nrequire: [less]\nrecommend: [atex-no-such-package]\n",
+    );
+    dir.create(
+        "mylib/lib.sh",
+        "mylib_hello() { echo \"hello from mylib\"; }\n",
+    );
+    dir.create(
+        "tests/uses-lib.fmf",
+        r#"test: |
+  . "$TMT_TREE/libs/mylib/mylib/lib.sh"
+  mylib_hello
+  test -f "$BEAKERLIB_LIBRARY_PATH/libs/mylib/mylib/lib.sh"
+  command -v less
+require:
+  - nick: mylib
+    name: /mylib
+duration: 5m
+"#,
+    );
+    let results = dir.path().join("results");
+    let plugins = atex_integration_tests::plugin_dir_with(&["atex_podman"]);
+    let out = std::process::Command::new(atex_integration_tests::atex_bin())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--plugin-dir",
+            plugins.path().to_str().expect("utf-8"),
+            "-p",
+            "podman:image=localhost/atex-test:bookworm",
+            "--results",
+            results.to_str().expect("utf-8"),
+        ])
+        .env(
+            "CONTAINERS_CONF",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf"),
+        )
+        .env_remove("ATEX_PLUGIN_PATH")
+        .output()
+        .expect("atex run");
+    let jsonl = std::fs::read_to_string(results.join("results.jsonl")).unwrap_or_default();
+    let output = walk_find(&results.join("files"), "output.txt")
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{jsonl}\n{output}\n{}",
+        atex_integration_tests::stderr(&out)
+    );
+    assert!(output.contains("hello from mylib\n"), "{output}");
+    assert!(output.contains("/less\n"), "{output}");
+}

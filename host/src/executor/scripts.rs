@@ -22,6 +22,7 @@
 use std::fmt::Write as _;
 
 use super::{TestSpec, transport::shell_quote};
+use crate::fmf::libraries::{LocalLibrary, local_libraries};
 
 /// The agent: `bash -c AGENT atex-agent WORKDIR` (WORKDIR empty at first).
 pub const AGENT: &str = r#"
@@ -263,6 +264,21 @@ impl RunScript<'_> {
             "ln -sf {w}/meta/{} \"$T/metadata.yaml\" && test -s \"$T/metadata.yaml\" || {{ echo 'the test metadata did not arrive'; return 1; }}",
             shell_quote(self.metadata_key)
         );
+        // In-tree libraries are importable where upstream puts them:
+        // `libs/<nick>/<name>` inside the tree (a link to the library's
+        // directory), unless the tree has something there already.
+        for lib in test_libraries(self.test) {
+            let name = lib.name.trim_matches('/');
+            let link = format!("{}/tests/libs/{}/{name}", self.workdir, lib.nick);
+            let parent = link.rsplit_once('/').map_or(link.as_str(), |(p, _)| p);
+            let _ = writeln!(
+                s,
+                "if ! [ -e {l} ] && ! [ -L {l} ]; then mkdir -p {p} && ln -s {t} {l} || return 1; fi",
+                l = shell_quote(&link),
+                p = shell_quote(parent),
+                t = shell_quote(&format!("{}/tests/{name}", self.workdir)),
+            );
+        }
         let mut body = String::from("#!/bin/bash\n");
         // The same for the test's own shell (not for what it runs): a
         // write to the control channel after `disconnect` is a failed
@@ -336,6 +352,16 @@ impl RunScript<'_> {
         }
         s.push_str("exit 0\n");
         s
+    }
+}
+
+/// The in-tree libraries (`require` entries with a `nick` and neither
+/// `url` nor `path`) in the test's metadata.
+pub fn test_libraries(test: &TestSpec) -> Vec<LocalLibrary> {
+    match test.metadata.get("require") {
+        Some(serde_json::Value::Array(list)) => local_libraries(list),
+        Some(one @ serde_json::Value::Object(_)) => local_libraries(std::slice::from_ref(one)),
+        _ => Vec::new(),
     }
 }
 

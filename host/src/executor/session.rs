@@ -737,6 +737,11 @@ impl System {
             "TMT_TEST_METADATA".into(),
             format!("{w}/test-{id}/metadata.yaml"),
         ));
+        if !scripts::test_libraries(test).is_empty() {
+            // BeakerLib's rlImport looks for `libs/<nick>/<name>` under
+            // these roots; the test script itself lives outside the tree.
+            env.push(("BEAKERLIB_LIBRARY_PATH".into(), format!("{w}/tests")));
+        }
         env.extend(test.environment.iter().cloned());
         env.push(("TMT_TREE".into(), format!("{w}/tests")));
         env.extend(extra.iter().cloned());
