@@ -490,7 +490,8 @@ impl System {
             Ok((Some(0), _)) if tar_status.success() => {}
             Ok((code, out)) => {
                 return Err(setup_err(format!(
-                    "uploading the tests failed ({code:?}): {}",
+                    "uploading the tests failed ({}): {}",
+                    exit_status(code),
                     tail(&out, 2000)
                 )));
             }
@@ -529,8 +530,9 @@ impl System {
                 Ok((Some(0), _)) => {}
                 Ok((code, out)) => {
                     return Err(setup_err(format!(
-                        "prepare step {} failed with {code:?}: {}",
+                        "prepare step {} failed ({}): {}",
                         i + 1,
+                        exit_status(code),
                         tail(&out, 2000)
                     )));
                 }
@@ -1180,6 +1182,14 @@ impl TestRun {
                 self.saved.pop();
             }
         }
+    }
+}
+
+/// `exit status 3`, or `killed by a signal` when there is no status.
+fn exit_status(code: Option<i32>) -> String {
+    match code {
+        Some(rc) => format!("exit status {rc}{}", signal_hint(rc)),
+        None => "killed by a signal".into(),
     }
 }
 
