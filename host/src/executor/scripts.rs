@@ -114,7 +114,9 @@ pub const KILL_FUNCTION: &str = r#"
 atex_kill() {
   local sid=$1 mark="ATEX_TEST_MARK=$2" ctl=$3 agent=$4
   shift 4
-  local spare=" $* " round p pid st found hit e f
+  local spare=" $* " round p pid st found hit e f bulk= envs
+  # mapfile -d (bash 4.4+) reads an environment in one go.
+  (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404 )) && bulk=1
   for round in 1 2 3 4 5 6 7 8 9 10; do
     found=
     for p in /proc/[0-9]*; do
@@ -123,15 +125,24 @@ atex_kill() {
       read -r st 2>/dev/null < "$p/stat" || continue
       st=${st##*) }
       set -- $st
-      # $1 state, $2 parent, $4 session; zombies are already dead.
-      [[ $1 == Z || $2 == "$agent" ]] && continue
+      # $1 state, $2 parent, $4 session; zombies are already dead, and
+      # kernel threads (children of kthreadd, pid 2) are none of ours.
+      [[ $1 == Z || $2 == "$agent" || $2 == 2 || $pid == 2 ]] && continue
       hit=
       if [[ ${4:-} == "$sid" ]]; then
         hit=1
       else
-        while IFS= read -r -d '' e; do
-          if [[ $e == "$mark" ]]; then hit=1; break; fi
-        done 2>/dev/null < "$p/environ"
+        if [[ -n $bulk ]]; then
+          envs=()
+          mapfile -d '' -t envs 2>/dev/null < "$p/environ"
+          for e in "${envs[@]}"; do
+            if [[ $e == "$mark" ]]; then hit=1; break; fi
+          done
+        else
+          while IFS= read -r -d '' e; do
+            if [[ $e == "$mark" ]]; then hit=1; break; fi
+          done 2>/dev/null < "$p/environ"
+        fi
         if [[ -z $hit && -n $ctl ]]; then
           for f in "$p"/fd/*; do
             if [[ $f -ef $ctl ]]; then hit=1; break; fi
