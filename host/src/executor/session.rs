@@ -227,6 +227,27 @@ pub struct System {
     sent_metadata: HashSet<String>,
 }
 
+/// A test's metadata as sent to the system (`metadata.yaml`; JSON is
+/// YAML), with the name it is stored under: its hash and length.
+struct Metadata {
+    key: String,
+    data: Vec<u8>,
+}
+
+impl Metadata {
+    fn new(metadata: &serde_json::Value) -> serde_json::Result<Metadata> {
+        let data = serde_json::to_vec_pretty(metadata)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&data, &mut hasher);
+        let key = format!(
+            "{:016x}-{}.yaml",
+            std::hash::Hasher::finish(&hasher),
+            data.len()
+        );
+        Ok(Metadata { key, data })
+    }
+}
+
 /// Upstream's debug switches, read from atex's own environment at each
 /// test start, as upstream reads them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -579,27 +600,18 @@ impl System {
         );
     }
 
-    /// Makes sure the test's metadata is on the system and returns its
-    /// key under `<workdir>/meta/`. Each distinct metadata travels once
-    /// per system and boot, as raw bytes beside the agent's requests, not
-    /// inside every run script.
-    fn send_metadata(&mut self, metadata: &serde_json::Value) -> Result<String, String> {
-        let data = serde_json::to_vec_pretty(metadata).map_err(|e| e.to_string())?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&data, &mut hasher);
-        let key = format!(
-            "{:016x}-{}.yaml",
-            std::hash::Hasher::finish(&hasher),
-            data.len()
-        );
-        if !self.sent_metadata.contains(&key) {
+    /// Makes sure `metadata` (a [`Metadata`]) is on the system. Each
+    /// distinct metadata travels once per system and boot, as raw bytes
+    /// beside the agent's requests, not inside every run script.
+    fn send_metadata(&mut self, metadata: &Metadata) -> Result<(), String> {
+        if !self.sent_metadata.contains(&metadata.key) {
             let agent = self.agent.as_mut().ok_or("no connection to the system")?;
             agent
-                .put(&key, &data)
+                .put(&metadata.key, &metadata.data)
                 .map_err(|e| format!("cannot send the test metadata: {e}"))?;
-            self.sent_metadata.insert(key.clone());
+            self.sent_metadata.insert(metadata.key.clone());
         }
-        Ok(key)
+        Ok(())
     }
 
     /// Runs one test into `artifacts` (an existing empty directory) and
@@ -637,21 +649,22 @@ impl System {
         if let Err(e) = self.ensure_agent() {
             return Err(unreachable(&self.name, e));
         }
+        let metadata = Metadata::new(&test.metadata).map_err(|e| ExecError::Io {
+            context: format!("{}: cannot serialise the metadata", test.name),
+            source: std::io::Error::other(e),
+        })?;
         loop {
             let id = {
                 self.runs += 1;
                 format!("{}-{}", std::process::id(), self.runs)
             };
             let env = self.environment(test, &id, extra_env, run.reboots);
-            let metadata_key = match self.send_metadata(&test.metadata) {
-                Ok(key) => key,
-                Err(e) => {
-                    run.abort = Some(format!("connection to the system lost: {e}"));
-                    run.system_lost = true;
-                    self.agent = None;
-                    break;
-                }
-            };
+            if let Err(e) = self.send_metadata(&metadata) {
+                run.abort = Some(format!("connection to the system lost: {e}"));
+                run.system_lost = true;
+                self.agent = None;
+                break;
+            }
             let mark = format!(
                 "{}.{id}",
                 self.workdir.rsplit('/').next().unwrap_or_default()
@@ -666,7 +679,7 @@ impl System {
                 workdir: &self.workdir,
                 id: &id,
                 env: &env,
-                metadata_key: &metadata_key,
+                metadata_key: &metadata.key,
                 mark: &mark,
                 agent_pid: &agent_pid,
                 kill_leftovers: self.options.kill_leftovers && !debug.no_bg_kill,
