@@ -1,7 +1,13 @@
 //! Shell code that runs on the system under test.
 //!
-//! Everything here needs only bash, coreutils (`base64`, `dd`, `mkfifo`),
-//! `sed`, `tar` and util-linux (`setsid`, and `script` for `tty: true`).
+//! Everything here needs only bash, coreutils (`base64`, `dd`, `head`,
+//! `mkfifo`), `sed`, `tar` and util-linux (`setsid`, and `script` for
+//! `tty: true`).
+//!
+//! Every process of a test attempt inherits `ATEX_TEST_MARK`; when the test
+//! exits, [`KILL_FUNCTION`] ends its session, everything carrying the mark
+//! and everything still holding its control FIFO, so no daemon outlives
+//! the attempt (or keeps it from ending).
 //!
 //! The **agent** is one long-lived bash per system. It reads one request
 //! per line on stdin and answers with lines on stdout:

@@ -3,8 +3,16 @@
 //! The agent (see [`super::scripts`]) is started once per system through
 //! the transport and kept running; every test attempt is one request to
 //! it. Time limits, cancellation and killing are decided here, on the host:
-//! when a test runs out of time its whole session on the system is killed
-//! with a separate command, then the agent reports the end as usual.
+//! when a test runs out of time everything of its attempt on the system is
+//! killed with a separate command ([`scripts::KILL_FUNCTION`]), then the
+//! agent reports the end as usual.
+//!
+//! A `disconnect` ends the agent, so the test's next control write fails
+//! (without killing it); the host then waits for a new boot token, and
+//! starts the test again with `TMT_REBOOT_COUNT` raised. A connection that
+//! breaks without `disconnect` is examined the same way, to say in the
+//! note whether the system rebooted, went away, or only the connection
+//! failed.
 
 use std::{
     collections::HashSet,
