@@ -949,3 +949,34 @@ duration: 5m
     assert!(output.contains("hello from mylib\n"), "{output}");
     assert!(output.contains("/less\n"), "{output}");
 }
+
+/// The connection breaks while the system stays up (here: the test kills
+/// the agent that runs it): the note says so in words, and the test, left
+/// without anyone reading its control channel, is ended (#23, item 2).
+#[test]
+fn a_broken_connection_is_named_and_its_test_ended() {
+    let mut f = open(Connection::Local);
+    let script = r#"echo "$ATEX_TEST_MARK" > "$TMT_TREE/mark"
+read -r st < /proc/$PPID/stat; st=${st##*) }; set -- $st
+kill -KILL "$2"
+sleep 300
+"#;
+    let (_, o) = run(&mut f, &spec("/kills-its-agent", script));
+    let note = o.note.clone().unwrap_or_default();
+    assert_eq!(o.status, "infra", "{note}");
+    assert!(
+        note.starts_with("the connection to the system broke while the test was running; the system did not reboot"),
+        "{note}"
+    );
+    assert!(o.duration < Duration::from_secs(30), "{:?}", o.duration);
+    let mark = std::fs::read_to_string(format!("{}/tests/mark", f.system.workdir()))
+        .expect("mark")
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marked_processes(&mark).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(marked_processes(&mark), Vec::<u32>::new());
+    f.system.close();
+}

@@ -608,6 +608,15 @@ impl System {
         );
     }
 
+    /// The `ATEX_TEST_MARK` of attempt `id`: unique on a host shared by
+    /// several runs (the work directory's name and the attempt id).
+    fn mark(&self, id: &str) -> String {
+        format!(
+            "{}.{id}",
+            self.workdir.rsplit('/').next().unwrap_or_default()
+        )
+    }
+
     /// Makes sure `metadata` (a [`Metadata`]) is on the system. Each
     /// distinct metadata travels once per system and boot, as raw bytes
     /// beside the agent's requests, not inside every run script.
@@ -673,10 +682,7 @@ impl System {
                 self.agent = None;
                 break;
             }
-            let mark = format!(
-                "{}.{id}",
-                self.workdir.rsplit('/').next().unwrap_or_default()
-            );
+            let mark = self.mark(&id);
             let agent_pid = self
                 .agent
                 .as_ref()
@@ -989,6 +995,8 @@ impl System {
                 if let Some(answer) = self.request_line(&format!("status {id}"), b"S")
                     && answer.starts_with(b"running")
                 {
+                    // Nobody reads its control channel any more: end it.
+                    self.kill_attempt("-", &self.mark(id));
                     return (
                         format!(
                             "the connection to the system broke while the test was running; the system did not reboot{why}"
