@@ -980,3 +980,45 @@ sleep 300
     assert_eq!(marked_processes(&mark), Vec::<u32>::new());
     f.system.close();
 }
+
+/// The system goes away for good while a test runs (its container is
+/// killed): the note says the system went away, not "Terminated" or a
+/// podman error, and the system is lost (#23, item 2).
+#[test]
+fn a_system_that_goes_away_is_named() {
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    let conn = remote.connection().expect("connection");
+    let Connection::Command(prefix) = &conn else {
+        panic!("podman gives a command prefix, got {conn}");
+    };
+    let container = prefix.last().expect("container id").clone();
+    let mut f = open(conn.clone());
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        std::process::Command::new("podman")
+            .args(["kill", &container])
+            .output()
+            .expect("podman kill")
+    });
+    let mut t = spec("/system-goes-away", "sleep 300");
+    t.duration = Duration::from_secs(20);
+    let (_, o) = run(&mut f, &t);
+    let killed = killer.join().expect("killer");
+    assert!(killed.status.success(), "{killed:?}");
+    let note = o.note.clone().unwrap_or_default();
+    assert_eq!(o.status, "infra", "{note}");
+    assert!(o.system_lost);
+    assert!(
+        note.starts_with("the system went away while the test was running")
+            && note.contains("disconnect was not sent via test control"),
+        "{note}"
+    );
+    assert!(
+        !note.contains("Terminated") && !note.contains("Error"),
+        "{note}"
+    );
+    drop(f);
+    let _ = remote.release();
+    prov.stop().expect("stop");
+}
