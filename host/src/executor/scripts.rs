@@ -286,12 +286,14 @@ impl RunScript<'_> {
         // directory), unless the tree has something there already.
         for lib in test_libraries(self.test) {
             let name = lib.name.trim_matches('/');
+            // `name: /` (the whole tree) is linked as `libs/<nick>`.
             let link = format!("{}/tests/libs/{}/{name}", self.workdir, lib.nick);
-            let parent = link.rsplit_once('/').map_or(link.as_str(), |(p, _)| p);
+            let link = link.trim_end_matches('/');
+            let parent = link.rsplit_once('/').map_or(link, |(p, _)| p);
             let _ = writeln!(
                 s,
                 "if ! [ -e {l} ] && ! [ -L {l} ]; then mkdir -p {p} && ln -s {t} {l} || return 1; fi",
-                l = shell_quote(&link),
+                l = shell_quote(link),
                 p = shell_quote(parent),
                 t = shell_quote(&format!("{}/tests/{name}", self.workdir)),
             );
