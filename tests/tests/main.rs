@@ -1,5 +1,6 @@
 //! Workspace integration tests, one binary with a module per concern.
 
+mod compat;
 mod discover;
 mod executor;
 mod faults;

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use super::{
     context::{Context, Evaluator},
     error::{Error, Result},
+    libraries,
     prune::{PruneOptions, keeps, prune},
     pyre, pyval,
     tmt::{DiscoverSection, Plan, Test},
@@ -80,7 +81,18 @@ fn search_any(patterns: &[String], name: &str) -> Result<bool> {
 
 /// Discover the tests of the tree containing `root` for `selection`.
 pub fn discover(root: impl AsRef<Path>, selection: &Selection) -> Result<Discovery> {
-    let root = root.as_ref();
+    let mut found = discover_tests(root.as_ref(), selection)?;
+    // In-tree libraries need nodes that are not tests: load the tree
+    // again only when a test asks for one.
+    if libraries::any_local_library(&found.tests) {
+        let mut tree = Tree::load(&found.root)?;
+        tree.adjust(&selection.context, &AdjustOptions::default())?;
+        libraries::resolve_local_libraries(&tree, &mut found.tests)?;
+    }
+    Ok(found)
+}
+
+fn discover_tests(root: &Path, selection: &Selection) -> Result<Discovery> {
     if selection.plan.is_none()
         && let Ok((root, plan, chunks)) = stream_default(root, selection, Vec::new, push_to, |_| {})
     {
@@ -233,9 +245,11 @@ fn stream_default<S: Send>(
 /// Discover tests in an already loaded (and adjusted) tree.
 pub fn discover_in(tree: &Tree, selection: &Selection) -> Result<Discovery> {
     let (plan, picked) = select(tree, selection)?;
-    build(tree.root().to_path_buf(), plan, picked, |id| {
+    let mut found = build(tree.root().to_path_buf(), plan, picked, |id| {
         tree.node(id).data().clone()
-    })
+    })?;
+    libraries::resolve_local_libraries(tree, &mut found.tests)?;
+    Ok(found)
 }
 
 /// A node picked as a test.

@@ -36,6 +36,7 @@ mod corpus;
 mod discover;
 mod error;
 mod fuzzing;
+mod libraries;
 mod merge;
 mod prune;
 mod pyre;
@@ -48,6 +49,7 @@ mod yaml;
 pub use context::{Context, ContextPair, ContextValue, Evaluator, ParseContextError, RuleError};
 pub use discover::{Discovery, Selection, TestSink, discover, discover_in, discover_into};
 pub use error::{Error, Result};
+pub use libraries::{LocalLibrary, local_libraries};
 pub use prune::{PruneOptions, filter_matches, prune};
 pub use tmt::{
     DEFAULT_DURATION, DiscoverSection, MetadataError, Plan, PrepareStep, Test, parse_duration,

@@ -15,7 +15,7 @@ use std::{
     collections::BTreeSet,
     fs::{File, OpenOptions},
     io::Write,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -87,21 +87,25 @@ pub fn parse_simple_duration(text: &str) -> Option<Duration> {
     n.checked_mul(mult).map(Duration::from_secs)
 }
 
-/// Turns a name a test sent into a relative path with no `..`, no root and
-/// no empty or `.` parts. `None` when nothing safe is left.
+/// Turns a name a test sent into a relative path inside the artifacts
+/// directory, normalised as upstream does (and as the results store maps
+/// names to paths): empty, `.` and `..` parts are dropped, so a leading
+/// `/` goes (`/setup` is `setup`) and nothing climbs out; control
+/// characters become `_`. `None` when nothing is left.
 pub fn safe_relative(name: &str) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for comp in Path::new(name).components() {
-        match comp {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    if out.as_os_str().is_empty() {
+    let parts: Vec<String> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+        .map(|p| {
+            p.chars()
+                .map(|c| if c.is_control() { '_' } else { c })
+                .collect()
+        })
+        .collect();
+    if parts.is_empty() {
         None
     } else {
-        Some(out)
+        Some(parts.iter().collect())
     }
 }
 
@@ -349,9 +353,8 @@ fn start_files(json: &[u8], writer: &ResultWriter) -> Result<State, ControlError
     };
     let dir = match name {
         None => PathBuf::new(),
-        Some(n) => safe_relative(n).ok_or_else(|| {
-            ControlError::BadJson(format!("result name {n:?} is not a safe relative path"))
-        })?,
+        Some(n) => safe_relative(n)
+            .ok_or_else(|| ControlError::BadJson(format!("result name {n:?} names no path")))?,
     };
     let mut files = Vec::new();
     match result.get("files") {
@@ -367,9 +370,7 @@ fn start_files(json: &[u8], writer: &ResultWriter) -> Result<State, ControlError
                     )));
                 };
                 let rel = safe_relative(fname).ok_or_else(|| {
-                    ControlError::BadJson(format!(
-                        "file name {fname:?} is not a safe relative path"
-                    ))
+                    ControlError::BadJson(format!("file name {fname:?} names no path"))
                 })?;
                 files.push((writer.files_dir().join(&dir).join(rel), len));
             }
@@ -465,6 +466,8 @@ impl ResultWriter {
     /// Reports one result (as received, with `files` as `[{name, length}]`
     /// or a list of names).
     pub fn report(&mut self, mut result: Map<String, Value>) -> Result<(), ControlError> {
+        // Upstream keeps an empty list: `"files": []` is written as sent.
+        let had_files = matches!(result.get("files"), Some(Value::Array(_)));
         let names: BTreeSet<String> = match result.remove("files") {
             Some(Value::Array(list)) => list
                 .into_iter()
@@ -476,7 +479,7 @@ impl ResultWriter {
                 .collect(),
             _ => BTreeSet::new(),
         };
-        if !names.is_empty() {
+        if had_files {
             result.insert(
                 "files".into(),
                 Value::Array(names.into_iter().map(Value::String).collect()),
@@ -517,6 +520,7 @@ impl ResultWriter {
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let had_files = result.contains_key("files");
         let mut files: Vec<String> = match result.remove("files") {
             Some(Value::Array(list)) => list
                 .into_iter()
@@ -531,7 +535,7 @@ impl ResultWriter {
                 return Err(ControlError::BadJson("'testout' must be a string".into()));
             };
             let rel = safe_relative(&testout).ok_or_else(|| {
-                ControlError::BadJson(format!("testout {testout:?} is not a safe relative path"))
+                ControlError::BadJson(format!("testout {testout:?} names no path"))
             })?;
             let dir =
                 match &name {
@@ -556,7 +560,7 @@ impl ResultWriter {
             files.retain(|f| *f != testout);
             files.insert(0, testout);
         }
-        if !files.is_empty() {
+        if had_files || !files.is_empty() {
             result.insert(
                 "files".into(),
                 Value::Array(files.into_iter().map(Value::String).collect()),
@@ -779,16 +783,12 @@ mod tests {
             ("bad json", b"result 3\n{x}".to_vec()),
             ("not an object", result_msg("[1]", b"")),
             (
-                "absolute file",
-                result_msg(r#"{"files":[{"name":"/etc/passwd","length":1}]}"#, b"x"),
+                "nothing left of a file name",
+                result_msg(r#"{"files":[{"name":"./..","length":1}]}"#, b"x"),
             ),
             (
-                "climbing file",
-                result_msg(r#"{"files":[{"name":"a/../../x","length":1}]}"#, b"x"),
-            ),
-            (
-                "climbing name",
-                result_msg(r#"{"name":"../x","files":[{"name":"f","length":1}]}"#, b"x"),
+                "nothing left of a result name",
+                result_msg(r#"{"name":"/","files":[{"name":"f","length":1}]}"#, b"x"),
             ),
             ("bad length", b"result x\n".to_vec()),
             ("exitcode", b"exitcode nope\n".to_vec()),
@@ -805,6 +805,43 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// Upstream accepts names with a leading `/` or `..` parts and
+    /// normalises them; refusing them made valid results infra (#14).
+    #[test]
+    fn names_are_normalised_like_upstream_and_stay_inside() {
+        assert_eq!(safe_relative("/setup"), Some(PathBuf::from("setup")));
+        assert_eq!(safe_relative("/log.txt"), Some(PathBuf::from("log.txt")));
+        assert_eq!(safe_relative("a/../../x"), Some(PathBuf::from("a/x")));
+        assert_eq!(safe_relative("tab\there"), Some(PathBuf::from("tab_here")));
+        assert_eq!(safe_relative("./a//b/."), Some(PathBuf::from("a/b")));
+        assert_eq!(safe_relative("/.."), None);
+        let (d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let mut input = result_msg(
+            r#"{"name":"/setup","status":"pass","files":[{"name":"/log.txt","length":2},{"name":"../../escape","length":1}]}"#,
+            b"okx",
+        );
+        input.extend(result_msg(r#"{"name":"../up","testout":"/out.txt"}"#, b""));
+        p.feed(&input, &mut w)
+            .expect("normalised names are accepted");
+        assert_eq!(
+            std::fs::read(d.path().join("files/setup/log.txt")).expect("log"),
+            b"ok"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("files/setup/escape")).expect("escape"),
+            b"x"
+        );
+        assert!(d.path().join("files/up/out.txt").exists());
+        assert!(!d.path().parent().expect("parent").join("escape").exists());
+        let l = lines(d.path());
+        assert_eq!(l[0]["name"], "/setup");
+        assert_eq!(
+            l[0]["files"],
+            serde_json::json!(["../../escape", "/log.txt"])
+        );
     }
 
     #[test]

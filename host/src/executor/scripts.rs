@@ -1,7 +1,13 @@
 //! Shell code that runs on the system under test.
 //!
-//! Everything here needs only bash, coreutils (`base64`, `dd`, `mkfifo`),
-//! `sed`, `tar` and util-linux (`setsid`, and `script` for `tty: true`).
+//! Everything here needs only bash, coreutils (`base64`, `dd`, `head`,
+//! `mkfifo`), `sed`, `tar` and util-linux (`setsid`, and `script` for
+//! `tty: true`).
+//!
+//! Every process of a test attempt inherits `ATEX_TEST_MARK`; when the test
+//! exits, [`KILL_FUNCTION`] ends its session, everything carrying the mark
+//! and everything still holding its control FIFO, so no daemon outlives
+//! the attempt (or keeps it from ending).
 //!
 //! The **agent** is one long-lived bash per system. It reads one request
 //! per line on stdin and answers with lines on stdout:
@@ -12,6 +18,7 @@
 //! | `run <id> <base64 script>` | `P <id> <pid>`, then `C <id> <base64>` for each chunk of the test-control stream, then `O <id> <base64>` lines of the test output, then `E <id> <exit status of the script>` |
 //! | `status <id>` | `S <id> done <rc>`, `S <id> running` or `S <id> gone` |
 //! | `fetch <id>` | `O <id> <base64>` lines, then `F <id>` |
+//! | `put <key> <length>` + that many raw bytes | none; stores them as `meta/<key>` (test metadata, sent once per system) |
 //!
 //! Base64 framing keeps arbitrary bytes (result file payloads) apart from
 //! the agent's own lines. The boot token changes when the system reboots
@@ -21,6 +28,7 @@
 use std::fmt::Write as _;
 
 use super::{TestSpec, transport::shell_quote};
+use crate::fmf::{LocalLibrary, local_libraries};
 
 /// The agent: `bash -c AGENT atex-agent WORKDIR` (WORKDIR empty at first).
 pub const AGENT: &str = r#"
@@ -89,29 +97,72 @@ while IFS=' ' read -r cmd id arg; do
       emit_output "$id"
       echo "F $id"
       ;;
+    put)
+      # Raw bytes follow the line: `read` takes a pipe byte by byte and
+      # head -c reads no more than asked, so the next request is intact.
+      mkdir -p "$W/meta"
+      head -c "$arg" > "$W/meta/$id.part" && mv -f "$W/meta/$id.part" "$W/meta/$id"
+      ;;
     exit) exit 0 ;;
     *) echo "X unknown request $cmd" ;;
   esac
 done
 "#;
 
-/// Kills every process in session `$1` (the test and all it started that
-/// did not leave the session), repeating while new ones appear.
-pub const KILL_SESSION: &str = r#"
-sid=$1
-for round in 1 2 3 4 5; do
-  found=
-  for p in /proc/[0-9]*; do
-    read -r stat < "$p/stat" 2>/dev/null || continue
-    rest=${stat##*) }
-    set -- $rest
-    if [ "${4:-}" = "$sid" ]; then
-      kill -KILL "${p#/proc/}" 2>/dev/null && found=1
-    fi
+/// A bash function, `atex_kill SID MARK CTL AGENT [SPARE...]`, that kills
+/// with SIGKILL everything a test attempt started: every process of session
+/// SID, every process whose environment carries `ATEX_TEST_MARK=MARK`
+/// (daemons that left the session with `setsid` keep it), and every
+/// process holding the control FIFO CTL open. The agent AGENT and its own
+/// children (its FIFO reader) and the SPARE pids are left alone. It
+/// repeats while it finds new ones. Only bash builtins inside the scan.
+pub const KILL_FUNCTION: &str = r#"
+atex_kill() {
+  local sid=$1 mark="ATEX_TEST_MARK=$2" ctl=$3 agent=$4
+  shift 4
+  local spare=" $* " round p pid st found hit e f bulk= envs
+  # mapfile -d (bash 4.4+) reads an environment in one go.
+  (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404 )) && bulk=1
+  for round in 1 2 3 4 5 6 7 8 9 10; do
+    found=
+    for p in /proc/[0-9]*; do
+      pid=${p#/proc/}
+      [[ $spare == *" $pid "* || $pid == "$agent" ]] && continue
+      read -r st 2>/dev/null < "$p/stat" || continue
+      st=${st##*) }
+      set -- $st
+      # $1 state, $2 parent, $4 session; zombies are already dead, and
+      # kernel threads (children of kthreadd, pid 2) are none of ours.
+      [[ $1 == Z || $2 == "$agent" || $2 == 2 || $pid == 2 ]] && continue
+      hit=
+      if [[ ${4:-} == "$sid" ]]; then
+        hit=1
+      else
+        if [[ -n $bulk ]]; then
+          envs=()
+          mapfile -d '' -t envs 2>/dev/null < "$p/environ"
+          for e in "${envs[@]}"; do
+            if [[ $e == "$mark" ]]; then hit=1; break; fi
+          done
+        else
+          while IFS= read -r -d '' e; do
+            if [[ $e == "$mark" ]]; then hit=1; break; fi
+          done 2>/dev/null < "$p/environ"
+        fi
+        if [[ -z $hit && -n $ctl ]]; then
+          for f in "$p"/fd/*; do
+            if [[ $f -ef $ctl ]]; then hit=1; break; fi
+          done 2>/dev/null
+        fi
+      fi
+      if [[ -n $hit ]]; then
+        kill -KILL "$pid" 2>/dev/null && found=1
+      fi
+    done
+    [[ -n $found ]] || return 0
+    sleep 0.05
   done
-  [ -n "$found" ] || exit 0
-  sleep 0.05
-done
+}
 "#;
 
 /// Installs the missing ones of `required` (must succeed) and `recommended`
@@ -188,8 +239,20 @@ pub struct RunScript<'a> {
     pub id: &'a str,
     /// Environment, in precedence order (later wins).
     pub env: &'a [(String, String)],
-    /// Kill what the test left behind when it exits.
+    /// Name of the test's metadata under `<workdir>/meta/` (sent before
+    /// with the agent's `put`).
+    pub metadata_key: &'a str,
+    /// Marker every process of this attempt inherits in its environment
+    /// (`ATEX_TEST_MARK`), to find what the test left behind.
+    pub mark: &'a str,
+    /// The agent's pid on the system (spared when killing leftovers).
+    pub agent_pid: &'a str,
+    /// Kill everything the test started when it exits (upstream's
+    /// `ATEX_DEBUG_NO_BG_KILL` turns this off).
     pub kill_leftovers: bool,
+    /// Send `exitcode` when the test exits (upstream's
+    /// `ATEX_DEBUG_NO_EXITCODE` turns this off).
+    pub send_exitcode: bool,
 }
 
 impl RunScript<'_> {
@@ -199,6 +262,10 @@ impl RunScript<'_> {
         let w = shell_quote(self.workdir);
         let t = format!("{w}/test-{}", self.id);
         let mut s = String::from("set -u\n");
+        // After `disconnect` the control channel breaks: writing to it must
+        // fail, not kill (a caught signal, unlike an ignored one, is not
+        // inherited by the test).
+        s.push_str("trap : PIPE\n");
         // Setup: a fresh test dir, packages, metadata, test.sh. Its output
         // is kept apart and shown only when it fails.
         let _ = writeln!(s, "T={t}\natex_setup() {{\nmkdir -p \"$T\" || return 1");
@@ -209,14 +276,33 @@ impl RunScript<'_> {
                 package_install(&self.test.require, &self.test.recommend)
             );
         }
-        let metadata =
-            serde_json::to_string_pretty(&self.test.metadata).unwrap_or_else(|_| "{}".into());
         let _ = writeln!(
             s,
-            "printf '%s\\n' {} > \"$T/metadata.yaml\" || return 1",
-            shell_quote(&metadata)
+            "ln -sf {w}/meta/{} \"$T/metadata.yaml\" && test -s \"$T/metadata.yaml\" || {{ echo 'the test metadata did not arrive'; return 1; }}",
+            shell_quote(self.metadata_key)
         );
+        // In-tree libraries are importable where upstream puts them:
+        // `libs/<nick>/<name>` inside the tree (a link to the library's
+        // directory), unless the tree has something there already.
+        for lib in test_libraries(self.test) {
+            let name = lib.name.trim_matches('/');
+            // `name: /` (the whole tree) is linked as `libs/<nick>`.
+            let link = format!("{}/tests/libs/{}/{name}", self.workdir, lib.nick);
+            let link = link.trim_end_matches('/');
+            let parent = link.rsplit_once('/').map_or(link, |(p, _)| p);
+            let _ = writeln!(
+                s,
+                "if ! [ -e {l} ] && ! [ -L {l} ]; then mkdir -p {p} && ln -s {t} {l} || return 1; fi",
+                l = shell_quote(link),
+                p = shell_quote(parent),
+                t = shell_quote(&format!("{}/tests/{name}", self.workdir)),
+            );
+        }
         let mut body = String::from("#!/bin/bash\n");
+        // The same for the test's own shell (not for what it runs): a
+        // write to the control channel after `disconnect` is a failed
+        // write, as upstream's reboot pattern expects.
+        body.push_str("trap : PIPE\n");
         body.push_str(
             "if [ -f \"${TMT_PLAN_ENVIRONMENT_FILE:-}\" ]; then set -o allexport; . \"$TMT_PLAN_ENVIRONMENT_FILE\"; set +o allexport; fi\n",
         );
@@ -251,9 +337,8 @@ impl RunScript<'_> {
             let _ = writeln!(s, "export {}={}", k, shell_quote(v));
         }
         s.push_str("export ATEX_TEST_CONTROL=3\n");
-        // Job control puts the test in a process group of its own, so what
-        // it leaves behind can be killed in one go (daemons that called
-        // setsid escape, as with upstream).
+        let _ = writeln!(s, "export ATEX_TEST_MARK={}", shell_quote(self.mark));
+        // Job control puts the test in a process group of its own.
         s.push_str("set -m\n");
         if self.test.tty {
             let _ = writeln!(
@@ -268,11 +353,34 @@ impl RunScript<'_> {
         }
         s.push_str("tpid=$!\nwait $tpid\nrc=$?\n");
         if self.kill_leftovers {
-            s.push_str("kill -KILL -- -$tpid 2>/dev/null\n");
+            // Everything the test started ends with it, daemons included:
+            // they would otherwise hold the control channel open and keep
+            // the attempt going.
+            s.push_str(KILL_FUNCTION);
+            s.push_str("read -r st < /proc/$$/stat; st=${st##*) }; set -- $st\n");
+            let _ = writeln!(
+                s,
+                "atex_kill \"$4\" {} /proc/$$/fd/3 {} \"$$\" \"$BASHPID\"",
+                shell_quote(self.mark),
+                shell_quote(self.agent_pid)
+            );
         }
         let _ = writeln!(s, "echo \"$rc\" > {w}/status-{}", self.id);
-        s.push_str("echo \"exitcode $rc\" >&3\nexit 0\n");
+        if self.send_exitcode {
+            s.push_str("echo \"exitcode $rc\" 2>/dev/null >&3\n");
+        }
+        s.push_str("exit 0\n");
         s
+    }
+}
+
+/// The in-tree libraries (`require` entries with a `nick` and neither
+/// `url` nor `path`) in the test's metadata.
+pub fn test_libraries(test: &TestSpec) -> Vec<LocalLibrary> {
+    match test.metadata.get("require") {
+        Some(serde_json::Value::Array(list)) => local_libraries(list),
+        Some(one @ serde_json::Value::Object(_)) => local_libraries(std::slice::from_ref(one)),
+        _ => Vec::new(),
     }
 }
 

@@ -3,10 +3,19 @@
 //! The agent (see [`super::scripts`]) is started once per system through
 //! the transport and kept running; every test attempt is one request to
 //! it. Time limits, cancellation and killing are decided here, on the host:
-//! when a test runs out of time its whole session on the system is killed
-//! with a separate command, then the agent reports the end as usual.
+//! when a test runs out of time everything of its attempt on the system is
+//! killed with a separate command ([`scripts::KILL_FUNCTION`]), then the
+//! agent reports the end as usual.
+//!
+//! A `disconnect` ends the agent, so the test's next control write fails
+//! (without killing it); the host then waits for a new boot token, and
+//! starts the test again with `TMT_REBOOT_COUNT` raised. A connection that
+//! breaks without `disconnect` is examined the same way, to say in the
+//! note whether the system rebooted, went away, or only the connection
+//! failed.
 
 use std::{
+    collections::HashSet,
     fs::OpenOptions,
     io::{BufRead, BufReader, Read, Write},
     path::Path,
@@ -176,6 +185,14 @@ impl Agent {
         self.stdin.flush()
     }
 
+    /// Stores `data` as `meta/<key>` in the work directory (`put`).
+    fn put(&mut self, key: &str, data: &[u8]) -> std::io::Result<()> {
+        self.stdin
+            .write_all(format!("put {key} {}\n", data.len()).as_bytes())?;
+        self.stdin.write_all(data)?;
+        self.stdin.flush()
+    }
+
     fn recv(&self, timeout: Duration) -> Recv {
         match self.lines.recv_timeout(timeout) {
             Ok(Some(line)) => Recv::Line(line),
@@ -214,6 +231,86 @@ pub struct System {
     runs: u64,
     options: SystemOptions,
     plan: Option<PlanSpec>,
+    /// Metadata already stored on the system this boot (keys of `put`).
+    sent_metadata: HashSet<String>,
+}
+
+/// A test's metadata as sent to the system (`metadata.yaml`; JSON is
+/// YAML), with the name it is stored under: its hash and length.
+struct Metadata {
+    key: String,
+    data: Vec<u8>,
+}
+
+impl Metadata {
+    fn new(metadata: &serde_json::Value) -> serde_json::Result<Metadata> {
+        let data = serde_json::to_vec_pretty(metadata)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&data, &mut hasher);
+        let key = format!(
+            "{:016x}-{}.yaml",
+            std::hash::Hasher::finish(&hasher),
+            data.len()
+        );
+        Ok(Metadata { key, data })
+    }
+}
+
+/// Upstream's debug switches, read from atex's own environment at each
+/// test start, as upstream reads them.
+#[derive(Debug, Clone, Copy, Default)]
+struct DebugSwitches {
+    /// `ATEX_DEBUG_NO_EXITCODE=1`: the wrapper sends no `exitcode`.
+    no_exitcode: bool,
+    /// `ATEX_DEBUG_NO_BG_KILL=1`: what the test leaves running is not
+    /// killed when it exits.
+    no_bg_kill: bool,
+    /// `ATEX_DEBUG_TEST_OUTPUT_FD=N`: the test output goes to atex's file
+    /// descriptor N instead of `output.txt`.
+    output_fd: Option<i32>,
+}
+
+impl DebugSwitches {
+    fn from_env() -> Self {
+        let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+        DebugSwitches {
+            no_exitcode: on("ATEX_DEBUG_NO_EXITCODE"),
+            no_bg_kill: on("ATEX_DEBUG_NO_BG_KILL"),
+            output_fd: std::env::var("ATEX_DEBUG_TEST_OUTPUT_FD")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|fd: &i32| *fd >= 0),
+        }
+    }
+}
+
+/// Where the test's output goes: `testout.temp` (linked as `output.txt`),
+/// or a descriptor of atex's own (`ATEX_DEBUG_TEST_OUTPUT_FD`).
+struct TestOutput {
+    file: std::fs::File,
+    fd: Option<i32>,
+}
+
+impl TestOutput {
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        let Some(fd) = self.fd else {
+            return self.file.write_all(data);
+        };
+        while !data.is_empty() {
+            // SAFETY: a plain write(2) from a valid buffer to a descriptor
+            // the user named; a bad descriptor is an error, nothing more.
+            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            data = &data[usize::try_from(n).unwrap_or(data.len()).min(data.len())..];
+        }
+        Ok(())
+    }
 }
 
 fn unreachable(system: &str, detail: impl Into<String>) -> ExecError {
@@ -251,6 +348,7 @@ impl System {
             runs: 0,
             options: options.clone(),
             plan: None,
+            sent_metadata: HashSet::new(),
         };
         system.ensure_agent().map_err(|e| unreachable(name, e))?;
         Ok(system)
@@ -279,6 +377,10 @@ impl System {
         let (agent, workdir, boot) = Agent::start(&self.transport, &self.workdir)?;
         self.agent = Some(agent);
         self.workdir = workdir;
+        if boot != self.boot {
+            // A new boot may have lost what was stored outside /var.
+            self.sent_metadata.clear();
+        }
         self.boot = boot;
         Ok(())
     }
@@ -417,7 +519,8 @@ impl System {
             Ok((Some(0), _)) if tar_status.success() => {}
             Ok((code, out)) => {
                 return Err(setup_err(format!(
-                    "uploading the tests failed ({code:?}): {}",
+                    "uploading the tests failed ({}): {}",
+                    exit_status(code),
                     tail(&out, 2000)
                 )));
             }
@@ -456,8 +559,9 @@ impl System {
                 Ok((Some(0), _)) => {}
                 Ok((code, out)) => {
                     return Err(setup_err(format!(
-                        "prepare step {} failed with {code:?}: {}",
+                        "prepare step {} failed ({}): {}",
                         i + 1,
+                        exit_status(code),
                         tail(&out, 2000)
                     )));
                 }
@@ -473,13 +577,58 @@ impl System {
         Ok(())
     }
 
-    fn kill_session(&self, pid: &str) {
+    /// Kills what a test attempt runs: its session `pid` and everything
+    /// carrying its `mark` or holding the agent's control FIFO.
+    fn kill_attempt(&self, pid: &str, mark: &str) {
+        let agent = self
+            .agent
+            .as_ref()
+            .map(|a| a.remote_pid.clone())
+            .unwrap_or_default();
+        let ctl = if agent.is_empty() {
+            String::new()
+        } else {
+            format!("{}/ctl.{agent}", self.workdir)
+        };
+        let script = format!("{}\natex_kill \"$@\"", scripts::KILL_FUNCTION);
         let _ = self.oneoff(
-            &["bash", "-c", scripts::KILL_SESSION, "atex-kill", pid],
+            &[
+                "bash",
+                "-c",
+                &script,
+                "atex-kill",
+                pid,
+                mark,
+                &ctl,
+                if agent.is_empty() { "-" } else { &agent },
+            ],
             None,
             Some(Duration::from_secs(30)),
             &CancelToken::new(),
         );
+    }
+
+    /// The `ATEX_TEST_MARK` of attempt `id`: unique on a host shared by
+    /// several runs (the work directory's name and the attempt id).
+    fn mark(&self, id: &str) -> String {
+        format!(
+            "{}.{id}",
+            self.workdir.rsplit('/').next().unwrap_or_default()
+        )
+    }
+
+    /// Makes sure `metadata` (a [`Metadata`]) is on the system. Each
+    /// distinct metadata travels once per system and boot, as raw bytes
+    /// beside the agent's requests, not inside every run script.
+    fn send_metadata(&mut self, metadata: &Metadata) -> Result<(), String> {
+        if !self.sent_metadata.contains(&metadata.key) {
+            let agent = self.agent.as_mut().ok_or("no connection to the system")?;
+            agent
+                .put(&metadata.key, &metadata.data)
+                .map_err(|e| format!("cannot send the test metadata: {e}"))?;
+            self.sent_metadata.insert(metadata.key.clone());
+        }
+        Ok(())
     }
 
     /// Runs one test into `artifacts` (an existing empty directory) and
@@ -498,10 +647,14 @@ impl System {
         let start = Instant::now();
         let mut writer =
             ResultWriter::create(artifacts).map_err(|e| io("cannot create the artifacts", e))?;
-        let mut testout = OpenOptions::new()
-            .append(true)
-            .open(writer.testout_path())
-            .map_err(|e| io("cannot open testout.temp", e))?;
+        let debug = DebugSwitches::from_env();
+        let mut testout = TestOutput {
+            file: OpenOptions::new()
+                .append(true)
+                .open(writer.testout_path())
+                .map_err(|e| io("cannot open testout.temp", e))?,
+            fd: debug.output_fd,
+        };
         let mut run = TestRun {
             deadline: start + test.duration,
             saved: Vec::new(),
@@ -513,23 +666,50 @@ impl System {
         if let Err(e) = self.ensure_agent() {
             return Err(unreachable(&self.name, e));
         }
+        let metadata = Metadata::new(&test.metadata).map_err(|e| ExecError::Io {
+            context: format!("{}: cannot serialise the metadata", test.name),
+            source: std::io::Error::other(e),
+        })?;
         loop {
             let id = {
                 self.runs += 1;
                 format!("{}-{}", std::process::id(), self.runs)
             };
             let env = self.environment(test, &id, extra_env, run.reboots);
+            if let Err(e) = self.send_metadata(&metadata) {
+                run.abort = Some(format!("connection to the system lost: {e}"));
+                run.system_lost = true;
+                self.agent = None;
+                break;
+            }
+            let mark = self.mark(&id);
+            let agent_pid = self
+                .agent
+                .as_ref()
+                .map(|a| a.remote_pid.clone())
+                .unwrap_or_default();
             let script = RunScript {
                 test,
                 workdir: &self.workdir,
                 id: &id,
                 env: &env,
-                kill_leftovers: self.options.kill_leftovers,
+                metadata_key: &metadata.key,
+                mark: &mark,
+                agent_pid: &agent_pid,
+                kill_leftovers: self.options.kill_leftovers && !debug.no_bg_kill,
+                send_exitcode: !debug.no_exitcode,
             }
             .render();
             let request = format!("run {id} {}", B64.encode(script.as_bytes()));
-            let disconnected =
-                self.attempt(&id, &request, &mut run, &mut writer, &mut testout, cancel);
+            let disconnected = self.attempt(
+                &id,
+                &mark,
+                &request,
+                &mut run,
+                &mut writer,
+                &mut testout,
+                cancel,
+            );
             if !disconnected {
                 break;
             }
@@ -585,6 +765,11 @@ impl System {
             "TMT_TEST_METADATA".into(),
             format!("{w}/test-{id}/metadata.yaml"),
         ));
+        if !scripts::test_libraries(test).is_empty() {
+            // BeakerLib's rlImport looks for `libs/<nick>/<name>` under
+            // these roots; the test script itself lives outside the tree.
+            env.push(("BEAKERLIB_LIBRARY_PATH".into(), format!("{w}/tests")));
+        }
         env.extend(test.environment.iter().cloned());
         env.push(("TMT_TREE".into(), format!("{w}/tests")));
         env.extend(extra.iter().cloned());
@@ -597,13 +782,15 @@ impl System {
     }
 
     /// One start of the test. Returns true when the test sent `disconnect`.
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &mut self,
         id: &str,
+        mark: &str,
         request: &str,
         run: &mut TestRun,
         writer: &mut ResultWriter,
-        testout: &mut std::fs::File,
+        testout: &mut TestOutput,
         cancel: &CancelToken,
     ) -> bool {
         let Some(agent) = self.agent.as_mut() else {
@@ -679,7 +866,7 @@ impl System {
                                 Err(e) => {
                                     run.abort = Some(e.to_string());
                                     if let Some(p) = &pid {
-                                        self.kill_session(p);
+                                        self.kill_attempt(p, mark);
                                     }
                                     killed_at = Some(Instant::now());
                                 }
@@ -700,18 +887,14 @@ impl System {
                 }
                 Recv::Eof => {
                     let detail = agent.stderr_text();
-                    run.abort.get_or_insert_with(|| {
-                        format!(
-                            "connection to the system lost{}",
-                            if detail.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", tail(&detail, 500))
-                            }
-                        )
-                    });
-                    run.system_lost = true;
                     self.agent = None;
+                    if run.abort.is_none() {
+                        let (note, lost) = self.explain_lost_connection(id, &detail, run, cancel);
+                        run.abort = Some(note);
+                        run.system_lost = lost;
+                    } else {
+                        run.system_lost = true;
+                    }
                     return false;
                 }
                 Recv::Timeout => {}
@@ -735,7 +918,7 @@ impl System {
             if let Some(reason) = reason {
                 run.abort = Some(reason);
                 if let Some(p) = &pid {
-                    self.kill_session(p);
+                    self.kill_attempt(p, mark);
                 }
                 killed_at = Some(Instant::now());
             }
@@ -756,23 +939,97 @@ impl System {
                 Some(scripts::NO_TEST_DIR) => {
                     run.abort = Some("the test's directory does not exist on the system".into())
                 }
-                other => {
-                    run.abort = Some(format!("test wrapper unexpectedly exited with {other:?}"))
+                Some(rc) => {
+                    run.abort = Some(format!(
+                        "the test's wrapper on the system ended with exit status {rc}{}",
+                        signal_hint(rc)
+                    ))
+                }
+                None => {
+                    run.abort =
+                        Some("the test's wrapper on the system ended without an exit status".into())
                 }
             }
         }
         false
     }
 
+    /// The connection to the agent broke while a test ran without sending
+    /// `disconnect`: finds out whether the system rebooted, went away, or
+    /// only the connection failed, and says so in words a test author
+    /// understands. Returns the note and whether the system is lost.
+    fn explain_lost_connection(
+        &mut self,
+        id: &str,
+        detail: &str,
+        run: &TestRun,
+        cancel: &CancelToken,
+    ) -> (String, bool) {
+        let old_boot = self.boot.clone();
+        self.transport.disconnect();
+        let limit = Instant::now()
+            + GONE_GRACE.min(
+                run.deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(10)),
+            );
+        let why = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", tail(detail, 300))
+        };
+        let mut reached = false;
+        loop {
+            if self.ensure_agent().is_ok() {
+                reached = true;
+                if self.boot != old_boot {
+                    return (
+                        "the system rebooted while the test was running, and disconnect was not sent via test control before it (send `disconnect` before a reboot)".into(),
+                        false,
+                    );
+                }
+                // Same boot. A system going down may still answer for a
+                // moment: only a test that is still running shows the
+                // system stays up.
+                if let Some(answer) = self.request_line(&format!("status {id}"), b"S")
+                    && answer.starts_with(b"running")
+                {
+                    // Nobody reads its control channel any more: end it.
+                    self.kill_attempt("-", &self.mark(id));
+                    return (
+                        format!(
+                            "the connection to the system broke while the test was running; the system did not reboot{why}"
+                        ),
+                        true,
+                    );
+                }
+                self.agent = None;
+            }
+            if cancel.is_cancelled() || Instant::now() >= limit {
+                let note = if reached {
+                    format!(
+                        "the test ended when the connection to the system broke, and the system did not reboot{why}"
+                    )
+                } else {
+                    "the system went away while the test was running (it stopped answering and did not come back), and disconnect was not sent via test control".into()
+                };
+                return (note, true);
+            }
+            self.transport.disconnect();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn await_reconnect(
         &mut self,
         id: &str,
         run: &mut TestRun,
-        testout: &mut std::fs::File,
+        testout: &mut TestOutput,
         cancel: &CancelToken,
     ) -> Reconnect {
         let old_boot = self.boot.clone();
         let mut gone_since: Option<Instant> = None;
+        let mut failed_since: Option<Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 run.abort = Some("cancel requested".into());
@@ -798,7 +1055,17 @@ impl System {
             // Same boot: has the test ended without a reboot?
             match self.request_line(&format!("status {id}"), b"S") {
                 Some(answer) if answer.starts_with(b"done") => {
-                    let rc = String::from_utf8_lossy(&answer[4..]).trim().parse().ok();
+                    let rc: Option<i32> = String::from_utf8_lossy(&answer[4..]).trim().parse().ok();
+                    // A test that failed after `disconnect` is usually one
+                    // the shutdown for its reboot has just ended: its exit
+                    // status does not count, the reboot does. Only when
+                    // no reboot follows is this how the test ended.
+                    if rc != Some(0)
+                        && failed_since.get_or_insert_with(Instant::now).elapsed() < GONE_GRACE
+                    {
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
                     run.exit_code = run.exit_code.or(rc);
                     self.fetch_output(id, testout);
                     return Reconnect::Finished;
@@ -845,7 +1112,7 @@ impl System {
         }
     }
 
-    fn fetch_output(&mut self, id: &str, testout: &mut std::fs::File) {
+    fn fetch_output(&mut self, id: &str, testout: &mut TestOutput) {
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
@@ -892,11 +1159,14 @@ impl System {
                 );
             }
         }
-        if !self.workdir.is_empty() && self.agent.is_some() {
+        if !self.workdir.is_empty() {
+            // Also when the agent is gone (e.g. after a lost connection):
+            // nothing of the run may stay on a reused host.
+            let limit = if self.agent.is_some() { 60 } else { 20 };
             let _ = self.oneoff(
                 &["rm", "-rf", "--", &self.workdir],
                 None,
-                Some(Duration::from_secs(60)),
+                Some(Duration::from_secs(limit)),
                 &cancel,
             );
         }
@@ -941,6 +1211,29 @@ impl TestRun {
             }
         }
     }
+}
+
+/// `exit status 3`, or `killed by a signal` when there is no status.
+fn exit_status(code: Option<i32>) -> String {
+    match code {
+        Some(rc) => format!("exit status {rc}{}", signal_hint(rc)),
+        None => "killed by a signal".into(),
+    }
+}
+
+/// ` (killed by SIGKILL)` for exit statuses 129..=192, else nothing.
+fn signal_hint(rc: i32) -> String {
+    let name = match rc - 128 {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        n if (1..=64).contains(&n) => return format!(" (killed by signal {n})"),
+        _ => return String::new(),
+    };
+    format!(" (killed by {name})")
 }
 
 fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
