@@ -42,7 +42,9 @@ pub use atex_plugin_api::Status;
 pub use backend::{
     BackendError, Connection, Provisioner, Remote, ReportedResult, Reporter, RunSummary,
 };
-pub use executor::{CancelToken, ExecError, System, SystemOptions, TestOutcome, TestSpec};
+pub use executor::{
+    CancelToken, CommandOutput, ExecError, System, SystemOptions, TestOutcome, TestSpec,
+};
 pub use plugins::{PluginHost, PluginRegistry, PluginSpec};
 pub use results::{ResultsStore, TimingHistory};
 pub use scheduler::{

@@ -258,8 +258,16 @@ fn two_platforms_with_their_own_contexts_run_their_own_tests() {
         fs::read_to_string(results.join(format!("files/{p}/common/output.txt")))
             .expect("output.txt")
     };
-    assert!(greeting("deb-a").contains("greeting=hello"), "{}", greeting("deb-a"));
-    assert!(greeting("deb-b").contains("greeting=beta-hello"), "{}", greeting("deb-b"));
+    assert!(
+        greeting("deb-a").contains("greeting=hello"),
+        "{}",
+        greeting("deb-a")
+    );
+    assert!(
+        greeting("deb-b").contains("greeting=beta-hello"),
+        "{}",
+        greeting("deb-b")
+    );
     // Each platform's tests ran on its own image's containers.
     let attempts = fs::read_to_string(results.join("attempts.jsonl")).expect("attempts");
     for line in attempts.lines() {
@@ -273,5 +281,8 @@ fn two_platforms_with_their_own_contexts_run_their_own_tests() {
         .lines()
         .find(|l| l.trim_start().starts_with("/only-alpha"))
         .unwrap_or_default();
-    assert!(row.contains("pass") && row.trim_end().ends_with('-'), "{err}");
+    assert!(
+        row.contains("pass") && row.trim_end().ends_with('-'),
+        "{err}"
+    );
 }

@@ -280,6 +280,7 @@ fn fake_run(
         executor: Arc::new(FakeExec(exec)),
         policy,
         decisions: Arc::new(atex::scheduler::DefaultPolicy),
+        setup: None,
         results_dir: dir.join("results"),
         platform: None,
         history: TimingHistory::load(&dir.join("history.json")),

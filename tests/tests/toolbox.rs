@@ -346,3 +346,52 @@ fn the_event_sink_example_prints_one_json_line_per_event_matching_the_results() 
         stderr(&out)
     );
 }
+
+#[test]
+fn the_custom_policy_example_sets_up_each_system_and_replaces_it_after_a_failure() {
+    let tree = atex_integration_tests::TestDir::new();
+    tree.create(".fmf/version", "1\n");
+    tree.create(
+        "main.fmf",
+        "/a:\n    test: cat \"$BUILD_FILE\"; exit 1\n\
+         /b:\n    test: grep -q build-42 \"$BUILD_FILE\"\n\
+         /c:\n    test: grep -q build-42 \"$BUILD_FILE\"\n",
+    );
+    let results = tempfile::tempdir().expect("tempdir");
+    let dir = results.path().join("r");
+    let out = Command::new(example("custom-policy"))
+        .arg(tree.path())
+        .arg(&dir)
+        .env("ATEX_PLUGIN_PATH", profile_dir())
+        .output()
+        .expect("run the example");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let statuses = final_statuses(&dir);
+    assert_eq!(statuses["/a"], "fail");
+    assert_eq!(statuses["/b"], "pass", "the build was there");
+    assert_eq!(statuses["/c"], "pass");
+    // /a failed on the first system; the policy replaced it, and the new
+    // one was set up too before /b and /c ran on it.
+    let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).expect("attempts.jsonl");
+    let remote = |test: &str| -> String {
+        attempts
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .find(|v| v["test"] == test)
+            .and_then(|v| v["remote"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_ne!(remote("/a"), remote("/b"), "{attempts}");
+    assert_eq!(remote("/b"), remote("/c"), "{attempts}");
+    let text = stdout(&out);
+    let set_up: Vec<&str> = text.lines().filter(|l| l.starts_with("set up ")).collect();
+    assert_eq!(set_up.len(), 2, "{text}");
+    assert!(set_up.iter().any(|l| l.contains(&remote("/a"))), "{text}");
+    assert!(set_up.iter().any(|l| l.contains(&remote("/b"))), "{text}");
+}

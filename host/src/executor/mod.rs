@@ -123,6 +123,15 @@ pub struct TestOutcome {
     pub system_lost: bool,
 }
 
+/// What a command run with [`System::run_command`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Its exit code (`None`: killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Its standard output and error, interleaved.
+    pub output: String,
+}
+
 /// Errors that concern a whole system rather than one test.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -27,7 +27,7 @@ use base64::Engine as _;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{
-    CancelToken, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
+    CancelToken, CommandOutput, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
     control::{ControlEvent, ControlParser, DurationChange, ResultWriter},
     scripts::{self, RunScript},
     transport::Transport,
@@ -472,6 +472,32 @@ impl System {
                 limit.unwrap_or_default(),
                 tail(&text, 2000)
             )),
+        }
+    }
+
+    /// Runs `script` with bash on the system, outside any test (as root,
+    /// in its own session, with the setup time limit), and returns its
+    /// exit code and output: a library user's own setup step, or a look
+    /// around a system.
+    pub fn run_command(
+        &mut self,
+        script: &str,
+        cancel: &CancelToken,
+    ) -> Result<CommandOutput, ExecError> {
+        match self.oneoff(
+            &["bash", "-c", script],
+            None,
+            self.options.setup_timeout,
+            cancel,
+        ) {
+            Ok((exit_code, output)) => Ok(CommandOutput { exit_code, output }),
+            Err(_) if cancel.is_cancelled() => Err(ExecError::Cancelled {
+                system: self.name.clone(),
+            }),
+            Err(detail) => Err(ExecError::Unreachable {
+                system: self.name.clone(),
+                detail,
+            }),
         }
     }
 

@@ -50,7 +50,10 @@ use crate::{
     Status,
     backend::ReportedResult,
     backend::{Connection, Provisioner, Remote, Reporter, RunSummary},
-    executor::{CancelToken, ExecError, PlanSpec, System, SystemOptions, TestOutcome, TestSpec},
+    executor::{
+        CancelToken, CommandOutput, ExecError, PlanSpec, System, SystemOptions, TestOutcome,
+        TestSpec,
+    },
     results::{
         AttemptInfo, FinalTest, Reopened, ResultsError, ResultsStore, RunStats, TimingHistory,
     },
@@ -91,8 +94,36 @@ pub trait ExecSystem: Send {
         extra_env: &[(String, String)],
         cancel: &CancelToken,
     ) -> Result<TestOutcome, ExecError>;
+    /// Runs `script` with bash on the system, outside any test (for
+    /// [`SystemSetup`] steps). Systems that cannot say they do not.
+    fn run_command(
+        &mut self,
+        script: &str,
+        cancel: &CancelToken,
+    ) -> Result<CommandOutput, ExecError> {
+        let _ = (script, cancel);
+        Err(ExecError::Setup {
+            system: "system".into(),
+            detail: "this system cannot run commands outside a test".into(),
+        })
+    }
     /// Runs finish steps (best effort) and disconnects.
     fn close(self: Box<Self>);
+}
+
+/// A step run on every new system after the plan's prepare steps and
+/// before its first test (install a build under test, collect facts, ...).
+/// An error is a setup failure: the system is released and its provisioner
+/// charged, as when a prepare step fails.
+pub trait SystemSetup: Send + Sync {
+    /// Sets up `system` (named `name`, for `platform`).
+    fn setup(
+        &self,
+        name: &str,
+        platform: &str,
+        system: &mut dyn ExecSystem,
+        cancel: &CancelToken,
+    ) -> Result<(), ExecError>;
 }
 
 /// The executor of [`crate::executor`]: uploads the tree and runs the plan's
@@ -161,6 +192,14 @@ impl ExecSystem for System {
         cancel: &CancelToken,
     ) -> Result<TestOutcome, ExecError> {
         System::run_test(self, test, artifacts, extra_env, cancel)
+    }
+
+    fn run_command(
+        &mut self,
+        script: &str,
+        cancel: &CancelToken,
+    ) -> Result<CommandOutput, ExecError> {
+        System::run_command(self, script, cancel)
     }
 
     fn close(self: Box<Self>) {
@@ -292,6 +331,8 @@ pub struct Execution {
     /// Scheduling policies: decisions (which test next, when a system is
     /// replaced, what is rerun); [`DefaultPolicy`] unless changed.
     pub decisions: Arc<dyn SchedulePolicy>,
+    /// A step for every new system before its first test.
+    pub setup: Option<Arc<dyn SystemSetup>>,
     /// Results directory.
     pub results_dir: PathBuf,
     /// Platform name for results, instead of each remote's.
@@ -365,6 +406,7 @@ impl Execution {
                 ..Policy::default()
             },
             decisions: Arc::new(DefaultPolicy),
+            setup: None,
             results_dir: results_dir.into(),
             platform: None,
             history,
@@ -1298,15 +1340,24 @@ impl LoopState<'_> {
             slot.cancel.clone(),
         );
         let executor = Arc::clone(&self.exec.executor);
+        let hook = self.exec.setup.clone();
         let tx = self.tx.clone();
         thread::spawn(move || {
-            let result = match remote.connection() {
+            let mut result = match remote.connection() {
                 Ok(conn) => executor.open_for(&name, &platform, conn, &cancel),
                 Err(e) => Err(ExecError::Unreachable {
                     system: name.clone(),
                     detail: e.to_string(),
                 }),
             };
+            if let (Some(hook), Ok(system)) = (&hook, &mut result)
+                && let Err(e) = hook.setup(&name, &platform, system.as_mut(), &cancel)
+            {
+                if let Ok(system) = result {
+                    system.close();
+                }
+                result = Err(e);
+            }
             let _ = tx.send(Msg::SetupEnd { rid, result });
         });
     }

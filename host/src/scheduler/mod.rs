@@ -36,8 +36,8 @@ use std::{
 pub use config::{ConfigError, RunConfig, parse_deadline};
 pub use display::{ProgressMode, TerminalDisplay};
 pub use driver::{
-    ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, TestExecutor,
-    execute,
+    ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, SystemSetup,
+    TestExecutor, execute,
 };
 pub use engine::{
     AttemptEnd, DefaultPolicy, FreeSystem, FreshAfterFailure, Policy, QueuedTest, SchedulePolicy,
@@ -203,6 +203,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         executor: Arc::new(executor),
         policy,
         decisions: cfg.decisions.clone(),
+        setup: None,
         results_dir,
         platform: cfg.platform.clone(),
         history,
