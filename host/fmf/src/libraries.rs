@@ -157,7 +157,7 @@ fn listlike(v: Option<&Value>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fmf::{Selection, discover};
+    use crate::{Selection, discover};
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
