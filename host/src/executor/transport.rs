@@ -46,13 +46,17 @@ pub fn shell_join<S: AsRef<str>>(argv: &[S]) -> String {
 }
 
 /// The ssh argv (without the remote command) for `target`.
+///
+/// The target's own options come first: ssh keeps the first value given
+/// for an option, so a provisioner can override the defaults (e.g. turn
+/// host key checking on).
 pub fn ssh_base_args(target: &SshTarget) -> Vec<String> {
     let mut args = vec!["-T".to_string()];
-    for opt in SSH_DEFAULT_OPTIONS
+    for opt in target
+        .options
         .iter()
-        .copied()
-        .map(str::to_string)
-        .chain(target.options.iter().cloned())
+        .cloned()
+        .chain(SSH_DEFAULT_OPTIONS.iter().copied().map(str::to_string))
     {
         args.push("-o".into());
         args.push(opt);
@@ -95,9 +99,19 @@ pub fn command_for<S: AsRef<str>>(conn: &Connection, argv: &[S]) -> Command {
         Connection::Ssh(target) => {
             let mut cmd = Command::new("ssh");
             cmd.args(ssh_base_args(target));
-            cmd.arg(format!("exec {}", shell_join(argv)));
+            cmd.arg(remote_line(target, argv));
             cmd
         }
+    }
+}
+
+/// The remote command line ssh sends for `argv`: through `sudo -n` when
+/// the login user is not root.
+fn remote_line<S: AsRef<str>>(target: &SshTarget, argv: &[S]) -> String {
+    if target.sudo {
+        format!("exec sudo -n -- {}", shell_join(argv))
+    } else {
+        format!("exec {}", shell_join(argv))
     }
 }
 
@@ -215,7 +229,7 @@ impl Transport {
                     .arg(format!("ControlPath={}", master.socket().display()));
                 cmd.args(["-o", "ControlMaster=no"]);
                 cmd.args(ssh_base_args(target));
-                cmd.arg(format!("exec {}", shell_join(argv)));
+                cmd.arg(remote_line(target, argv));
                 cmd
             }
             (conn, _) => command_for(conn, argv),
@@ -249,5 +263,41 @@ mod tests {
         );
         let out = { cmd }.output().expect("run");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    }
+
+    fn target(sudo: bool, options: &[&str]) -> SshTarget {
+        SshTarget {
+            host: "192.0.2.7".into(),
+            port: 2222,
+            user: "tester".into(),
+            identity_file: None,
+            options: options.iter().map(|o| o.to_string()).collect(),
+            sudo,
+        }
+    }
+
+    fn args_of(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn target_options_come_before_the_defaults() {
+        let args = ssh_base_args(&target(false, &["StrictHostKeyChecking=yes"]));
+        let mine = args.iter().position(|a| a == "StrictHostKeyChecking=yes");
+        let default = args.iter().position(|a| a == "StrictHostKeyChecking=no");
+        assert!(mine.is_some() && default.is_some() && mine < default, "{args:?}");
+    }
+
+    #[test]
+    fn sudo_targets_run_commands_through_sudo() {
+        let plain = command_for(&Connection::Ssh(target(false, &[])), &["id", "-u"]);
+        assert_eq!(args_of(&plain).last().map(String::as_str), Some("exec id -u"));
+        let sudo = command_for(&Connection::Ssh(target(true, &[])), &["id", "-u"]);
+        assert_eq!(
+            args_of(&sudo).last().map(String::as_str),
+            Some("exec sudo -n -- id -u")
+        );
     }
 }
