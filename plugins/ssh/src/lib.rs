@@ -82,15 +82,26 @@ struct State {
     stopped: bool,
     /// Hosts skipped at start, with the reason.
     unreachable: Vec<(String, String)>,
-    /// Slots retired, with how many `provision` calls had been made then.
-    retired: Vec<(String, u64)>,
-    provision_calls: u64,
+    /// Slots retired, and whether the run went on using other systems
+    /// after that (they were not handed out again while it could have
+    /// used them).
+    retired: Vec<(String, bool)>,
     warned_empty: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+}
+
+impl State {
+    /// The run asked for or took another system: every slot retired so
+    /// far was retired while the run went on.
+    fn run_goes_on(&mut self) {
+        for (_, mid_run) in &mut self.retired {
+            *mid_run = true;
+        }
+    }
 }
 
 impl Shared {
@@ -122,6 +133,23 @@ fn slot_name(entry: &HostEntry, index: u32, per_host: u32) -> String {
         name.push_str(&format!("-{}", index + 1));
     }
     name
+}
+
+/// A free slot on the host with the fewest slots in use, so that systems
+/// spread over the hosts before doubling up on one.
+fn least_busy_free_slot(slots: &[Slot]) -> Option<usize> {
+    let busy = |host: usize| {
+        slots
+            .iter()
+            .filter(|s| s.host == host && s.state == SlotState::InUse)
+            .count()
+    };
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == SlotState::Free)
+        .min_by_key(|(i, s)| (busy(s.host), *i))
+        .map(|(i, _)| i)
 }
 
 impl SshProvisioner {
@@ -220,7 +248,7 @@ impl ProvisionerImpl for SshProvisioner {
     fn provision(&self, count: u32) {
         let mut state = self.shared.lock();
         state.pending = state.pending.saturating_add(count);
-        state.provision_calls += 1;
+        state.run_goes_on();
         self.shared.changed.notify_all();
     }
 
@@ -253,7 +281,7 @@ impl ProvisionerImpl for SshProvisioner {
                     )));
                 }
                 if state.pending > 0
-                    && let Some(i) = state.slots.iter().position(|s| s.state == SlotState::Free)
+                    && let Some(i) = least_busy_free_slot(&state.slots)
                 {
                     break i;
                 }
@@ -276,6 +304,7 @@ impl ProvisionerImpl for SshProvisioner {
                 .map_or_else(|e| e.into_inner().0, |r| r.0);
         };
         state.pending -= 1;
+        state.run_goes_on();
         let released = Arc::new(AtomicBool::new(false));
         let s = &mut state.slots[slot];
         s.state = SlotState::InUse;
@@ -325,13 +354,12 @@ impl ProvisionerImpl for SshProvisioner {
                 slot.state = SlotState::Retired;
             }
         }
-        let calls = state.provision_calls;
-        // Slots retired while the run still asked for systems afterwards:
-        // the run had fewer systems than it could have had.
+        // Slots retired while the run went on: it had fewer systems than
+        // it could have had.
         let mid_run: Vec<&str> = state
             .retired
             .iter()
-            .filter(|(_, at)| *at < calls)
+            .filter(|(_, mid_run)| *mid_run)
             .map(|(n, _)| n.as_str())
             .collect();
         if !mid_run.is_empty() {
@@ -421,7 +449,6 @@ impl RemoteImpl for SshRemote {
             return Ok(());
         }
         let mut state = self.shared.lock();
-        let calls = state.provision_calls;
         let retire = self.used.load(Ordering::SeqCst);
         if let Some(slot) = state.slots.get_mut(self.slot) {
             // After `stop` the slot was already taken back.
@@ -440,7 +467,13 @@ impl RemoteImpl for SshRemote {
                 self.name,
                 self.entry.display()
             );
-            state.retired.push((self.name.clone(), calls));
+            let others_busy = state.pending > 0
+                || state
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .any(|(i, s)| i != self.slot && s.state == SlotState::InUse);
+            state.retired.push((self.name.clone(), others_busy));
         }
         self.shared.changed.notify_all();
         Ok(())
