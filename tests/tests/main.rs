@@ -4,5 +4,6 @@ mod executor;
 mod plugins;
 mod run;
 mod run_podman;
+mod ssh;
 mod testing_farm;
 mod toolbox;
