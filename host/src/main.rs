@@ -10,6 +10,8 @@ use atex::plugins::{
 };
 use clap::{Args, Parser, Subcommand};
 
+mod reserve;
+
 /// Exit code for usage, configuration and infrastructure errors.
 const EXIT_ERROR: u8 = 2;
 
@@ -41,6 +43,9 @@ enum Command {
     /// List the tests a tree and plan select: names, one per line, or with
     /// --json an object keyed by test name with metadata and source_dir.
     Discover(DiscoverArgs),
+    /// Get one system from a provisioner, print how to reach it, open a
+    /// shell on a terminal; release it on exit, Ctrl-C, SIGTERM or --for.
+    Reserve(reserve::ReserveArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
         Command::Run(args) => run_tests(*args),
         Command::Discover(args) => discover_tests(args),
+        Command::Reserve(args) => reserve::reserve(args),
     };
     match outcome {
         Ok(code) => code,
