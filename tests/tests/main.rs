@@ -2,6 +2,7 @@
 
 mod executor;
 mod plugins;
+mod reserve;
 mod run;
 mod run_podman;
 mod ssh;
