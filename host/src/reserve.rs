@@ -130,7 +130,13 @@ pub(crate) fn reserve(args: ReserveArgs) -> Result<ExitCode> {
         eprintln!("atex: interrupted before a system was ready; nothing is reserved");
         return Ok(ExitCode::from(130));
     };
-    let end = hold(remote.as_ref(), &spec.name, &signals, hold_for, args.no_shell);
+    let end = hold(
+        remote.as_ref(),
+        &spec.name,
+        &signals,
+        hold_for,
+        args.no_shell,
+    );
     let name = remote.name();
     let released = remote.release();
     let stopped = prov.stop();
@@ -197,7 +203,8 @@ fn hold(
         out.flush()?;
     }
     let time_up = || deadline.is_some_and(|d| Instant::now() >= d);
-    let interactive = !no_shell && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let interactive =
+        !no_shell && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive {
         let (program, rest) = argv
             .split_first()
@@ -231,10 +238,7 @@ fn hold(
     eprintln!(
         "atex: holding {} until Ctrl-C or SIGTERM{}",
         remote.name(),
-        hold_for.map_or(String::new(), |d| format!(
-            ", at most {}",
-            humanize(d)
-        ))
+        hold_for.map_or(String::new(), |d| format!(", at most {}", humanize(d)))
     );
     let mut last_check = Instant::now();
     loop {

@@ -97,7 +97,10 @@ fn plugin_check_passes_with_root_sudo_and_unreachable_hosts() {
         "{o}"
     );
     assert!(
-        o.contains(&format!("via ssh tester@{}:22 (sudo))", hosts.hosts[1].addr)),
+        o.contains(&format!(
+            "via ssh tester@{}:22 (sudo))",
+            hosts.hosts[1].addr
+        )),
         "{o}"
     );
     // The dead one was reported and skipped.
@@ -143,7 +146,8 @@ fn non_root_user_runs_commands_as_root_and_copies_files() {
     assert_eq!(code, Some(0));
     assert_eq!(out, "root\nsome bytes\n");
     copy_from(&conn, "/etc/debian_version", &local.path().join("back")).expect("copy_from");
-    let version = std::fs::read_to_string(local.path().join("back/debian_version")).expect("copied back");
+    let version =
+        std::fs::read_to_string(local.path().join("back/debian_version")).expect("copied back");
     assert!(version.starts_with("12"), "{version}");
     r.release().expect("release");
     p.prov.stop().expect("stop");
@@ -237,7 +241,10 @@ fn a_used_slot_is_retired_an_untouched_one_comes_back() {
     let third = p.prov.get_remote(Duration::from_secs(2));
     let err = match third {
         Err(e) => e.to_string(),
-        Ok(r) => panic!("a retired host was handed out again: {:?}", r.map(|r| r.name())),
+        Ok(r) => panic!(
+            "a retired host was handed out again: {:?}",
+            r.map(|r| r.name())
+        ),
     };
     assert!(err.contains("retired"), "{err}");
     p.prov.stop().expect("stop");

@@ -505,13 +505,19 @@ mod tests {
         let args = ssh_base_args(&target(false, &["StrictHostKeyChecking=yes"]));
         let mine = args.iter().position(|a| a == "StrictHostKeyChecking=yes");
         let default = args.iter().position(|a| a == "StrictHostKeyChecking=no");
-        assert!(mine.is_some() && default.is_some() && mine < default, "{args:?}");
+        assert!(
+            mine.is_some() && default.is_some() && mine < default,
+            "{args:?}"
+        );
     }
 
     #[test]
     fn sudo_targets_run_commands_through_sudo() {
         let plain = command_for(&Connection::Ssh(target(false, &[])), &["id", "-u"]);
-        assert_eq!(args_of(&plain).last().map(String::as_str), Some("exec id -u"));
+        assert_eq!(
+            args_of(&plain).last().map(String::as_str),
+            Some("exec id -u")
+        );
         let sudo = command_for(&Connection::Ssh(target(true, &[])), &["id", "-u"]);
         assert_eq!(
             args_of(&sudo).last().map(String::as_str),

@@ -183,10 +183,14 @@ pub fn parse_entry(
         None => default_port,
     };
     if !valid_part(host) {
-        return Err(bad("the host name is empty or has characters ssh would not take"));
+        return Err(bad(
+            "the host name is empty or has characters ssh would not take",
+        ));
     }
     if !valid_part(user) || user.contains(':') {
-        return Err(bad("the user is empty or has characters ssh would not take"));
+        return Err(bad(
+            "the user is empty or has characters ssh would not take",
+        ));
     }
     Ok(HostEntry {
         user: user.to_string(),
@@ -280,8 +284,8 @@ mod tests {
 
     #[test]
     fn entries_take_defaults_and_overrides() {
-        let s = parse("hosts: root@a b:2222 [::1]:23 c\nuser: tester\nport: 2200\n")
-            .expect("parses");
+        let s =
+            parse("hosts: root@a b:2222 [::1]:23 c\nuser: tester\nport: 2200\n").expect("parses");
         let shown: Vec<String> = s.hosts.iter().map(HostEntry::display).collect();
         assert_eq!(
             shown,
@@ -301,8 +305,7 @@ mod tests {
     fn a_list_and_a_file_work_too() {
         let dir = tempfile_dir();
         let file = dir.join("hosts");
-        std::fs::write(&file, "# machines\nroot@x:2022\n\n  y  # the other one\n")
-            .expect("write");
+        std::fs::write(&file, "# machines\nroot@x:2022\n\n  y  # the other one\n").expect("write");
         let yaml = format!("hosts:\n  - z\n  - \"@{}\"\n", file.display());
         let s = parse(&yaml).expect("parses");
         let shown: Vec<String> = s.hosts.iter().map(HostEntry::display).collect();

@@ -89,10 +89,10 @@ pub fn probe(settings: &Settings, entry: &HostEntry, sudo: bool) -> Result<(), S
         Some(123) => Ok(()),
         Some(255) if err.contains("Host key verification failed") => Err(format!(
             "its host key is not in {} (or differs from it): refusing to connect; add the key (ssh-keyscan -p {} {} >> FILE) or, for a throwaway machine, set host_key_check=false",
-            settings
-                .known_hosts
-                .as_ref()
-                .map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string()),
+            settings.known_hosts.as_ref().map_or_else(
+                || "~/.ssh/known_hosts".to_string(),
+                |p| p.display().to_string()
+            ),
             entry.port,
             entry.host
         )),
