@@ -209,30 +209,52 @@ fn hold(
         let (program, rest) = argv
             .split_first()
             .ok_or_else(|| anyhow!("no shell command for {conn}"))?;
-        let mut child = std::process::Command::new(program)
-            .args(rest)
-            .spawn()
-            .with_context(|| format!("cannot run {program}"))?;
         loop {
-            // Ctrl-C belongs to the shell here; only SIGTERM and the time
-            // limit end the reservation from outside.
-            signals.int.store(false, Ordering::SeqCst);
-            if let Some(_status) = child.try_wait()? {
+            let mut child = std::process::Command::new(program)
+                .args(rest)
+                .spawn()
+                .with_context(|| format!("cannot run {program}"))?;
+            let status = loop {
+                // Ctrl-C belongs to the shell here; only SIGTERM and the
+                // time limit end the reservation from outside.
+                signals.int.store(false, Ordering::SeqCst);
+                if let Some(status) = child.try_wait()? {
+                    break status;
+                }
+                let end = if signals.term.load(Ordering::SeqCst) {
+                    Some(End::Signal)
+                } else if time_up() {
+                    Some(End::TimeUp)
+                } else {
+                    None
+                };
+                if let Some(end) = end {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(end);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            // ssh itself failed (255): the connection dropped, e.g. the
+            // system rebooted. Reconnect while it is still ours.
+            let lost = matches!(conn, atex::Connection::Ssh(_)) && status.code() == Some(255);
+            if !lost || !matches!(remote.alive(), Ok(true)) {
                 return Ok(End::ShellExited);
             }
-            let end = if signals.term.load(Ordering::SeqCst) {
-                Some(End::Signal)
-            } else if time_up() {
-                Some(End::TimeUp)
-            } else {
-                None
-            };
-            if let Some(end) = end {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(end);
+            eprintln!(
+                "atex: the connection to {} was lost; reconnecting in 3 s (Ctrl-C to release it)",
+                remote.name()
+            );
+            let retry_at = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < retry_at {
+                if signals.any() {
+                    return Ok(End::Signal);
+                }
+                if time_up() {
+                    return Ok(End::TimeUp);
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
     eprintln!(
