@@ -255,16 +255,19 @@ fn a_used_slot_is_retired_an_untouched_one_comes_back() {
 #[test]
 fn run_on_existing_hosts_retires_the_one_a_destructive_test_used() {
     let hosts = SshHosts::start(2);
+    // The second host is reached as a user that is not root: the tests
+    // after the destructive one run there through sudo.
+    hosts.add_sudo_user(1, "tester");
     let tree = TestDir::new();
     tree.create(".fmf/version", "1\n");
     tree.create(
         "tests/main.fmf",
         "/break:\n  test: touch /root/broken; echo broke\n  tag: [destructive]\n  extra-priority: 10\n\
-         /after-1:\n  test: test ! -e /root/broken\n\
-         /after-2:\n  test: test ! -e /root/broken\n",
+         /after-1:\n  test: test ! -e /root/broken && test $(id -u) = 0\n\
+         /after-2:\n  test: test ! -e /root/broken && test $(id -u) = 0\n",
     );
     let results = tree.path().join("results");
-    let entries = format!("{} {}", hosts.hosts[0].addr, hosts.hosts[1].addr);
+    let entries = format!("{} tester@{}", hosts.hosts[0].addr, hosts.hosts[1].addr);
     let plugins = atex_integration_tests::plugin_dir_with(&["atex_ssh"]);
     let out = std::process::Command::new(atex_bin())
         .arg("run")
@@ -290,6 +293,17 @@ fn run_on_existing_hosts_retires_the_one_a_destructive_test_used() {
         lines.lines().all(|l| l.contains("\"pass\"")),
         "a test after the destructive one saw its damage:\n{lines}"
     );
+    // The destructive test ran on the root host, which was retired; the
+    // others on the second host, through sudo.
+    let attempts = std::fs::read_to_string(results.join("attempts.jsonl")).expect("attempts");
+    assert_eq!(attempts.lines().count(), 3, "{attempts}");
+    for line in attempts.lines() {
+        let host = if line.contains("/tests/break") { 0 } else { 1 };
+        assert!(
+            line.contains(&format!("\"ssh-{}\"", hosts.hosts[host].addr)),
+            "{line}"
+        );
+    }
     assert!(
         e.contains("not used again in this run"),
         "no line about the retired host:\n{e}"
