@@ -184,17 +184,23 @@ fn unknown_host_key_is_refused_unless_checking_is_off() {
         msg.contains("host key is not in") && msg.contains("host_key_check=false"),
         "{msg}"
     );
-    // A key that changed is refused too: another host's key under this name.
-    let other = SshHosts::start(1);
-    let forged = std::fs::read_to_string(other.known_hosts())
-        .expect("read")
-        .replace(
-            &other.hosts[0].addr.to_string(),
-            &hosts.hosts[0].addr.to_string(),
-        );
-    std::fs::write(&empty, forged).expect("write");
+    // A key that changed is refused too: a fresh key under this name (the
+    // stand-ins all share the image's host keys, so it must be made here).
+    let fresh = hosts.dir().join("fresh_host_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&fresh)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let public = std::fs::read_to_string(fresh.with_extension("pub")).expect("public key");
+    let mut words = public.split_whitespace();
+    let (kind, key) = (words.next().expect("kind"), words.next().expect("key"));
+    std::fs::write(&empty, format!("{} {kind} {key}\n", hosts.hosts[0].addr)).expect("write");
     let p = provisioner(&config);
-    assert!(p.prov.start().is_err(), "a changed host key was accepted");
+    let err = p.prov.start().expect_err("a changed host key was accepted");
+    assert!(err.to_string().contains("host key"), "{err}");
 
     let p = provisioner(&format!(
         "hosts: {entry}\nkey: {}\nhost_key_check: false\n",
