@@ -43,8 +43,10 @@ pub struct SshTarget {
     pub user: String,
     /// Private key to use, if not the default.
     pub identity_file: Option<PathBuf>,
-    /// Extra `Key=Value` ssh options.
+    /// Extra `Key=Value` ssh options; they win over atex's defaults.
     pub options: Vec<String>,
+    /// The login user is not root: commands run through `sudo -n`.
+    pub sudo: bool,
 }
 
 /// How to run commands on a system.
@@ -63,6 +65,9 @@ impl fmt::Display for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Connection::Local => f.write_str("local"),
+            Connection::Ssh(t) if t.sudo => {
+                write!(f, "ssh {}@{}:{} (sudo)", t.user, t.host, t.port)
+            }
             Connection::Ssh(t) => write!(f, "ssh {}@{}:{}", t.user, t.host, t.port),
             Connection::Command(p) => write!(f, "command `{}`", p.join(" ")),
         }

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cli {
     pub(crate) mod discover;
+    pub(crate) mod reserve;
 }
 
 /// Exit code for usage, configuration and infrastructure errors.
@@ -45,6 +46,9 @@ enum Command {
     /// List the tests a tree and plan select: names, one per line, or with
     /// --json an object keyed by test name with metadata and source_dir.
     Discover(cli::discover::DiscoverArgs),
+    /// Get one system from a provisioner, print how to reach it, open a
+    /// shell on a terminal; release it on exit, Ctrl-C, SIGTERM or --for.
+    Reserve(cli::reserve::ReserveArgs),
 }
 
 #[derive(Args)]
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
         Command::Run(args) => run_tests(*args),
         Command::Discover(args) => cli::discover::discover_tests(args),
+        Command::Reserve(args) => cli::reserve::reserve(args),
     };
     match outcome {
         Ok(code) => code,

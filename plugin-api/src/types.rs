@@ -192,6 +192,10 @@ impl ConnectionKind {
     /// Commands run by prefixing them with a local argv, e.g.
     /// `podman exec -i CONTAINER` (see [`Connection::command_prefix`]).
     pub const COMMAND: ConnectionKind = ConnectionKind(3);
+    /// Like [`ConnectionKind::SSH`], but the login user is not root: the
+    /// host runs every command through `sudo -n` (see
+    /// [`Connection::ssh_sudo`]). Added in 0.1; older hosts refuse it.
+    pub const SSH_SUDO: ConnectionKind = ConnectionKind(4);
 }
 
 /// Where an ssh-reached system is.
@@ -216,7 +220,7 @@ pub struct SshTarget {
 pub struct Connection {
     /// Which of the fields below applies.
     pub kind: ConnectionKind,
-    /// For [`ConnectionKind::SSH`].
+    /// For [`ConnectionKind::SSH`] and [`ConnectionKind::SSH_SUDO`].
     pub ssh: ROption<SshTarget>,
     /// For [`ConnectionKind::COMMAND`]: the local argv that the remote argv is
     /// appended to. It must pass stdin through and never allocate a TTY.
@@ -238,6 +242,15 @@ impl Connection {
         Connection {
             kind: ConnectionKind::SSH,
             ssh: ROption::RSome(target.into()),
+            command_prefix: RVec::new(),
+        }
+    }
+    /// A system reached over ssh as a user that is not root, where the host
+    /// runs commands as root through passwordless `sudo -n`.
+    pub fn ssh_sudo(target: SshTarget) -> Self {
+        Connection {
+            kind: ConnectionKind::SSH_SUDO,
+            ssh: ROption::RSome(target),
             command_prefix: RVec::new(),
         }
     }

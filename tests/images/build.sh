@@ -2,7 +2,7 @@
 # Builds the container images atex's tests use (and users may copy):
 #
 #   localhost/atex-test:bookworm          Debian minbase + bash (coreutils, tar)
-#   localhost/atex-test-ssh:bookworm      + openssh-server; `/usr/sbin/sshd -D -e`
+#   localhost/atex-test-ssh:bookworm      + openssh-server, sudo; `/usr/sbin/sshd -D -e`
 #                                         works as is (host keys, /run/sshd,
 #                                         root login with a key)
 #   localhost/atex-test-systemd:bookworm  + systemd, systemd-sysv, openssh-server;
@@ -67,8 +67,11 @@ fi
 
 # The recipe's version, stored in the image label atex.recipe: images with
 # another value are rebuilt. Give it a new value whenever what goes into an
-# image changes.
+# image changes; an image whose own recipe changed has its own value below,
+# so the others are not rebuilt with it.
 recipe=f9bdf6efcc7f8cfe
+# The ssh image also has sudo (a non-root login user that becomes root).
+recipe_ssh=5d0c2a81e3b7f469
 
 exec 9>"${TMPDIR:-/tmp}/atex-test-images.lock"
 flock 9
@@ -99,8 +102,9 @@ ssh_hooks=(
 )
 
 build() { # name includes cmd-json [mmdebstrap options...]
-    local name=$1 include=$2 cmd=$3
+    local name=$1 include=$2 cmd=$3 recipe=$recipe
     shift 3
+    [[ $name != atex-test-ssh ]] || recipe=$recipe_ssh
     local ref=localhost/$name:$suite
     if [[ $force == 0 ]] && podman image exists "$ref" &&
         [[ $(podman image inspect --format '{{index .Labels "atex.recipe"}}' "$ref") == "$recipe" ]]; then
@@ -127,7 +131,7 @@ for what in "${wanted[@]}"; do
             build atex-test bash '["/bin/bash"]'
             ;;
         ssh)
-            build atex-test-ssh bash,openssh-server '["/usr/sbin/sshd","-D","-e"]' \
+            build atex-test-ssh bash,openssh-server,sudo '["/usr/sbin/sshd","-D","-e"]' \
                 "${ssh_hooks[@]}"
             ;;
         systemd)

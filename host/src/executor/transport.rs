@@ -46,13 +46,17 @@ pub fn shell_join<S: AsRef<str>>(argv: &[S]) -> String {
 }
 
 /// The ssh argv (without the remote command) for `target`.
+///
+/// The target's own options come first: ssh keeps the first value given
+/// for an option, so a provisioner can override the defaults (e.g. turn
+/// host key checking on).
 pub fn ssh_base_args(target: &SshTarget) -> Vec<String> {
     let mut args = vec!["-T".to_string()];
-    for opt in SSH_DEFAULT_OPTIONS
+    for opt in target
+        .options
         .iter()
-        .copied()
-        .map(str::to_string)
-        .chain(target.options.iter().cloned())
+        .cloned()
+        .chain(SSH_DEFAULT_OPTIONS.iter().copied().map(str::to_string))
     {
         args.push("-o".into());
         args.push(opt);
@@ -95,8 +99,236 @@ pub fn command_for<S: AsRef<str>>(conn: &Connection, argv: &[S]) -> Command {
         Connection::Ssh(target) => {
             let mut cmd = Command::new("ssh");
             cmd.args(ssh_base_args(target));
-            cmd.arg(format!("exec {}", shell_join(argv)));
+            cmd.arg(remote_line(target, argv));
             cmd
+        }
+    }
+}
+
+/// The remote command line ssh sends for `argv`: through `sudo -n` when
+/// the login user is not root.
+fn remote_line<S: AsRef<str>>(target: &SshTarget, argv: &[S]) -> String {
+    if target.sudo {
+        format!("exec sudo -n -- {}", shell_join(argv))
+    } else {
+        format!("exec {}", shell_join(argv))
+    }
+}
+
+/// Why a file copy to or from a system failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A local path has no file name (`/`, `..`) or is not UTF-8.
+    #[error("cannot copy {0}: it has no usable file name")]
+    BadPath(std::path::PathBuf),
+    /// A process of the copy could not be started.
+    #[error("cannot run {what}: {source}")]
+    Spawn {
+        /// Which side, e.g. `local tar`.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// One side of the copy failed.
+    #[error("{what} failed ({status}): {stderr}")]
+    Failed {
+        /// Which side, e.g. `tar on the system`.
+        what: &'static str,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// Its error output.
+        stderr: String,
+    },
+}
+
+/// Pipes `producer`'s stdout into `consumer`'s stdin and waits for both.
+fn pipe_through(
+    mut producer: Command,
+    producer_name: &'static str,
+    mut consumer: Command,
+    consumer_name: &'static str,
+) -> Result<(), CopyError> {
+    use std::process::Stdio;
+    let mut first = producer
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| CopyError::Spawn {
+            what: producer_name,
+            source,
+        })?;
+    let Some(pipe) = first.stdout.take() else {
+        let _ = first.kill();
+        let _ = first.wait();
+        return Err(CopyError::Spawn {
+            what: producer_name,
+            source: std::io::Error::other("no stdout pipe"),
+        });
+    };
+    let second = consumer
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let second = match second {
+        Ok(c) => c,
+        Err(source) => {
+            let _ = first.kill();
+            let _ = first.wait();
+            return Err(CopyError::Spawn {
+                what: consumer_name,
+                source,
+            });
+        }
+    };
+    // Both stderr pipes are read to the end by wait_with_output, the
+    // consumer's first: it is the one that ends the producer by exiting.
+    let second = second.wait_with_output();
+    let first = first.wait_with_output();
+    let failed = |what, out: std::process::Output| CopyError::Failed {
+        what,
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    };
+    let second = second.map_err(|source| CopyError::Spawn {
+        what: consumer_name,
+        source,
+    })?;
+    let first = first.map_err(|source| CopyError::Spawn {
+        what: producer_name,
+        source,
+    })?;
+    if !first.status.success() {
+        return Err(failed(producer_name, first));
+    }
+    if !second.status.success() {
+        return Err(failed(consumer_name, second));
+    }
+    Ok(())
+}
+
+fn parent_and_name(path: &std::path::Path) -> Result<(std::path::PathBuf, String), CopyError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CopyError::BadPath(path.to_path_buf()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    Ok((parent, name.to_string()))
+}
+
+/// Copies a local file or directory into `remote_dir` on the system behind
+/// `conn` (the directory is created when missing), as tar over the
+/// connection: it needs only tar on both sides, like the rest of atex.
+///
+/// ```no_run
+/// # use atex::{Connection, executor::transport::copy_to};
+/// copy_to(&Connection::Local, "results/report.txt".as_ref(), "/tmp/in")?;
+/// # Ok::<(), atex::executor::transport::CopyError>(())
+/// ```
+pub fn copy_to(
+    conn: &Connection,
+    local: &std::path::Path,
+    remote_dir: &str,
+) -> Result<(), CopyError> {
+    let (parent, name) = parent_and_name(local)?;
+    let mut pack = Command::new("tar");
+    pack.arg("-C").arg(&parent).args(["-cf", "-", "--", &name]);
+    let unpack = command_for(
+        conn,
+        &[
+            "sh",
+            "-c",
+            r#"mkdir -p -- "$1" && exec tar -C "$1" -xf -"#,
+            "sh",
+            remote_dir,
+        ],
+    );
+    pipe_through(pack, "local tar", unpack, "tar on the system")
+}
+
+/// Copies the file or directory `remote_path` of the system behind `conn`
+/// into the local directory `local_dir` (created when missing).
+pub fn copy_from(
+    conn: &Connection,
+    remote_path: &str,
+    local_dir: &std::path::Path,
+) -> Result<(), CopyError> {
+    let trimmed = remote_path.trim_end_matches('/');
+    let (parent, name) = parent_and_name(std::path::Path::new(trimmed))?;
+    let parent = parent.to_string_lossy().into_owned();
+    let pack = command_for(conn, &["tar", "-C", &parent, "-cf", "-", "--", &name]);
+    std::fs::create_dir_all(local_dir).map_err(|source| CopyError::Spawn {
+        what: "mkdir",
+        source,
+    })?;
+    let mut unpack = Command::new("tar");
+    unpack.arg("-C").arg(local_dir).args(["-xf", "-"]);
+    pipe_through(pack, "tar on the system", unpack, "local tar")
+}
+
+/// The local argv of an interactive login shell on the system behind
+/// `conn`, for a person at a terminal: `ssh … user@host` (with `sudo -i`
+/// when the login user is not root), `podman exec -it … bash -l`, or a
+/// local shell. `atex reserve` prints it and runs it.
+pub fn shell_argv(conn: &Connection) -> Vec<String> {
+    match conn {
+        Connection::Local => {
+            vec![std::env::var("SHELL").unwrap_or_else(|_| "bash".to_string())]
+        }
+        Connection::Command(prefix) => {
+            let mut argv = prefix.clone();
+            let engine = argv.first().is_some_and(|p| {
+                let name = std::path::Path::new(p)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("");
+                name == "podman" || name == "docker"
+            });
+            // `podman exec -i ID` passes stdin only; a person needs a TTY.
+            if engine
+                && let Some(at) = argv.iter().position(|a| a == "exec")
+                && !argv.iter().any(|a| a == "-t" || a == "-it" || a == "--tty")
+            {
+                argv.insert(at + 1, "-t".to_string());
+            }
+            argv.extend(["bash".to_string(), "-l".to_string()]);
+            argv
+        }
+        Connection::Ssh(t) => {
+            let mut argv = vec!["ssh".to_string()];
+            if t.sudo {
+                argv.push("-t".into());
+            }
+            let set: Vec<&str> = t
+                .options
+                .iter()
+                .filter_map(|o| o.split_once('=').map(|(k, _)| k))
+                .collect();
+            // The target's options, then the defaults a person needs to
+            // get in the way atex does (no prompt about throwaway keys).
+            let defaults = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]
+                .into_iter()
+                .filter(|d| d.split_once('=').is_some_and(|(k, _)| !set.contains(&k)));
+            for opt in t.options.iter().map(String::as_str).chain(defaults) {
+                argv.push("-o".into());
+                argv.push(opt.to_string());
+            }
+            if let Some(key) = &t.identity_file {
+                argv.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
+                argv.push(key.to_string_lossy().into_owned());
+            }
+            if t.port != 22 {
+                argv.extend(["-p".into(), t.port.to_string()]);
+            }
+            argv.push(format!("{}@{}", t.user, t.host));
+            if t.sudo {
+                argv.extend(["sudo".into(), "-i".into()]);
+            }
+            argv
         }
     }
 }
@@ -215,7 +447,7 @@ impl Transport {
                     .arg(format!("ControlPath={}", master.socket().display()));
                 cmd.args(["-o", "ControlMaster=no"]);
                 cmd.args(ssh_base_args(target));
-                cmd.arg(format!("exec {}", shell_join(argv)));
+                cmd.arg(remote_line(target, argv));
                 cmd
             }
             (conn, _) => command_for(conn, argv),
@@ -249,5 +481,93 @@ mod tests {
         );
         let out = { cmd }.output().expect("run");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    }
+
+    fn target(sudo: bool, options: &[&str]) -> SshTarget {
+        SshTarget {
+            host: "192.0.2.7".into(),
+            port: 2222,
+            user: "tester".into(),
+            identity_file: None,
+            options: options.iter().map(|o| o.to_string()).collect(),
+            sudo,
+        }
+    }
+
+    fn args_of(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn target_options_come_before_the_defaults() {
+        let args = ssh_base_args(&target(false, &["StrictHostKeyChecking=yes"]));
+        let mine = args.iter().position(|a| a == "StrictHostKeyChecking=yes");
+        let default = args.iter().position(|a| a == "StrictHostKeyChecking=no");
+        assert!(
+            mine.is_some() && default.is_some() && mine < default,
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn sudo_targets_run_commands_through_sudo() {
+        let plain = command_for(&Connection::Ssh(target(false, &[])), &["id", "-u"]);
+        assert_eq!(
+            args_of(&plain).last().map(String::as_str),
+            Some("exec id -u")
+        );
+        let sudo = command_for(&Connection::Ssh(target(true, &[])), &["id", "-u"]);
+        assert_eq!(
+            args_of(&sudo).last().map(String::as_str),
+            Some("exec sudo -n -- id -u")
+        );
+    }
+
+    #[test]
+    fn shell_argv_is_what_a_person_types() {
+        let ssh = shell_argv(&Connection::Ssh(target(true, &["UserKnownHostsFile=/k"])));
+        assert_eq!(
+            shell_join(&ssh),
+            "ssh -t -o UserKnownHostsFile=/k -o StrictHostKeyChecking=no -p 2222 tester@192.0.2.7 sudo -i"
+        );
+        let podman = shell_argv(&Connection::Command(
+            ["podman", "exec", "-i", "c1"].map(String::from).to_vec(),
+        ));
+        assert_eq!(shell_join(&podman), "podman exec -t -i c1 bash -l");
+    }
+
+    #[test]
+    fn files_go_there_and_back() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let tree = src.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+        std::fs::write(tree.join("sub/a b.txt"), "hello\n").expect("write");
+        let remote = tempfile::tempdir().expect("tempdir");
+        let remote_dir = remote.path().join("in/here");
+        // Through a command prefix, as a container connection is.
+        let conn = Connection::Command(vec!["env".into(), "LC_ALL=C".into()]);
+        copy_to(&conn, &tree, remote_dir.to_str().expect("utf-8")).expect("copy to");
+        assert_eq!(
+            std::fs::read_to_string(remote_dir.join("tree/sub/a b.txt")).expect("copied"),
+            "hello\n"
+        );
+        let back = src.path().join("back");
+        copy_from(
+            &conn,
+            remote_dir.join("tree/sub/").to_str().expect("utf-8"),
+            &back,
+        )
+        .expect("copy from");
+        assert_eq!(
+            std::fs::read_to_string(back.join("sub/a b.txt")).expect("copied back"),
+            "hello\n"
+        );
+        let missing = copy_from(&conn, "/nonexistent/atex-nothing", &back);
+        assert!(
+            matches!(missing, Err(CopyError::Failed { .. })),
+            "{missing:?}"
+        );
     }
 }

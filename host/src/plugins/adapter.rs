@@ -230,7 +230,7 @@ impl Remote for ForeignRemote {
         let c = result(&self.name, self.inner.connection())?;
         match c.kind {
             ConnectionKind::LOCAL => Ok(Connection::Local),
-            ConnectionKind::SSH => match c.ssh {
+            ConnectionKind::SSH | ConnectionKind::SSH_SUDO => match c.ssh {
                 ROption::RSome(t) => Ok(Connection::Ssh(SshTarget {
                     host: t.host.into_string(),
                     port: t.port,
@@ -240,6 +240,7 @@ impl Remote for ForeignRemote {
                         .into_option()
                         .map(|p| PathBuf::from(p.into_string())),
                     options: t.options.into_iter().map(RString::into_string).collect(),
+                    sudo: c.kind == ConnectionKind::SSH_SUDO,
                 })),
                 ROption::RNone => Err(BackendError::new(
                     &self.name,

@@ -1,0 +1,262 @@
+//! `atex reserve` without a terminal: it prints how to reach the system,
+//! holds it until signalled (or until `--for` runs out), and releases it.
+//! On podman (`localhost/atex-test:bookworm`) and on an ssh stand-in host
+//! with a non-root user going through sudo.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use atex_integration_tests::{atex_bin, plugin_dir_with, ssh_hosts::SshHosts};
+
+fn containers_conf() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
+}
+
+fn podman() -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+fn ensure_base_image() {
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
+        .arg("base")
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("run tests/images/build.sh");
+    assert!(
+        out.status.success(),
+        "build.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `atex reserve` and the lines it printed so far.
+struct Reservation {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    _plugins: tempfile::TempDir,
+}
+
+impl Reservation {
+    fn start(plugin: &str, spec: &str, extra: &[&str]) -> Reservation {
+        let plugins = plugin_dir_with(&[plugin]);
+        let mut child = Command::new(atex_bin())
+            .arg("reserve")
+            .arg("--plugin-dir")
+            .arg(plugins.path())
+            .args(["-p", spec])
+            .args(extra)
+            .env("CONTAINERS_CONF", containers_conf())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start atex reserve");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Reservation {
+            child,
+            lines,
+            _plugins: plugins,
+        }
+    }
+
+    /// The `connect:` line, waiting up to `limit` for it.
+    fn connect_line(&mut self, limit: Duration) -> String {
+        let end = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            match self.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(cmd) = line.strip_prefix("connect: ") {
+                        return cmd.to_string();
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "atex reserve exited ({status}) before printing the connection:\n{}\n{}",
+                            seen.join("\n"),
+                            self.stderr()
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let _ = self.child.kill();
+        panic!(
+            "no `connect:` line within {limit:?}:\n{}\n{}",
+            seen.join("\n"),
+            self.stderr()
+        );
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// Waits for it to exit; its exit code and its error output.
+    fn wait(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status.code(), self.stderr());
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("atex reserve did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn podman_container_is_held_until_sigterm_then_removed() {
+    ensure_base_image();
+    let mut r = Reservation::start(
+        "atex_podman",
+        "podman:image=localhost/atex-test:bookworm",
+        &[],
+    );
+    let line = r.connect_line(Duration::from_secs(120));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"podman"), "{line}");
+    assert!(line.contains(" exec -t "), "a person gets a TTY: {line}");
+    let at = words.iter().position(|w| *w == "bash").expect("runs bash");
+    let id = words[at - 1].to_string();
+    // Held: still there a while later, and usable.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = podman()
+        .args(["exec", &id, "cat", "/etc/debian_version"])
+        .output()
+        .expect("podman exec");
+    assert!(out.status.success(), "{id} is not usable while held");
+    assert!(
+        r.child.try_wait().expect("try_wait").is_none(),
+        "exited early"
+    );
+
+    r.signal(libc::SIGTERM);
+    let (code, err) = r.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("released"), "{err}");
+    let exists = podman()
+        .args(["container", "exists", &id])
+        .status()
+        .expect("podman container exists");
+    assert!(!exists.success(), "container {id} left behind");
+}
+
+#[test]
+fn for_duration_releases_by_itself() {
+    ensure_base_image();
+    let started = Instant::now();
+    let mut r = Reservation::start(
+        "atex_podman",
+        "podman:image=localhost/atex-test:bookworm",
+        &["--for", "3s"],
+    );
+    let line = r.connect_line(Duration::from_secs(120));
+    let (code, err) = r.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("time is up; released"), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "bash").expect("bash");
+    let exists = podman()
+        .args(["container", "exists", words[at - 1]])
+        .status()
+        .expect("podman container exists");
+    assert!(!exists.success(), "container left behind");
+}
+
+#[test]
+fn ssh_host_with_sudo_is_reachable_by_the_printed_command_until_ctrl_c() {
+    let hosts = SshHosts::start(1);
+    hosts.add_sudo_user(0, "tester");
+    let spec = format!(
+        "ssh:hosts=tester@{},key={},known_hosts={}",
+        hosts.hosts[0].addr,
+        hosts.key().display(),
+        hosts.known_hosts().display()
+    );
+    let mut r = Reservation::start("atex_ssh", &spec, &[]);
+    let line = r.connect_line(Duration::from_secs(60));
+    assert!(line.starts_with("ssh "), "{line}");
+    assert!(line.ends_with("sudo -i"), "{line}");
+    // What a person would type, with the commands on stdin instead of a
+    // keyboard: it lands in a root shell on the machine.
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the printed command");
+    shell
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"id -u\nhostname >/dev/null && echo reached\n")
+        .expect("write");
+    let out = shell.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "0") && text.contains("reached"),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    r.signal(libc::SIGINT);
+    let (code, err) = r.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("released ssh-"), "{err}");
+    // Released, never destroyed.
+    assert!(hosts.exists(0));
+}
+
+#[test]
+fn unknown_provisioner_is_a_usage_error() {
+    let plugins = plugin_dir_with(&["atex_local"]);
+    let out = Command::new(atex_bin())
+        .arg("reserve")
+        .arg("--plugin-dir")
+        .arg(plugins.path())
+        .args(["-p", "nosuchplugin"])
+        .output()
+        .expect("run atex");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no provisioner plugin named `nosuchplugin`") && err.contains("local"),
+        "{err}"
+    );
+}
