@@ -131,3 +131,24 @@ impl TestDir {
         path
     }
 }
+
+/// `tests/containers.conf` (runc, lowered ulimits), for podman in tests.
+pub fn containers_conf() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
+}
+
+/// Builds a test image of `tests/images/build.sh` (`base`, `ssh`,
+/// `systemd`) when it is missing; cached and idempotent.
+pub fn ensure_image(kind: &str) {
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
+        .arg(kind)
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("run tests/images/build.sh");
+    assert!(
+        out.status.success(),
+        "build.sh {kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,27 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use atex_integration_tests::{TestDir, atex_bin, plugin_dir_with, stderr};
+use atex_integration_tests::{
+    TestDir, atex_bin, containers_conf, ensure_image, plugin_dir_with, stderr,
+};
 
 const IMAGE: &str = "localhost/atex-test:bookworm";
-
-fn containers_conf() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
-}
-
-fn ensure_image() {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
-        .arg("base")
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("run tests/images/build.sh");
-    assert!(
-        out.status.success(),
-        "build.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn atex_cmd(dir: &Path, plugins: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(atex_bin());
@@ -83,7 +67,7 @@ fn suite(dir: &TestDir) {
 
 #[test]
 fn resume_after_sigint_runs_every_test_exactly_once_and_rerun_failed_keeps_attempts() {
-    ensure_image();
+    ensure_image("base");
     let plugins = plugin_dir_with(&["atex_podman"]);
     let dir = TestDir::new();
     suite(&dir);
@@ -204,14 +188,8 @@ unsafe extern "C" {
 /// environment each platform's context gave.
 #[test]
 fn two_platforms_with_their_own_contexts_run_their_own_tests() {
-    ensure_image();
-    let ssh_image = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
-        .arg("ssh")
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("build.sh ssh");
-    assert!(ssh_image.status.success(), "{}", stderr(&ssh_image));
+    ensure_image("base");
+    ensure_image("ssh");
     let plugins = plugin_dir_with(&["atex_podman"]);
     let dir = TestDir::new();
     dir.create(".fmf/version", "1\n");

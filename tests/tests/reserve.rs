@@ -10,30 +10,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use atex_integration_tests::{atex_bin, plugin_dir_with, ssh_hosts::SshHosts};
-
-fn containers_conf() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
-}
+use atex_integration_tests::{
+    atex_bin, containers_conf, ensure_image, plugin_dir_with, ssh_hosts::SshHosts,
+};
 
 fn podman() -> Command {
     let mut c = Command::new("podman");
     c.env("CONTAINERS_CONF", containers_conf());
     c
-}
-
-fn ensure_base_image() {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
-        .arg("base")
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("run tests/images/build.sh");
-    assert!(
-        out.status.success(),
-        "build.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A running `atex reserve` and the lines it printed so far.
@@ -139,7 +123,7 @@ impl Reservation {
 
 #[test]
 fn podman_container_is_held_until_sigterm_then_removed() {
-    ensure_base_image();
+    ensure_image("base");
     let mut r = Reservation::start(
         "atex_podman",
         "podman:image=localhost/atex-test:bookworm",
@@ -176,7 +160,7 @@ fn podman_container_is_held_until_sigterm_then_removed() {
 
 #[test]
 fn for_duration_releases_by_itself() {
-    ensure_base_image();
+    ensure_image("base");
     let started = Instant::now();
     let mut r = Reservation::start(
         "atex_podman",

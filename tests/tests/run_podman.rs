@@ -17,25 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use atex_integration_tests::{TestDir, atex_bin, plugin_dir_with};
-
-fn containers_conf() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
-}
-
-fn ensure_image() {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
-        .arg("base")
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("run tests/images/build.sh");
-    assert!(
-        out.status.success(),
-        "build.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use atex_integration_tests::{TestDir, atex_bin, containers_conf, ensure_image, plugin_dir_with};
 
 fn containers_with(label: &str) -> Vec<String> {
     let out = Command::new("podman")
@@ -136,7 +118,7 @@ fn run_podman(
 #[test]
 #[ignore = "needs podman and the test image; about 1 minute"]
 fn podman_40_tests_near_the_lower_bound() {
-    ensure_image();
+    ensure_image("base");
     let plugins = plugin_dir_with(&["atex_podman"]);
     let dir = TestDir::new();
     let tests = workload();
@@ -189,7 +171,7 @@ fn podman_40_tests_near_the_lower_bound() {
 }
 
 fn interrupt_podman(signal: i32, code: i32) {
-    ensure_image();
+    ensure_image("base");
     let plugins = plugin_dir_with(&["atex_podman"]);
     let dir = TestDir::new();
     let mut tests = vec![("/quick".to_string(), 0.1)];
