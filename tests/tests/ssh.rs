@@ -9,7 +9,7 @@ use std::{process::Stdio, time::Duration};
 
 use atex::{
     backend::{Connection, Provisioner},
-    executor::transport::{command_for, copy_from, copy_to},
+    executor::{command_for, copy_from, copy_to},
     plugins::{LoadedPlugin, PluginHost, load_plugin},
 };
 use atex_integration_tests::{

@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use atex::{
     backend::{Provisioner, Remote},
-    executor::transport::{shell_argv, shell_join},
+    executor::{shell_argv, shell_join},
     plugins::{PluginHost, PluginRegistry, PluginSpec, search_path},
 };
 use clap::Args;

@@ -1,25 +1,28 @@
 //! Running tests on one system.
 //!
-//! - [`transport`] turns a remote's connection data into local processes
-//!   the host owns;
-//! - [`session`] keeps one persistent shell (the *agent*) per system, so a
-//!   test start costs a line written to a pipe, not a fresh `ssh` handshake
-//!   or container exec;
-//! - [`control`] parses the test-control stream (`result`, `exitcode`,
-//!   `duration`, `disconnect`, `noop`) and writes results and files into
-//!   the test's artifacts directory;
-//! - [`scripts`] generates the shell code that runs on the system.
+//! [`System`] is the entry point: open one per remote, [`System::setup`]
+//! it once (upload the tree, run prepare steps), then [`System::run_test`]
+//! as many times as you like; [`System::run_command`] runs a command
+//! outside any test. It keeps one persistent shell (the *agent*) per
+//! system, so a test start costs a line written to a pipe, not a fresh
+//! `ssh` handshake or container exec. The agent parses nothing: the
+//! test-control stream (`result`, `exitcode`, `duration`, `disconnect`,
+//! `noop`) is relayed to the host, which writes results and files into the
+//! test's artifacts directory.
+//!
+//! [`command_for`] turns a remote's connection data into a local command
+//! the host owns; [`copy_to`] and [`copy_from`] move files to and from any
+//! system over it (tar, no rsync); [`shell_argv`] is the command a person
+//! types to get a shell there.
 //!
 //! The system under test needs bash, coreutils, tar and util-linux's
 //! `setsid` (and `script` for `tty: true`); no python, no rsync.
-//!
-//! [`System`] is the entry point: open one per remote, [`System::setup`]
-//! it once (upload the tree, run prepare steps), then [`System::run_test`]
-//! as many times as you like.
 
+#[doc(hidden)]
 pub mod control;
-pub mod scripts;
-pub mod session;
+mod scripts;
+mod session;
+#[doc(hidden)]
 pub mod transport;
 
 use std::{
@@ -32,6 +35,9 @@ use std::{
 };
 
 pub use session::{System, SystemOptions};
+pub use transport::{
+    ConnectError, CopyError, Transport, command_for, copy_from, copy_to, shell_argv, shell_join,
+};
 
 use crate::Status;
 
@@ -158,12 +164,13 @@ pub enum ExecError {
         system: String,
     },
     /// A local I/O error (artifacts directory, temp files).
-    #[error("{context}: {source}")]
+    // The I/O error is part of the message, not a `source()`, so that
+    // printing the chain does not repeat it.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }

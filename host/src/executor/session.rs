@@ -373,7 +373,9 @@ impl System {
             return Ok(());
         }
         self.agent = None;
-        self.transport.connect(AGENT_START_LIMIT)?;
+        self.transport
+            .connect(AGENT_START_LIMIT)
+            .map_err(|e| e.to_string())?;
         let (agent, workdir, boot) = Agent::start(&self.transport, &self.workdir)?;
         self.agent = Some(agent);
         self.workdir = workdir;
@@ -666,9 +668,9 @@ impl System {
         extra_env: &[(String, String)],
         cancel: &CancelToken,
     ) -> Result<TestOutcome, ExecError> {
-        let io = |context: &str, source: std::io::Error| ExecError::Io {
+        let io = |context: &str, error: std::io::Error| ExecError::Io {
             context: format!("{}: {context}", artifacts.display()),
-            source,
+            error,
         };
         let start = Instant::now();
         let mut writer =
@@ -694,7 +696,7 @@ impl System {
         }
         let metadata = Metadata::new(&test.metadata).map_err(|e| ExecError::Io {
             context: format!("{}: cannot serialise the metadata", test.name),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         })?;
         loop {
             let id = {

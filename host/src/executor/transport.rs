@@ -375,7 +375,7 @@ impl Transport {
 
     /// Makes sure an ssh master is up (a no-op for other kinds). Waits at
     /// most `limit` for it.
-    pub fn connect(&mut self, limit: std::time::Duration) -> Result<(), String> {
+    pub fn connect(&mut self, limit: std::time::Duration) -> Result<(), ConnectError> {
         let Connection::Ssh(target) = &self.connection else {
             return Ok(());
         };
@@ -388,7 +388,7 @@ impl Transport {
         let dir = tempfile::Builder::new()
             .prefix("atex-ssh-")
             .tempdir()
-            .map_err(|e| e.to_string())?;
+            .map_err(ConnectError::TempDir)?;
         let socket = dir.path().join("cm");
         let mut cmd = Command::new("ssh");
         cmd.arg("-M")
@@ -401,7 +401,7 @@ impl Transport {
             .stdout(std::process::Stdio::null());
         cmd.stderr(std::process::Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
+        let child = cmd.spawn().map_err(ConnectError::Spawn)?;
         let mut master = SshMaster { child, dir };
         let start = std::time::Instant::now();
         loop {
@@ -414,18 +414,17 @@ impl Transport {
                 if let Some(mut e) = master.child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
-                return Err(format!(
-                    "ssh to {}@{} exited with {status}: {}",
-                    target.user,
-                    target.host,
-                    err.trim()
-                ));
+                return Err(ConnectError::Exited {
+                    target: format!("{}@{}", target.user, target.host),
+                    status: status.to_string(),
+                    stderr: err.trim().to_string(),
+                });
             }
             if start.elapsed() > limit {
-                return Err(format!(
-                    "ssh to {}@{} did not connect within {limit:?}",
-                    target.user, target.host
-                ));
+                return Err(ConnectError::Timeout {
+                    target: format!("{}@{}", target.user, target.host),
+                    limit,
+                });
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -570,4 +569,33 @@ mod tests {
             "{missing:?}"
         );
     }
+}
+
+/// Why an ssh master connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Its socket directory could not be made.
+    #[error("cannot create a directory for the ssh socket: {0}")]
+    TempDir(std::io::Error),
+    /// `ssh` could not be started.
+    #[error("cannot run ssh: {0}")]
+    Spawn(std::io::Error),
+    /// `ssh` ended before it connected.
+    #[error("ssh to {target} exited with {status}: {stderr}")]
+    Exited {
+        /// `user@host`.
+        target: String,
+        /// How it ended.
+        status: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// It did not connect in time.
+    #[error("ssh to {target} did not connect within {limit:?}")]
+    Timeout {
+        /// `user@host`.
+        target: String,
+        /// The time it had.
+        limit: std::time::Duration,
+    },
 }

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     Status,
     backend::{Provisioner, Remote, ReportedResult, Reporter, RunSummary},
-    executor::transport::command_for,
+    executor::command_for,
 };
 
 /// How to run the suite.
