@@ -2,6 +2,7 @@
 
 mod executor;
 mod plugins;
+mod qemu;
 mod run;
 mod run_podman;
 mod testing_farm;
