@@ -422,7 +422,9 @@ impl Shared {
         let decided = if !kvm_openable() {
             tracing::info!(target: "atex_qemu", "/dev/kvm cannot be opened: using TCG");
             tcg
-        } else if kvm_works(&self.machine, &self.dir, KVM_PROBE_LIMIT)? {
+        } else if kvm_works(&self.machine, &self.dir, KVM_PROBE_LIMIT, &|| {
+            self.is_stopping()
+        })? {
             tracing::info!(target: "atex_qemu", "KVM works: using it");
             Resolved::Kvm
         } else {
@@ -448,6 +450,20 @@ impl Shared {
         let _ = std::fs::remove_file(&files.overlay);
         create_overlay(&self.base, &files.overlay)?;
         let proc = self.launch("template", files, accel, None)?;
+        // Let the boot finish (units still starting when ssh first works)
+        // before saving: otherwise every restored VM finishes it again.
+        let settled = ssh_probe(
+            &self.key.private,
+            &self.config.user,
+            proc.port,
+            "timeout 120 systemctl is-system-running --wait >/dev/null 2>&1",
+            Duration::from_secs(150),
+        );
+        tracing::debug!(
+            target: "atex_qemu",
+            "template settled ({settled}) after {} ms",
+            started.elapsed().as_millis()
+        );
         let state = self.dir.join("template.state");
         let saved = proc.save_and_quit(&state);
         lock(&self.procs).retain(|x| !Arc::ptr_eq(x, &proc));
@@ -489,7 +505,7 @@ impl Shared {
                 .ok_or_else(|| QemuError::Io("internal: no files".into()))?;
             let port = free_port()?;
             let argv = self.machine.argv(name, &f, accel, port, incoming);
-            let child = self.machine.spawn(&argv)?;
+            let child = self.machine.spawn(&argv, &f.stderr)?;
             let proc = Arc::new(Process::new(name.to_string(), port, f, child));
             {
                 // Registered before anything can block, so stop finds it.
@@ -539,7 +555,13 @@ impl Shared {
                     message: format!("{why} (console: {})", proc.console_tail()),
                 });
             }
-            if ssh_probe(&self.key.private, &self.config.user, proc.port) {
+            if ssh_probe(
+                &self.key.private,
+                &self.config.user,
+                proc.port,
+                "true",
+                Duration::from_secs(30),
+            ) {
                 return Ok(());
             }
             if Instant::now() >= deadline {

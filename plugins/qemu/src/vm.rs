@@ -51,6 +51,9 @@ pub(crate) struct Files {
     pub pidfile: PathBuf,
     pub qmp: PathBuf,
     pub serial: PathBuf,
+    /// QEMU's own error output (a file, not a pipe nobody reads while the
+    /// VM runs).
+    pub stderr: PathBuf,
 }
 
 impl Files {
@@ -60,6 +63,7 @@ impl Files {
             pidfile: dir.join(format!("{name}.pid")),
             qmp: dir.join(format!("{name}.qmp")),
             serial: dir.join(format!("{name}.log")),
+            stderr: dir.join(format!("{name}.err")),
         }
     }
 
@@ -67,7 +71,7 @@ impl Files {
         if !keep_overlay {
             let _ = std::fs::remove_file(&self.overlay);
         }
-        for p in [&self.pidfile, &self.qmp, &self.serial] {
+        for p in [&self.pidfile, &self.qmp, &self.serial, &self.stderr] {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -194,13 +198,15 @@ impl Machine {
 
     /// Starts QEMU in its own process group (a Ctrl-C on the terminal
     /// reaches atex, which stops the VMs itself).
-    pub(crate) fn spawn(&self, argv: &[String]) -> Result<Child, QemuError> {
+    pub(crate) fn spawn(&self, argv: &[String], stderr: &Path) -> Result<Child, QemuError> {
         use std::os::unix::process::CommandExt as _;
+        let err = std::fs::File::create(stderr)
+            .map_err(|e| QemuError::Io(format!("creating {}: {e}", stderr.display())))?;
         Command::new(&self.qemu)
             .args(argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(err)
             .process_group(0)
             .spawn()
             .map_err(|e| QemuError::Spawn {
@@ -240,12 +246,8 @@ impl Process {
         match child.try_wait() {
             Ok(None) => None,
             Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                let err = err.trim().replace('\n', "; ");
+                let err = std::fs::read(&self.files.stderr).unwrap_or_default();
+                let err = String::from_utf8_lossy(&err).trim().replace('\n', "; ");
                 Some(if err.is_empty() {
                     format!("QEMU exited ({status})")
                 } else {
@@ -347,9 +349,11 @@ const PROBE_OPTIONS: &[&str] = &[
     "PasswordAuthentication=no",
 ];
 
-/// Logs in and sets the guest's clock to the host's (a restored VM's clock
-/// lags by the time since the state was saved). True when it worked.
-pub(crate) fn ssh_probe(key: &Path, user: &str, port: u16) -> bool {
+/// Logs in, sets the guest's clock to the host's (a restored VM's clock
+/// lags by the time since the state was saved) and runs `then`, a shell
+/// command whose result does not count. True when the login worked within
+/// `limit`.
+pub(crate) fn ssh_probe(key: &Path, user: &str, port: u16, then: &str, limit: Duration) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -366,14 +370,16 @@ pub(crate) fn ssh_probe(key: &Path, user: &str, port: u16) -> bool {
         .arg("-l")
         .arg(user)
         .arg("127.0.0.1")
-        .arg(format!("date -u -s @{now} >/dev/null 2>&1; exit 123"))
+        .arg(format!(
+            "date -u -s @{now} >/dev/null 2>&1; {then} ; exit 123"
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let Ok(mut child) = cmd.spawn() else {
         return false;
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return status.code() == Some(123),
@@ -447,7 +453,12 @@ const PROBE_MARK: &str = "Freeing unused kernel";
 /// Boots the kernel under KVM with no disk and reports whether it got as
 /// far as [`PROBE_MARK`] within `limit`. A KVM that exists but makes no
 /// progress (a nested or paravirtualised host) fails here.
-pub(crate) fn kvm_works(machine: &Machine, dir: &Path, limit: Duration) -> Result<bool, QemuError> {
+pub(crate) fn kvm_works(
+    machine: &Machine,
+    dir: &Path,
+    limit: Duration,
+    stopping: &dyn Fn() -> bool,
+) -> Result<bool, QemuError> {
     let log = dir.join("kvm-probe.log");
     let _ = std::fs::remove_file(&log);
     let mut argv: Vec<String> = vec![
@@ -476,11 +487,12 @@ pub(crate) fn kvm_works(machine: &Machine, dir: &Path, limit: Duration) -> Resul
         "-fw_cfg".into(),
         format!("name={RUN_MARKER},string={}", machine.run_label),
     ]);
-    let child = machine.spawn(&argv)?;
-    let p = Process::new("kvm-probe".into(), 0, Files::new(dir, "kvm-probe"), child);
+    let files = Files::new(dir, "kvm-probe");
+    let child = machine.spawn(&argv, &files.stderr)?;
+    let p = Process::new("kvm-probe".into(), 0, files, child);
     let deadline = Instant::now() + limit;
     let mut ok = false;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stopping() {
         let text = std::fs::read(&log).unwrap_or_default();
         if String::from_utf8_lossy(&text).contains(PROBE_MARK) {
             ok = true;
@@ -493,6 +505,7 @@ pub(crate) fn kvm_works(machine: &Machine, dir: &Path, limit: Duration) -> Resul
         std::thread::sleep(Duration::from_millis(100));
     }
     p.kill();
+    p.files.remove(false);
     let _ = std::fs::remove_file(&log);
     Ok(ok)
 }
