@@ -518,7 +518,20 @@ impl Shared {
                 }
                 procs.push(Arc::clone(&proc));
             }
-            match self.wait_for_ssh(&proc) {
+            let resumed = match incoming {
+                // A QEMU that exited (a port lost to a race) says why.
+                Some(_) => proc
+                    .resume_after_restore(self.config.boot_timeout())
+                    .map_err(|e| match proc.exited() {
+                        Some(why) => QemuError::Failed {
+                            what: name.to_string(),
+                            message: why,
+                        },
+                        None => e,
+                    }),
+                None => Ok(()),
+            };
+            match resumed.and_then(|()| self.wait_for_ssh(&proc)) {
                 Ok(()) => return Ok(proc),
                 Err(QemuError::Failed { message, .. })
                     if attempt < 3 && message.contains("host forwarding") =>

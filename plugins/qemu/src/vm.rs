@@ -279,6 +279,35 @@ impl Process {
         self.kill();
     }
 
+    /// Waits until an incoming migration has been loaded (the VM is then
+    /// paused) and lets the VM run.
+    pub(crate) fn resume_after_restore(&self, limit: Duration) -> Result<(), QemuError> {
+        let fail = |message: String| QemuError::Failed {
+            what: format!("restoring {}", self.name),
+            message,
+        };
+        let mut qmp = Qmp::connect(&self.files.qmp, Duration::from_secs(10)).map_err(fail)?;
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = qmp.execute("query-status", None).map_err(fail)?;
+            match status.get("status").and_then(|s| s.as_str()).unwrap_or("") {
+                "running" => return Ok(()),
+                "paused" | "postmigrate" | "prelaunch" => {
+                    qmp.execute("cont", None).map_err(fail)?;
+                }
+                "inmigrate" | "finish-migrate" | "restore-vm" => {}
+                other => return Err(fail(format!("the VM is in state {other:?}"))),
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "the saved state was not loaded within {} s",
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last lines QEMU's serial console printed, for error messages.
     pub(crate) fn console_tail(&self) -> String {
         let text = std::fs::read(&self.files.serial).unwrap_or_default();
@@ -291,14 +320,20 @@ impl Process {
         lines[lines.len().saturating_sub(3)..].join(" | ")
     }
 
-    /// Saves the running VM's state to `state` (a live migration to a
-    /// file), then quits QEMU.
+    /// Pauses the VM, saves its state to `state` (a migration to a file),
+    /// then quits QEMU.
+    ///
+    /// The VM is paused first: a live migration under TCG gave restored
+    /// guests a corrupted memory now and then (kernel oopses, segfaulting
+    /// sshd). VMs restored from a paused state start paused;
+    /// [`Process::resume_after_restore`] lets them run.
     pub(crate) fn save_and_quit(&self, state: &Path) -> Result<(), QemuError> {
         let fail = |message: String| QemuError::Failed {
             what: format!("saving the state of {}", self.name),
             message,
         };
         let mut qmp = Qmp::connect(&self.files.qmp, Duration::from_secs(10)).map_err(fail)?;
+        qmp.execute("stop", None).map_err(fail)?;
         // A bandwidth limit far above the default (128 MiB/s) but not so
         // high that QEMU gives up on it.
         qmp.execute(
