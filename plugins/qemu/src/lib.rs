@@ -17,10 +17,11 @@
 //! # Snapshot restore
 //!
 //! With `snapshot` (the default) the first VM that is needed is a template:
-//! it boots once, and when ssh works its running state is saved to a file
-//! (a QMP migration to `exec:cat > FILE`) and it quits. Every VM handed out
+//! it boots once, and when ssh works and systemd has finished booting it
+//! is paused, its state is saved to a file (a QMP migration to
+//! `exec:cat > FILE`) and it quits. Every VM handed out
 //! after that gets a new overlay on the template's disk and starts from the
-//! saved state (`-incoming`), which on a 2-core machine without KVM takes
+//! saved state (`-incoming`, then `cont` over QMP), which on a 2-core machine without KVM takes
 //! about 2-3 s to working ssh instead of 25-40 s for a boot. Restored VMs
 //! share the template's ssh host keys, machine id and boot id; their clock
 //! is set from the host's when ssh first works.
