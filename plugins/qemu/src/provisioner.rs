@@ -539,7 +539,8 @@ impl Shared {
                     tracing::info!(target: "atex_qemu", "{name}: port {port} was taken, retrying");
                     lock(&self.procs).retain(|x| !Arc::ptr_eq(x, &proc));
                     proc.kill();
-                    let _ = std::fs::remove_file(&proc.files.pidfile);
+                    // Everything but the overlay, which the next try reuses.
+                    proc.files.remove(true);
                     files = Some(Files::new(&self.dir, name));
                 }
                 Err(e) => {
