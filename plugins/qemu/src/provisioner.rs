@@ -569,6 +569,12 @@ impl Shared {
                     message: format!("{why} (console: {})", proc.console_tail()),
                 });
             }
+            if proc.guest_panicked() {
+                return Err(QemuError::Failed {
+                    what: proc.name.clone(),
+                    message: format!("the guest kernel panicked ({})", proc.console_tail()),
+                });
+            }
             if ssh_probe(
                 &self.key.private,
                 &self.config.user,
@@ -770,6 +776,15 @@ impl RemoteImpl for QemuRemote {
             return Ok(false);
         }
         match self.vm.proc.exited() {
+            None if self.vm.proc.guest_panicked() => {
+                tracing::warn!(
+                    target: "atex_qemu",
+                    "{}: the guest kernel panicked ({})",
+                    self.vm.proc.name,
+                    self.vm.proc.console_tail()
+                );
+                Ok(false)
+            }
             None => Ok(true),
             Some(why) => {
                 tracing::info!(target: "atex_qemu", "{} is gone: {why}", self.vm.proc.name);

@@ -308,6 +308,23 @@ impl Process {
         }
     }
 
+    /// Whether the guest kernel panicked (it then hangs, and QEMU keeps
+    /// running): the end of the serial console says so.
+    pub(crate) fn guest_panicked(&self) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.files.serial) else {
+            return false;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(len.saturating_sub(8192))).is_err()
+            || f.read_to_end(&mut tail).is_err()
+        {
+            return false;
+        }
+        String::from_utf8_lossy(&tail).contains("Kernel panic - not syncing")
+    }
+
     /// The last lines QEMU's serial console printed, for error messages.
     pub(crate) fn console_tail(&self) -> String {
         let text = std::fs::read(&self.files.serial).unwrap_or_default();
@@ -548,6 +565,23 @@ pub(crate) fn kvm_works(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_on_the_console_is_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path(), "vm-1");
+        let child = Command::new("true").spawn().expect("spawn true");
+        let p = Process::new("vm-1".into(), 0, files, child);
+        assert!(!p.guest_panicked(), "no console file yet");
+        let mut console = "[    1.0] booting\n".repeat(2000);
+        std::fs::write(&p.files.serial, &console).expect("write");
+        assert!(!p.guest_panicked());
+        console.push_str("[  239.8] Kernel panic - not syncing: sysrq triggered crash\n");
+        std::fs::write(&p.files.serial, &console).expect("write");
+        assert!(p.guest_panicked());
+        assert!(p.console_tail().contains("Kernel panic"));
+        p.kill();
+    }
 
     #[test]
     fn argv_has_markers_and_restore() {
