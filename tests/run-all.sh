@@ -16,12 +16,27 @@ command -v xmllint >/dev/null || need+=(libxml2-utils)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v chromium >/dev/null || need+=(chromium)
+# The qemu provisioner's tests and their VM image (tests/images/build-vm.sh).
+command -v mke2fs >/dev/null || need+=(e2fsprogs)
+command -v make >/dev/null || need+=(make)
+command -v patch >/dev/null || need+=(patch)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# QEMU in two steps: qemu-system-x86 may remove a newer qemu-utils (e.g.
+# from backports) it conflicts with; asked for afterwards, apt picks the
+# qemu-utils that matches.
+for pair in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils; do
+    if ! command -v "${pair%%:*}" >/dev/null; then
+        say "installing ${pair#*:}"
+        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+        [ ${#need[@]} -gt 0 ] || { $SUDO apt-get update -qq; need+=(updated); }
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pair#*:}" >/dev/null
+    fi
+done
 
 # Podman on these machines needs runc and lowered ulimits.
 export CONTAINERS_CONF="$PWD/tests/containers.conf"
@@ -44,6 +59,11 @@ cargo build --workspace --lib --bins --examples --quiet
 if [ -x tests/images/build.sh ]; then
     say "test images"
     tests/images/build.sh
+fi
+if [ -x tests/images/build-vm.sh ]; then
+    say "VM image"
+    # Needs root; cached, so a no-op when the image is up to date.
+    if [ "$(id -u)" -ne 0 ]; then sudo tests/images/build-vm.sh; else tests/images/build-vm.sh; fi
 fi
 
 # --- tests -----------------------------------------------------------------
