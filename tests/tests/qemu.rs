@@ -425,3 +425,90 @@ fn qemu_sigint_during_boot_leaves_no_process() {
 fn qemu_sigterm_during_boot_leaves_no_process() {
     interrupt_during_boot(libc::SIGTERM, 143);
 }
+
+/// `atex reserve` on a VM, without a terminal: it prints the ssh command,
+/// which reaches the guest as root while the reservation holds; SIGTERM
+/// releases it and no QEMU process or state directory is left.
+#[test]
+fn qemu_reserve_prints_a_working_ssh_command_and_releases_on_sigterm() {
+    image();
+    let label = label("reserve");
+    let _cleanup = Cleanup(label.clone());
+    let plugins = plugin_dir_with(&["atex_qemu"]);
+    let mut child = Command::new(atex_bin())
+        .args(["reserve", "--plugin-dir"])
+        .arg(plugins.path())
+        .args([
+            "-p",
+            &format!("qemu:accel=tcg,snapshot=false,label={label}"),
+        ])
+        .env_remove("ATEX_PLUGIN_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atex reserve");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let command = loop {
+        match lines.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                if let Some(cmd) = line.strip_prefix("connect: ") {
+                    break cmd.to_string();
+                }
+            }
+            Err(_) => {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    panic!("atex reserve ended ({status}): {}", stderr_of(&mut child));
+                }
+                assert!(Instant::now() < deadline, "no connect line within 240 s");
+            }
+        }
+    };
+    assert!(command.starts_with("ssh "), "{command}");
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the printed command");
+    {
+        use std::io::Write;
+        shell
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"id -u\necho reached\n")
+            .expect("write");
+    }
+    let reached = shell.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&reached.stdout);
+    assert!(
+        text.lines().any(|l| l == "0") && text.contains("reached"),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&reached.stderr)
+    );
+    assert_eq!(qemu_of(&label).len(), 1, "one VM while held");
+    signal(child.id(), libc::SIGTERM);
+    let status = child.wait().expect("wait");
+    let err = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("released"), "{err}");
+    assert_eq!(
+        wait_gone(&label, Duration::from_secs(10)),
+        Vec::<u32>::new(),
+        "QEMU processes left\n{err}"
+    );
+    assert_eq!(state_dirs_of(&label), Vec::<PathBuf>::new(), "{err}");
+}
