@@ -7,6 +7,8 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+pub use atex_plugin_api::ErrorKind;
+
 use crate::Status;
 
 /// An error from a provisioner, remote or reporter.
@@ -19,6 +21,10 @@ pub struct BackendError {
     pub message: String,
     /// Whether it was a panic caught at the plugin boundary.
     pub panicked: bool,
+    /// The category a plugin gave it (configuration, I/O, remote, timeout,
+    /// cancelled, panic, unsupported, ...); `None` for errors of backends
+    /// written in plain Rust that do not say.
+    pub kind: Option<ErrorKind>,
 }
 
 impl BackendError {
@@ -28,7 +34,15 @@ impl BackendError {
             origin: origin.into(),
             message: message.into(),
             panicked: false,
+            kind: None,
         }
+    }
+
+    /// The same error, of category `kind`.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.panicked = kind == ErrorKind::PANIC;
+        self.kind = Some(kind);
+        self
     }
 }
 

@@ -134,6 +134,7 @@ fn a_panicking_plugin_becomes_an_error_not_a_crash() {
         .err()
         .expect("get_remote must fail");
     assert!(err.panicked, "{err}");
+    assert_eq!(err.kind, Some(atex::backend::ErrorKind::PANIC));
     assert!(
         err.to_string().contains("fixture panic in get_remote"),
         "{err}"
@@ -211,4 +212,17 @@ fn registry_prefers_the_first_directory() {
     assert!(registry.refused()[0].to_string().contains("shadowed"));
     // The reporter side of the adapters is exercised by the reporter plugins.
     let _: Option<&dyn Reporter> = None;
+}
+
+#[test]
+fn a_plugin_error_keeps_its_kind() {
+    let plugin = load_plugin(&plugin_lib("atex_local")).expect("loads");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new("test", tmp.path());
+    let err = plugin
+        .new_provisioner(&host, "max: not-a-number\n")
+        .err()
+        .expect("bad configuration must fail");
+    assert_eq!(err.kind, Some(atex::backend::ErrorKind::CONFIG), "{err}");
+    assert!(!err.panicked);
 }

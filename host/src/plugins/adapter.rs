@@ -107,15 +107,12 @@ impl HostServices for HostServicesImpl {
 }
 
 fn to_backend(origin: &str, err: api::PluginError) -> BackendError {
-    BackendError {
-        origin: origin.to_string(),
-        panicked: err.kind == ErrorKind::PANIC,
-        message: if err.kind == ErrorKind::PANIC || err.kind == ErrorKind::OTHER {
-            err.message.into_string()
-        } else {
-            format!("{}: {}", err.kind, err.message)
-        },
-    }
+    let message = if err.kind == ErrorKind::PANIC || err.kind == ErrorKind::OTHER {
+        err.message.into_string()
+    } else {
+        format!("{}: {}", err.kind, err.message)
+    };
+    BackendError::new(origin, message).with_kind(err.kind)
 }
 
 fn result<T>(origin: &str, r: RResult<T, api::PluginError>) -> Result<T, BackendError> {
