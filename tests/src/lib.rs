@@ -8,6 +8,7 @@
 //! crate, so `target/<profile>/deps/` has them even after a bare
 //! `cargo test`.
 
+pub mod reserve;
 pub mod ssh_hosts;
 pub mod testing_farm_fake;
 

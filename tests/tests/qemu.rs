@@ -24,7 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use atex_integration_tests::{TestDir, atex_bin, plugin_dir_with, plugin_lib};
+use atex_integration_tests::{
+    TestDir, atex_bin, plugin_dir_with, plugin_lib, reserve::Reservation,
+};
 
 /// The plugin's default image (`tests/images/build-vm.sh` builds it there).
 /// The plugin crate is not linked here: two plugin libraries in one test
@@ -434,46 +436,9 @@ fn qemu_reserve_prints_a_working_ssh_command_and_releases_on_sigterm() {
     image();
     let label = label("reserve");
     let _cleanup = Cleanup(label.clone());
-    let plugins = plugin_dir_with(&["atex_qemu"]);
-    let mut child = Command::new(atex_bin())
-        .args(["reserve", "--plugin-dir"])
-        .arg(plugins.path())
-        .args([
-            "-p",
-            &format!("qemu:accel=tcg,snapshot=false,label={label}"),
-        ])
-        .env_remove("ATEX_PLUGIN_PATH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn atex reserve");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let command = loop {
-        match lines.recv_timeout(Duration::from_millis(500)) {
-            Ok(line) => {
-                if let Some(cmd) = line.strip_prefix("connect: ") {
-                    break cmd.to_string();
-                }
-            }
-            Err(_) => {
-                if let Some(status) = child.try_wait().expect("try_wait") {
-                    panic!("atex reserve ended ({status}): {}", stderr_of(&mut child));
-                }
-                assert!(Instant::now() < deadline, "no connect line within 240 s");
-            }
-        }
-    };
+    let spec = format!("qemu:accel=tcg,snapshot=false,label={label}");
+    let mut r = Reservation::start("atex_qemu", &spec, &[]);
+    let command = r.connect_line(Duration::from_secs(240));
     assert!(command.starts_with("ssh "), "{command}");
     let mut shell = Command::new("sh")
         .arg("-c")
@@ -500,10 +465,9 @@ fn qemu_reserve_prints_a_working_ssh_command_and_releases_on_sigterm() {
         String::from_utf8_lossy(&reached.stderr)
     );
     assert_eq!(qemu_of(&label).len(), 1, "one VM while held");
-    signal(child.id(), libc::SIGTERM);
-    let status = child.wait().expect("wait");
-    let err = stderr_of(&mut child);
-    assert_eq!(status.code(), Some(0), "{err}");
+    r.signal(libc::SIGTERM);
+    let (code, err) = r.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("released"), "{err}");
     assert_eq!(
         wait_gone(&label, Duration::from_secs(10)),
