@@ -3,8 +3,8 @@
 //! `start` pulls the image once (`pull`), and optionally builds an image
 //! holding the suite's packages (`prepare`, cached) or a user's
 //! Containerfile (`containerfile`). Containers are started on background
-//! threads from that local image (`--pull=never`) and handed out when ready; at most `max` exist at once. Every
-//! container carries the labels `atex.run=<run id>` and
+//! threads from that local image (`--pull=never`) and handed out when
+//! ready; at most `max` exist at once. Every container carries the labels `atex.run=<run id>` and
 //! `atex.provisioner=<random token of this provisioner>`; `stop` removes
 //! all containers with its token. After a run killed with SIGKILL, remove
 //! what it left with [`remove_leftovers`] or
