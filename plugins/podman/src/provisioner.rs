@@ -322,6 +322,11 @@ impl Shared {
         if image.is_some() {
             return Ok(());
         }
+        // Several provisioners of one run (one process) pulling or building
+        // the same image at once race in podman; one at a time, the later
+        // ones find the image present or the prepared image cached.
+        static PREPARING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PREPARING);
         let c = &self.config;
         let cancelled = || self.is_stopping();
         let prep = Preparer {

@@ -465,3 +465,34 @@ fn a_containerfile_is_built_once_per_run() {
     p.stop().expect("stop");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_provisioners_starting_at_once_pull_once() {
+    let registry = Registry::start("two");
+    let image = registry.push_test_image();
+    let run = label("two");
+    let _cleanup = Cleanup {
+        run: run.clone(),
+        images: vec![image.clone()],
+    };
+    let _ = podman(&["rmi", "--ignore", &image]);
+    let before = registry.manifest_gets("atex-test");
+    let mut c = config(&image, &run);
+    c.tls_verify = false;
+    let (a, b) = (provisioner(c.clone()), provisioner(c));
+    thread::scope(|s| {
+        let ta = s.spawn(|| a.start());
+        let tb = s.spawn(|| b.start());
+        for t in [ta, tb] {
+            t.join().expect("join").expect("start");
+        }
+    });
+    assert_eq!(
+        registry.manifest_gets("atex-test") - before,
+        1,
+        "{}",
+        registry.log()
+    );
+    a.stop().expect("stop");
+    b.stop().expect("stop");
+}
