@@ -20,6 +20,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v mke2fs >/dev/null || need+=(e2fsprogs)
 command -v make >/dev/null || need+=(make)
 command -v patch >/dev/null || need+=(patch)
+# The podman plugin's pull tests serve images from a local registry.
+command -v docker-registry >/dev/null || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::{
     RUN_LABEL,
     podman::{PodmanError, Runner, args},
+    prepare::PREPARED_LABEL,
 };
 
 fn default_runner() -> Runner {
@@ -76,5 +77,42 @@ pub fn remove_leftovers(run: Option<&str>) -> Result<usize, PodmanError> {
     if !ids.is_empty() {
         tracing::info!(target: "atex_podman", "removed {} leftover container(s) ({filter})", ids.len());
     }
+    Ok(ids.len())
+}
+
+/// Ids of the images atex built for `prepare` and `containerfile` (label
+/// `atex.prepared`). The same by hand:
+/// `podman images --filter label=atex.prepared`.
+pub fn list_prepared_images() -> Result<Vec<String>, PodmanError> {
+    let a = args([
+        "images",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &format!("label={PREPARED_LABEL}"),
+    ]);
+    let out = default_runner().run(&a)?;
+    let mut ids: Vec<String> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Removes the images atex prepared (the next run with `prepare` builds
+/// again). Images still used by a container are refused by podman and the
+/// error names them. Returns how many were removed.
+pub fn remove_prepared_images() -> Result<usize, PodmanError> {
+    let ids = list_prepared_images()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut a = args(["rmi"]);
+    a.extend(ids.iter().cloned());
+    default_runner().run(&a)?;
     Ok(ids.len())
 }

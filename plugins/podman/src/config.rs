@@ -9,6 +9,18 @@ use serde::{Deserialize, Deserializer};
 /// `tests/images/build.sh` builds.
 pub const DEFAULT_IMAGE: &str = "localhost/atex-test:bookworm";
 
+/// When the base image is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Never: the image must be in local storage.
+    Never,
+    /// Only when it is not in local storage.
+    Missing,
+    /// Always, before the first container (picks up a newer image).
+    Always,
+}
+
 /// Options of the podman provisioner.
 ///
 /// Lists (`run_options`, `command`) may also be given as one string, split
@@ -16,9 +28,26 @@ pub const DEFAULT_IMAGE: &str = "localhost/atex-test:bookworm";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PodmanConfig {
-    /// Image to start containers from. It is never pulled (`--pull never`):
-    /// build or pull it beforehand.
+    /// Image to start containers from (the base of a prepared image, when
+    /// `prepare` is set). Pulled once per run according to `pull`.
     pub image: String,
+    /// When `start` pulls `image`: `never`, `missing` (default) or
+    /// `always`. Containers themselves never pull.
+    pub pull: PullPolicy,
+    /// `false` pulls with `--tls-verify=false` (a plain-HTTP registry such
+    /// as one on 127.0.0.1).
+    pub tls_verify: bool,
+    /// Packages installed into a derived image before the run (the suite's
+    /// `require` packages); containers start from it. The image is cached,
+    /// keyed by the base image's id and the package set.
+    #[serde(deserialize_with = "string_or_list")]
+    pub prepare: Vec<String>,
+    /// A Containerfile built once per run (its directory is the build
+    /// context); containers start from the result, or `prepare` installs on
+    /// top of it. `image` is then only the platform name's default.
+    pub containerfile: Option<PathBuf>,
+    /// Seconds a pull or an image build may take.
+    pub prepare_timeout: u64,
     /// The most containers existing at once (starting, ready or handed out).
     #[serde(alias = "max_remotes")]
     pub max: u32,
@@ -61,6 +90,11 @@ impl Default for PodmanConfig {
     fn default() -> Self {
         PodmanConfig {
             image: DEFAULT_IMAGE.to_string(),
+            pull: PullPolicy::Missing,
+            tls_verify: true,
+            prepare: Vec::new(),
+            containerfile: None,
+            prepare_timeout: 1200,
             max: 4,
             run_options: Vec::new(),
             command: None,
@@ -96,6 +130,11 @@ impl PodmanConfig {
         if self.command.as_ref().is_some_and(Vec::is_empty) {
             return Err("`command` must not be empty".into());
         }
+        if let Some(bad) = self.prepare.iter().find(|p| !is_package_name(p)) {
+            return Err(format!(
+                "`prepare`: {bad:?} is not a package name (letters, digits and `.+-_:~@=/*`)"
+            ));
+        }
         if let Some(label) = &self.label
             && (label.is_empty() || label.contains(['=', ',', '\n']))
         {
@@ -129,6 +168,19 @@ impl PodmanConfig {
     pub(crate) fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout.max(1))
     }
+
+    pub(crate) fn prepare_timeout(&self) -> Duration {
+        Duration::from_secs(self.prepare_timeout.max(1))
+    }
+}
+
+/// A package name, version or glob as package managers take them; nothing
+/// a shell would interpret (the names end up in a `RUN` line).
+pub(crate) fn is_package_name(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('-')
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+-_:~@=/*".contains(c))
 }
 
 /// `registry/path/name:tag@digest` -> `name-tag`: the last path element,
@@ -224,6 +276,24 @@ mod tests {
         assert!(parse("label: a=b").validate().is_err());
         assert!(parse("command: []").validate().is_err());
         assert!(parse("label: run-1").validate().is_ok());
+        assert!(parse("prepare: jq 'a;b'").validate().is_err());
+        assert!(parse("prepare: [-y]").validate().is_err());
+        assert!(
+            parse("prepare: jq python3-yaml libfoo=1.2+b1")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn pull_policies() {
+        assert_eq!(PodmanConfig::default().pull, PullPolicy::Missing);
+        assert_eq!(parse("pull: never").pull, PullPolicy::Never);
+        assert_eq!(parse("pull: always").pull, PullPolicy::Always);
+        assert!(serde_yaml::from_str::<PodmanConfig>("pull: sometimes").is_err());
+        let c = parse("prepare: jq file\ncontainerfile: ci/Containerfile");
+        assert_eq!(c.prepare, ["jq", "file"]);
+        assert_eq!(c.containerfile, Some(PathBuf::from("ci/Containerfile")));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The `podman` provisioner: containers on the user's own machine.
 //!
-//! Containers are started on background threads from a local image (never
-//! pulled) and handed out when ready; at most `max` exist at once. Every
-//! container carries the labels `atex.run=<run id>` and
+//! `start` pulls the image once (`pull`), and optionally builds an image
+//! holding the suite's packages (`prepare`, cached) or a user's
+//! Containerfile (`containerfile`). Containers are started on background
+//! threads from that local image (`--pull=never`) and handed out when
+//! ready; at most `max` exist at once. Every container carries the labels `atex.run=<run id>` and
 //! `atex.provisioner=<random token of this provisioner>`; `stop` removes
 //! all containers with its token. After a run killed with SIGKILL, remove
 //! what it left with [`remove_leftovers`] or
@@ -12,7 +14,12 @@
 //!
 //! | option            | default                          | meaning |
 //! |-------------------|----------------------------------|---------|
-//! | `image`           | `localhost/atex-test:bookworm`   | image to run (`--pull=never`) |
+//! | `image`           | `localhost/atex-test:bookworm`   | image to run (the base of a prepared image) |
+//! | `pull`            | `missing`                        | `never`, `missing`, `always`: pull `image` once in `start` |
+//! | `tls_verify`      | true                             | false: pull from a plain-HTTP registry |
+//! | `prepare`         | none                             | packages installed into a cached derived image (list, or one string) |
+//! | `containerfile`   | none                             | a Containerfile built once per run; containers start from it |
+//! | `prepare_timeout` | 1200                             | seconds a pull or a build may take |
 //! | `max`             | 4                                | containers existing at once |
 //! | `run_options`     | none                             | extra `podman run` options (list, or one string split at spaces) |
 //! | `command`         | `sleep infinity` (`/sbin/init` in systemd mode) | what keeps the container alive |
@@ -64,11 +71,16 @@
 mod cleanup;
 mod config;
 mod podman;
+mod prepare;
 mod provisioner;
 
-pub use cleanup::{list_containers, remove_containers, remove_leftovers};
-pub use config::{DEFAULT_IMAGE, PodmanConfig};
+pub use cleanup::{
+    list_containers, list_prepared_images, remove_containers, remove_leftovers,
+    remove_prepared_images,
+};
+pub use config::{DEFAULT_IMAGE, PodmanConfig, PullPolicy};
 pub use podman::PodmanError;
+pub use prepare::{BASE_LABEL, PREPARED_LABEL, PREPARED_REPO, PackageSet};
 pub use provisioner::{CancelFn, PodmanProvisioner, PodmanRemote, command_prefix};
 
 /// Label carrying the run id (or the configured `label`).

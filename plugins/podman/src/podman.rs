@@ -3,7 +3,7 @@
 //! the command line, and the list of failures known to be transient.
 
 use std::{
-    io::Read,
+    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     thread,
@@ -26,9 +26,9 @@ pub enum PodmanError {
         /// Exit code, when podman exited normally.
         code: Option<i32>,
     },
-    /// The image is not in local storage (podman is never asked to pull).
+    /// The image is not in local storage and may not be pulled.
     #[error(
-        "image {image} is not in podman's local storage (atex never pulls: build or pull it first): `{command}`: {message}"
+        "image {image} is not in podman's local storage and `pull` is `never` (pull or build it first, or set pull=missing): `{command}`: {message}"
     )]
     ImageMissing {
         /// The image as configured.
@@ -36,6 +36,22 @@ pub enum PodmanError {
         /// The command line, shell-quoted.
         command: String,
         /// podman's message.
+        message: String,
+    },
+    /// `podman pull` failed.
+    #[error("cannot pull image {image}: {message}")]
+    PullFailed {
+        /// The image as configured.
+        image: String,
+        /// What podman (the registry) said, on one line.
+        message: String,
+    },
+    /// Building a prepared image (or a user's Containerfile) failed.
+    #[error("cannot prepare an image from {base}: {message}")]
+    PrepareFailed {
+        /// The base image or the Containerfile.
+        base: String,
+        /// What went wrong, on one line.
         message: String,
     },
     /// podman could not be started at all.
@@ -261,6 +277,151 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<Op
     }
 }
 
+/// Runs a long podman command (`pull`, `build`), logging every line it
+/// prints at info level as `WHAT: line`, waiting at most `timeout` and
+/// killing it when `cancelled` says so. Returns its stdout; a failure
+/// carries podman's error lines (or its last line), not the progress.
+pub fn run_logged(
+    args: &[String],
+    what: &str,
+    timeout: Duration,
+    containers_conf: Option<&Path>,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Output, PodmanError> {
+    let command = command_line(args);
+    tracing::info!(target: "atex_podman", "{what}: {command}");
+    let mut cmd = Command::new(PODMAN);
+    if let Some(conf) = containers_conf {
+        cmd.env("CONTAINERS_CONF", conf);
+    }
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PodmanError::Spawn {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let stdout = forward(child.stdout.take(), what.to_string());
+    let stderr = forward(child.stderr.take(), what.to_string());
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e.to_string()),
+        }
+        if start.elapsed() >= timeout || cancelled() {
+            let _ = child.kill();
+            let _ = child.wait();
+            break Err(String::new());
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Ok(status) if status.success() => Ok(Output {
+            stdout: stdout.trim().to_string(),
+        }),
+        Ok(status) => {
+            let mut message = error_lines(&stderr);
+            if message.is_empty() {
+                message = error_lines(&stdout);
+            }
+            // A failed build step: what the step printed last (e.g. the
+            // package manager's error) says more than podman's summary.
+            if let Some(last) = last_step_line(&stdout, &stderr)
+                && !message.contains(&last)
+            {
+                message = format!("{message} (last output: {last})");
+            }
+            if message.is_empty() {
+                message = format!("podman exited with {status}");
+            }
+            Err(PodmanError::Failed {
+                command,
+                message,
+                code: status.code(),
+            })
+        }
+        Err(e) if !e.is_empty() => Err(PodmanError::Spawn {
+            command,
+            message: e,
+        }),
+        Err(_) if cancelled() => Err(PodmanError::Stopped(format!(
+            "podman: cancelled during `{command}`"
+        ))),
+        Err(_) => Err(PodmanError::Timeout {
+            command,
+            seconds: timeout.as_secs(),
+        }),
+    }
+}
+
+/// Reads a pipe line by line, logging each line; returns all of it.
+fn forward<R: Read + Send + 'static>(pipe: Option<R>, what: String) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut all = String::new();
+        if let Some(p) = pipe {
+            for line in BufReader::new(p).lines() {
+                let Ok(line) = line else { break };
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    tracing::info!(target: "atex_podman", "{what}: {line}");
+                }
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    })
+}
+
+/// The last line a build step printed that is not podman's own (`STEP`,
+/// `Error:`, `-->` lines), looked for on stderr, then stdout.
+fn last_step_line(stdout: &str, stderr: &str) -> Option<String> {
+    let own = |l: &&str| {
+        l.is_empty()
+            || l.starts_with("Error: ")
+            || l.starts_with("STEP ")
+            || l.starts_with("--> ")
+            || l.starts_with("Trying to pull")
+            || l.starts_with("Getting image source")
+            || l.starts_with("Copying ")
+            || l.starts_with("Writing manifest")
+            || l.starts_with("Storing signatures")
+    };
+    [stderr, stdout].into_iter().find_map(|out| {
+        out.lines()
+            .map(str::trim)
+            .rev()
+            .find(|l| !own(l))
+            .map(str::to_string)
+    })
+}
+
+/// The `Error: ` lines of podman's output on one line, or else its last
+/// non-empty line: a failed pull's message without the progress before it.
+pub fn error_lines(output: &str) -> String {
+    let errors: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("Error: "))
+        .collect();
+    if !errors.is_empty() {
+        return errors.join("; ");
+    }
+    output
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// `args` as owned strings.
 pub fn args<I, S>(items: I) -> Vec<String>
 where
@@ -281,6 +442,19 @@ mod tests {
             "localhost/nope:1: image not known"
         );
         assert_eq!(one_line("warn: x\n\nError: y\n"), "warn: x; y");
+    }
+
+    #[test]
+    fn error_lines_skip_progress() {
+        let out = "Trying to pull 127.0.0.1:1/x:1...\nError: initializing source docker://127.0.0.1:1/x:1: manifest unknown\n";
+        assert_eq!(
+            error_lines(out),
+            "initializing source docker://127.0.0.1:1/x:1: manifest unknown"
+        );
+        assert_eq!(
+            error_lines("a\nE: Unable to locate package nope\n\n"),
+            "E: Unable to locate package nope"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::{
     cleanup::{list_with, remove_with},
     config::PodmanConfig,
     podman::{self, PODMAN, PodmanError, Runner, args},
+    prepare::{PackageSet, Preparer},
 };
 
 /// A callback telling whether the host wants everything to stop.
@@ -58,6 +59,9 @@ struct Shared {
     command: Vec<String>,
     cancelled: CancelFn,
     runner: Runner,
+    /// The image containers run from, once `start` pulled or built it (a
+    /// prepared image's id), and whether `start` built it.
+    image: Mutex<Option<(String, bool)>>,
     next_seq: AtomicU64,
     /// `podman run`s retried after a transient failure.
     retried: AtomicU64,
@@ -155,6 +159,7 @@ impl PodmanProvisioner {
                 timeout: config.command_timeout(),
                 containers_conf: config.containers_conf.clone(),
             },
+            image: Mutex::new(None),
             next_seq: AtomicU64::new(1),
             retried: AtomicU64::new(0),
             state: Mutex::new(State::default()),
@@ -184,6 +189,17 @@ impl PodmanProvisioner {
     /// The value of the `atex.provisioner` label, unique to this provisioner.
     pub fn provisioner_label(&self) -> &str {
         &self.shared.token
+    }
+
+    /// The image containers run from: `image`, or once `start` built one,
+    /// the id of the prepared or Containerfile image.
+    pub fn image(&self) -> String {
+        self.shared.image()
+    }
+
+    /// Whether `start` built the image (false: pulled, present or cached).
+    pub fn image_was_built(&self) -> bool {
+        lock(&self.shared.image).as_ref().is_some_and(|i| i.1)
     }
 
     /// Containers existing right now (starting, ready, handed out).
@@ -292,6 +308,50 @@ impl Drop for PodmanProvisioner {
 }
 
 impl Shared {
+    fn image(&self) -> String {
+        lock(&self.image)
+            .as_ref()
+            .map_or_else(|| self.config.image.clone(), |i| i.0.clone())
+    }
+
+    /// Makes the image containers run from, once: builds the
+    /// `containerfile`, or pulls `image` as `pull` says; then installs the
+    /// `prepare` packages into a derived image (cached).
+    fn prepare_image(&self) -> Result<(), PodmanError> {
+        let mut image = lock(&self.image);
+        if image.is_some() {
+            return Ok(());
+        }
+        // Several provisioners of one run (one process) pulling or building
+        // the same image at once race in podman; one at a time, the later
+        // ones find the image present or the prepared image cached.
+        static PREPARING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = lock(&PREPARING);
+        let c = &self.config;
+        let cancelled = || self.is_stopping();
+        let prep = Preparer {
+            runner: &self.runner,
+            timeout: c.prepare_timeout(),
+            cancelled: &cancelled,
+            token: &self.token,
+        };
+        let (mut current, mut built, base_name) = match &c.containerfile {
+            Some(file) => (prep.containerfile(file)?, true, file.display().to_string()),
+            None => {
+                prep.pull(&c.image, c.pull, c.tls_verify)?;
+                (c.image.clone(), false, c.image.clone())
+            }
+        };
+        if !c.prepare.is_empty() {
+            let (id, now) =
+                prep.prepared(&current, &base_name, &PackageSet::new(c.prepare.clone()))?;
+            current = id;
+            built = now;
+        }
+        *image = Some((current, built));
+        Ok(())
+    }
+
     /// Starts workers while there are requests and room for them.
     fn fill(self: &Arc<Self>, st: &mut State) {
         st.workers.retain(|w| !w.is_finished());
@@ -383,7 +443,7 @@ impl Shared {
             a.extend(args(["--systemd=always", "--restart=always"]));
         }
         a.extend(c.run_options.iter().cloned());
-        a.push(c.image.clone());
+        a.push(self.image());
         a.extend(self.command.iter().cloned());
         a
     }
@@ -461,28 +521,13 @@ impl Shared {
     }
 
     /// Checks, before any container is asked for, what would make every
-    /// `podman run` fail: the image is not in local storage, or podman
+    /// `podman run` fail: the image cannot be pulled or built, or podman
     /// refuses the options (`run_options`, `runtime`). The options are
     /// checked with `podman create` of a container that is removed at once
     /// (about 0.1 s); a transient failure of the check is only logged, as
     /// the real starts retry those.
     fn check_startable(&self) -> Result<(), PodmanError> {
-        let image = &self.config.image;
-        match self.runner.run(&args(["image", "exists", image.as_str()])) {
-            Ok(_) => {}
-            Err(PodmanError::Failed {
-                command,
-                code: Some(1),
-                ..
-            }) => {
-                return Err(PodmanError::ImageMissing {
-                    image: image.clone(),
-                    command,
-                    message: "no such image".into(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        self.prepare_image()?;
         let name = format!("atex-{}-check", self.token);
         let created = self.runner.run(&self.container_args(&["create"], &name));
         self.remove_quietly(&name);
