@@ -412,13 +412,34 @@ impl Shared {
         self.ctx
             .progress(format!("testing-farm: request {id} submitted"), None);
 
+        // The request's state is asked for once per `poll` (the API); once
+        // it runs, pipeline.log (the artifacts server) is followed every
+        // `log_interval` with ranged GETs, so the guest line is seen soon
+        // after it is written.
         let poll = self.settings.poll;
+        let log_every = self.settings.log_interval.min(poll);
         let mut log = LogReader::default();
         let mut last_state = String::new();
+        let mut artifacts: Option<String> = None;
+        let mut next_state = Instant::now();
         let (user, host) = loop {
             if self.aborted() {
                 return Err(Failure::Aborted);
             }
+            if Instant::now() < next_state
+                && let Some(url) = &artifacts
+            {
+                log.poll(&self.api, url, &self.abort)
+                    .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+                if let Some(login) = log.login.clone() {
+                    break login;
+                }
+                if !sleep_unless(&self.abort, log_every) {
+                    return Err(Failure::Aborted);
+                }
+                continue;
+            }
+            next_state = Instant::now() + poll;
             let req = self
                 .api
                 .get_request(&id, &self.abort)
@@ -436,17 +457,19 @@ impl Shared {
             match state {
                 "new" | "queued" => {}
                 "running" => {
-                    if let Some(artifacts) = req.pointer("/run/artifacts").and_then(Value::as_str) {
-                        log.poll(&self.api, artifacts, &self.abort)
+                    if let Some(url) = req.pointer("/run/artifacts").and_then(Value::as_str) {
+                        log.poll(&self.api, url, &self.abort)
                             .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
                         if let Some(login) = log.login.clone() {
                             break login;
                         }
+                        artifacts = Some(url.to_string());
                     }
                 }
                 other => return Err(Failure::Retry(gone_reason(&id, other, &req))),
             }
-            if !sleep_unless(&self.abort, poll) {
+            let pause = if artifacts.is_some() { log_every } else { poll };
+            if !sleep_unless(&self.abort, pause) {
                 return Err(Failure::Aborted);
             }
         };
@@ -459,6 +482,7 @@ impl Shared {
         info!(target: TARGET, "request {id}: guest {user}@{host}, waiting for ssh");
         let deadline = Instant::now() + self.settings.ssh_timeout;
         let mut next_check = Instant::now() + poll;
+        let mut next_log = Instant::now() + log_every;
         loop {
             if self.aborted() {
                 return Err(Failure::Aborted);
@@ -486,19 +510,28 @@ impl Shared {
                 if state != "running" {
                     return Err(Failure::Retry(gone_reason(&id, state, &req)));
                 }
-                if !log.started
-                    && let Some(artifacts) = req.pointer("/run/artifacts").and_then(Value::as_str)
-                {
-                    log.poll(&self.api, artifacts, &self.abort)
-                        .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+                if artifacts.is_none() {
+                    artifacts = req
+                        .pointer("/run/artifacts")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                 }
             }
+            if !log.started
+                && Instant::now() >= next_log
+                && let Some(url) = &artifacts
+            {
+                next_log = Instant::now() + log_every;
+                log.poll(&self.api, url, &self.abort)
+                    .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+            }
+            // Probing ssh costs no API call: try often once tests started.
             let pause = if log.started {
-                Duration::from_secs(1)
+                Duration::from_millis(250)
             } else {
-                poll
+                log_every
             };
-            if !sleep_unless(&self.abort, pause.min(poll.max(Duration::from_millis(200)))) {
+            if !sleep_unless(&self.abort, pause.min(poll)) {
                 return Err(Failure::Aborted);
             }
         }
