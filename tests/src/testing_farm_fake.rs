@@ -177,7 +177,8 @@ pub struct RequestInfo {
     pub body: Value,
     /// When pipeline.log got the `Guest is ready` line.
     pub ready_at: Option<Instant>,
-    /// When the submitted key was installed on the machine.
+    /// When the stand-in started installing the submitted key (its
+    /// `podman exec`), once it did.
     pub key_at: Option<Instant>,
 }
 
@@ -1264,8 +1265,8 @@ fn worker(inner: &Inner, id: &str) {
     })
     .unwrap_or((None, true));
     if !never && let Some(key) = key.and_then(|k| base64_decode(&k)) {
-        install_key(&name, &key);
         with_req(inner, id, |r| r.key_at = Some(Instant::now()));
+        install_key(&name, &key);
     }
     let mut ticks = 0u64;
     loop {

@@ -487,7 +487,12 @@ fn readiness_lag_under_two_seconds_without_more_api_calls() {
     let waited = begin.elapsed();
     let calls = fake.calls();
     let reqs = fake.requests();
+    // Raw lags, and the same without the stand-in's own lateness: when it
+    // starts installing the key later than `key_delay` after the guest line
+    // (a loaded machine), that wait is not the client's. The install itself
+    // (`podman exec`) stays counted.
     let mut lags = Vec::new();
+    let mut client_lags = Vec::new();
     for (at, r) in &handed {
         let name = r.name();
         let req = reqs
@@ -495,7 +500,13 @@ fn readiness_lag_under_two_seconds_without_more_api_calls() {
             .find(|q| name.ends_with(&q.id[..8]))
             .expect("request of the remote");
         let ready = req.ready_at.expect("guest ready line written");
-        lags.push(at.duration_since(ready).as_secs_f64());
+        let key = req.key_at.expect("key installed");
+        let lag = at.duration_since(ready).as_secs_f64();
+        let late = (key.duration_since(ready).as_secs_f64()
+            - FakeOptions::default().key_delay.as_secs_f64())
+        .max(0.0);
+        lags.push(lag);
+        client_lags.push(lag - late);
         assert_eq!(run(r.as_ref(), "exit 3").0, 3);
     }
     // Calls about the requests (whoami, composes and the address lookup
@@ -507,7 +518,7 @@ fn readiness_lag_under_two_seconds_without_more_api_calls() {
         / 3.0;
     let log_calls = calls.iter().filter(|c| c.server == "artifacts").count() as f64 / 3.0;
     eprintln!(
-        "READINESS lags {lags:.2?} s; per machine: {api_calls:.1} API calls, {log_calls:.1} artifacts calls; {:.1} s to get all three",
+        "READINESS lags {lags:.2?} s ({client_lags:.2?} s without the stand-in's lateness); per machine: {api_calls:.1} API calls, {log_calls:.1} artifacts calls; {:.1} s to get all three",
         waited.as_secs_f64()
     );
     for (_, r) in &handed {
@@ -515,8 +526,8 @@ fn readiness_lag_under_two_seconds_without_more_api_calls() {
     }
     p.prov.stop().expect("stop");
     fake.assert_all_cancelled();
-    let worst = lags.iter().copied().fold(0.0, f64::max);
-    assert!(worst < 2.0, "lags {lags:?}");
+    let worst = client_lags.iter().copied().fold(0.0, f64::max);
+    assert!(worst < 2.0, "lags {lags:?}, {client_lags:?}");
     // Not more API calls than one POST and one state GET per poll
     // interval of waiting (the polling rate before this change).
     let budget = 1.0 + (waited.as_secs_f64() / 5.0).ceil() + 1.0;
