@@ -343,14 +343,15 @@ fn option_ssh_key_reserves_with_the_users_own_key() {
 }
 
 #[test]
-fn option_artifacts_and_tmt_go_into_the_request_body() {
+fn option_artifacts_tmt_and_post_install_script_go_into_the_request_body() {
     setup();
     let fake = FakeTf::start();
     // The compact form, as given on the command line.
     let p = provisioner(
         &fake,
         "artifacts: fedora-koji-build:123 repository:https://example.org/repo/x86_64 repository-file:https://example.org/r.repo\n\
-         tmt: {context: {trigger: commit}, environment: {TEAM_VAR: shown-to-tmt}}\n",
+         tmt: {context: {trigger: commit}, environment: {TEAM_VAR: shown-to-tmt}}\n\
+         post_install_script: \"#!/bin/sh\\ndnf -y remove cloud-init\\n\"\n",
     );
     let body = first_request_body(&fake, &p);
     p.prov.stop().expect("stop");
@@ -365,6 +366,10 @@ fn option_artifacts_and_tmt_go_into_the_request_body() {
     );
     assert_eq!(env["tmt"]["context"]["trigger"], "commit");
     assert_eq!(env["tmt"]["environment"]["TEAM_VAR"], "shown-to-tmt");
+    assert_eq!(
+        env["settings"]["provisioning"]["post_install_script"],
+        "#!/bin/sh\ndnf -y remove cloud-init\n"
+    );
     // The full form from a YAML file.
     let fake = FakeTf::start();
     let p = provisioner(

@@ -77,6 +77,9 @@ pub struct TestingFarmConfig {
     /// TF's `tmt` settings of the environment (`context`, `environment`,
     /// `extra_args`), a mapping passed as it is.
     pub tmt: Option<Value>,
+    /// A script TF runs on the guest right after provisioning
+    /// (`settings.provisioning.post_install_script`).
+    pub post_install_script: Option<String>,
     /// Seconds between reads of pipeline.log (artifacts server, not the
     /// API) while a request runs and its guest is not ready yet.
     pub log_interval: f64,
@@ -119,6 +122,7 @@ impl Default for TestingFarmConfig {
             ssh_key: None,
             artifacts: None,
             tmt: None,
+            post_install_script: None,
             log_interval: 1.0,
             platform: None,
             poll_interval: 5.0,

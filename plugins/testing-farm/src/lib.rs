@@ -27,6 +27,7 @@
 //! | `variables`, `secrets` | none | mappings of the request's environment |
 //! | `artifacts` | none | installed during provisioning: a list of `{type, id, packages, install, order}` mappings or `TYPE:ID` strings, or one string of space-separated `TYPE:ID` (below) |
 //! | `tmt` | none | TF's `tmt` mapping of the environment (`context`, `environment`, `extra_args`), passed as it is |
+//! | `post_install_script` | none | script TF runs on the guest after provisioning (`settings.provisioning.post_install_script`) |
 //! | `ssh_key` | generated | the user's private key (e.g. one shared by a team); its public key is `KEY.pub`, else `ssh-keygen -y` |
 //! | `tags` | none | cloud tags (`ArtemisUseSpot=false` is always set) |
 //! | `timeout` | 60 | request lifetime in minutes, queue included |

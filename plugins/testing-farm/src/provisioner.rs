@@ -305,6 +305,9 @@ impl Shared {
                         "port_min": 0, "port_max": 65535}]),
             );
         }
+        if let Some(script) = &raw.post_install_script {
+            provisioning.insert("post_install_script".into(), Value::String(script.clone()));
+        }
         let mut settings = Map::new();
         settings.insert("provisioning".into(), Value::Object(provisioning));
         if raw.skip_guest_setup {
