@@ -13,7 +13,9 @@
 //! `GET /v0.1/whoami`, `GET /v0.2/composes/{ranch}`,
 //! `GET /v0.1/composes[/{ranch}]`, `POST /v0.1/requests`,
 //! `GET /v0.1/requests/{id}`, `GET /v0.1/requests?state=…`,
-//! `DELETE /v0.1/requests/{id}`. Artifacts (`http://127.0.0.1:PORT2`):
+//! `DELETE /v0.1/requests/{id}`, and, outside the TF API, `GET /myip`
+//! (the caller's address as text, as a "what is my IP" service answers).
+//! Artifacts (`http://127.0.0.1:PORT2`):
 //! `HEAD`/`GET /{id}/pipeline.log` with `Range: bytes=N-` (206/416).
 
 use std::{
@@ -38,6 +40,8 @@ pub const SSH_IMAGE: &str = "localhost/atex-test-ssh:bookworm";
 pub const CONTAINER_LABEL: &str = "atex.test=testing-farm-fake";
 /// The token the fake accepts by default (ranch `public`).
 pub const TOKEN: &str = "fake-tf-token-0123456789";
+/// A token of the `redhat` ranch (no ingress rules needed there).
+pub const REDHAT_TOKEN: &str = "fake-tf-token-redhat";
 /// A token the fake answers "Token has expired" for.
 pub const EXPIRED_TOKEN: &str = "fake-tf-token-expired";
 /// Composes offered: plain names and one regex.
@@ -84,6 +88,9 @@ pub struct FakeOptions {
     pub new_delay: Duration,
     /// Time in `queued`.
     pub queue_delay: Duration,
+    /// From `Guest is being provisioned` to the machine being started (a
+    /// real guest takes minutes here).
+    pub provision_delay: Duration,
     /// From `starting tests execution` to the key being installed.
     pub key_delay: Duration,
     /// Between `Reservation tick` lines in pipeline.log.
@@ -98,6 +105,7 @@ impl Default for FakeOptions {
             tick: Duration::from_millis(100),
             new_delay: Duration::from_millis(200),
             queue_delay: Duration::from_millis(500),
+            provision_delay: Duration::ZERO,
             key_delay: Duration::from_millis(500),
             log_tick: Duration::from_secs(1),
             first_host: 100,
@@ -167,6 +175,11 @@ pub struct RequestInfo {
     pub address: Option<Ipv4Addr>,
     /// The submitted body.
     pub body: Value,
+    /// When pipeline.log got the `Guest is ready` line.
+    pub ready_at: Option<Instant>,
+    /// When the stand-in started installing the submitted key (its
+    /// `podman exec`), once it did.
+    pub key_at: Option<Instant>,
 }
 
 struct Req {
@@ -192,6 +205,8 @@ struct Req {
     running_at: Option<Instant>,
     fail_with: Option<String>,
     ssh_never_up: bool,
+    ready_at: Option<Instant>,
+    key_at: Option<Instant>,
 }
 
 impl Req {
@@ -337,6 +352,12 @@ impl FakeTf {
                     user_id: uuid4(),
                     ranch: "public".into(),
                 },
+                Token {
+                    secret: REDHAT_TOKEN.into(),
+                    id: uuid4(),
+                    user_id: uuid4(),
+                    ranch: "redhat".into(),
+                },
             ],
             faults: Mutex::new(Faults::default()),
             calls: Mutex::new(Vec::new()),
@@ -399,6 +420,8 @@ impl FakeTf {
                     .map(str::to_string),
                 address: r.address,
                 body: r.body.clone(),
+                ready_at: r.ready_at,
+                key_at: r.key_at,
             })
             .collect()
     }
@@ -531,6 +554,8 @@ pub fn remove_all_fake_containers() {
 // ---------------------------------------------------------------- HTTP
 
 struct HttpRequest {
+    /// The caller's address.
+    peer: String,
     method: String,
     target: String,
     headers: HashMap<String, String>,
@@ -613,6 +638,10 @@ fn read_request(stream: &TcpStream) -> Option<HttpRequest> {
     let mut body = vec![0; len.min(16 << 20)];
     reader.read_exact(&mut body).ok()?;
     Some(HttpRequest {
+        peer: stream
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
         method,
         target,
         headers,
@@ -760,6 +789,12 @@ fn api(inner: &Arc<Inner>, req: &HttpRequest) -> Answer {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let token = token_of(inner, req);
     let resp = match (req.method.as_str(), segs.as_slice()) {
+        ("GET", ["myip"]) => HttpResponse {
+            status: 200,
+            content_type: "text/plain",
+            headers: vec![],
+            body: format!("{}\n", req.peer).into_bytes(),
+        },
         ("GET", ["v0.1", "about"]) => HttpResponse::json(
             200,
             &json!({"version": "0.1.0-fake", "release_notes": "https://docs.testing-farm.io/"}),
@@ -917,6 +952,8 @@ fn submit(inner: &Arc<Inner>, token: &Token, body: &[u8]) -> Answer {
         running_at: None,
         fail_with,
         ssh_never_up,
+        ready_at: None,
+        key_at: None,
     };
     r.notes
         .push(json!({"level": "info", "message": "atex fake Testing Farm"}));
@@ -1158,6 +1195,9 @@ fn worker(inner: &Inner, id: &str) {
         return finish_cancel(inner);
     }
     with_req(inner, id, |r| r.log_line("Guest is being provisioned"));
+    if wait_or_cancel(inner, id, opts.provision_delay) {
+        return finish_cancel(inner);
+    }
     let started = start_machine(inner, id);
     let Some((name, addr)) = started.clone().ok() else {
         let err = started.err().unwrap_or_default();
@@ -1196,6 +1236,7 @@ fn worker(inner: &Inner, id: &str) {
         r.log_line(&format!(
             "Guest is ready: ArtemisGuest({guest}, root@{addr}, arch={arch},compose={compose},snapshots=False)"
         ));
+        r.ready_at = Some(Instant::now());
         r.log_line("[pre-artifact-installation] nothing to install");
         r.log_line("starting tests execution");
         r.log_line("execute task #1");
@@ -1204,16 +1245,27 @@ fn worker(inner: &Inner, id: &str) {
         return finish_cancel(inner);
     }
     let (key, never) = with_req(inner, id, |r| {
+        // The public ranch lets in only what an ingress rule allows; the
+        // client here is on loopback.
+        let public = inner
+            .tokens
+            .iter()
+            .any(|t| t.id == r.token_id && t.ranch == "public");
+        let firewalled = public && !ingress_allows(&r.body, Ipv4Addr::LOCALHOST);
+        if firewalled {
+            r.log_line("[W] no ingress rule admits the client: guest unreachable");
+        }
         (
             r.body
                 .pointer("/environments/0/secrets/TF_RESERVATION_AUTHORIZED_KEYS_BASE64")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            r.ssh_never_up,
+            r.ssh_never_up || firewalled,
         )
     })
     .unwrap_or((None, true));
     if !never && let Some(key) = key.and_then(|k| base64_decode(&k)) {
+        with_req(inner, id, |r| r.key_at = Some(Instant::now()));
         install_key(&name, &key);
     }
     let mut ticks = 0u64;
@@ -1298,6 +1350,30 @@ fn install_key(container: &str, key: &[u8]) {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// Whether an ingress rule of the request's environment admits `addr`.
+fn ingress_allows(body: &Value, addr: Ipv4Addr) -> bool {
+    let rules = body
+        .pointer("/environments/0/settings/provisioning/security_group_rules_ingress")
+        .and_then(Value::as_array);
+    rules.is_some_and(|rules| {
+        rules.iter().any(|r| {
+            let Some((net, bits)) = r
+                .get("cidr")
+                .and_then(Value::as_str)
+                .and_then(|c| c.split_once('/'))
+            else {
+                return false;
+            };
+            let (Ok(net), Ok(bits)) = (net.parse::<Ipv4Addr>(), bits.parse::<u32>()) else {
+                return false;
+            };
+            let mask = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);
+            r.get("type").and_then(Value::as_str) == Some("ingress")
+                && u32::from(net) & mask == u32::from(addr) & mask
+        })
+    })
+}
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;

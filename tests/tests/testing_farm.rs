@@ -39,9 +39,10 @@ fn setup() {
 fn config(fake: &FakeTf, extra: &str) -> String {
     let defaults = format!(
         "api_url: {}\ntoken: {}\ncompose: Fedora-Rawhide\npoll_interval: 0.2\nmin_interval: 0.01\n\
-         http_backoff: 0.2\nhttp_timeout: 3\nssh_timeout: 30\n",
+         http_backoff: 0.2\nhttp_timeout: 3\nssh_timeout: 30\nsource_cidr_url: {}/myip\n",
         fake.url(),
-        fake::TOKEN
+        fake::TOKEN,
+        fake.url()
     );
     let key = |l: &str| l.split(':').next().unwrap_or_default().trim().to_string();
     let overridden: Vec<String> = extra.lines().map(key).collect();
@@ -275,6 +276,272 @@ fn three_machines_are_reserved_used_and_cancelled() {
     assert_eq!(count(&fake, "DELETE", 200), 3);
 }
 
+/// Starts a provisioner, asks for one machine and waits until the stand-in
+/// has its request; returns the submitted body.
+fn first_request_body(fake: &FakeTf, p: &Plugin) -> serde_json::Value {
+    p.prov.start().expect("start");
+    p.prov.provision(1);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = fake.requests().first() {
+            return r.body.clone();
+        }
+        assert!(Instant::now() < end, "no request submitted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn base64_text(v: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().expect("a string"))
+        .expect("base64");
+    String::from_utf8(bytes).expect("utf-8")
+}
+
+#[test]
+fn option_ssh_key_reserves_with_the_users_own_key() {
+    setup();
+    let fake = FakeTf::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("team_key");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "team@example", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    // No KEY.pub: the public key is derived from the private one.
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+    std::fs::remove_file(key.with_extension("pub")).expect("rm pub");
+    let p = provisioner(&fake, &format!("ssh_key: {}\n", key.display()));
+    let body = first_request_body(&fake, &p);
+    let sent =
+        base64_text(&body["environments"][0]["secrets"]["TF_RESERVATION_AUTHORIZED_KEYS_BASE64"]);
+    let material = public.split_whitespace().nth(1).expect("key material");
+    assert_eq!(sent, format!("ssh-ed25519 {material} atex@testing-farm\n"));
+    let r = p
+        .prov
+        .get_remote(Duration::from_secs(120))
+        .expect("get_remote")
+        .expect("a remote");
+    let Connection::Ssh(target) = r.connection().expect("connection") else {
+        panic!("not ssh");
+    };
+    assert_eq!(target.identity_file.as_deref(), Some(key.as_path()));
+    assert_eq!(run(r.as_ref(), "exit 5").0, 5);
+    r.release().expect("release");
+    p.prov.stop().expect("stop");
+    fake.assert_all_cancelled();
+    assert!(key.exists(), "the user's key is left alone");
+    // An unreadable key fails at start, naming the option.
+    let p = provisioner(&fake, "ssh_key: /nonexistent/team_key\n");
+    let err = p.prov.start().expect_err("no key").to_string();
+    assert!(err.contains("`ssh_key` /nonexistent/team_key"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let _ = p.prov.stop();
+}
+
+#[test]
+fn option_artifacts_tmt_and_post_install_script_go_into_the_request_body() {
+    setup();
+    let fake = FakeTf::start();
+    // The compact form, as given on the command line.
+    let p = provisioner(
+        &fake,
+        "artifacts: fedora-koji-build:123 repository:https://example.org/repo/x86_64 repository-file:https://example.org/r.repo\n\
+         tmt: {context: {trigger: commit}, environment: {TEAM_VAR: shown-to-tmt}}\n\
+         post_install_script: \"#!/bin/sh\\ndnf -y remove cloud-init\\n\"\n",
+    );
+    let body = first_request_body(&fake, &p);
+    p.prov.stop().expect("stop");
+    let env = &body["environments"][0];
+    assert_eq!(
+        env["artifacts"],
+        serde_json::json!([
+            {"type": "fedora-koji-build", "id": "123"},
+            {"type": "repository", "id": "https://example.org/repo/x86_64"},
+            {"type": "repository-file", "id": "https://example.org/r.repo"},
+        ])
+    );
+    assert_eq!(env["tmt"]["context"]["trigger"], "commit");
+    assert_eq!(env["tmt"]["environment"]["TEAM_VAR"], "shown-to-tmt");
+    assert_eq!(
+        env["settings"]["provisioning"]["post_install_script"],
+        "#!/bin/sh\ndnf -y remove cloud-init\n"
+    );
+    // The full form from a YAML file.
+    let fake = FakeTf::start();
+    let p = provisioner(
+        &fake,
+        "artifacts:\n  - {type: fedora-copr-build, id: '1784470:fedora-32-x86_64', packages: [foo, foo-devel], install: true, order: 30}\n  - redhat-brew-build:999\n",
+    );
+    let body = first_request_body(&fake, &p);
+    p.prov.stop().expect("stop");
+    assert_eq!(
+        body["environments"][0]["artifacts"],
+        serde_json::json!([
+            {"type": "fedora-copr-build", "id": "1784470:fedora-32-x86_64",
+             "packages": ["foo", "foo-devel"], "install": true, "order": 30},
+            {"type": "redhat-brew-build", "id": "999"},
+        ])
+    );
+    assert!(fake.wait_settled(Duration::from_secs(30)));
+    // A bad artifact is refused when the provisioner is made.
+    let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = PluginHost::new("tf-test", dir.path());
+    let err = lib
+        .new_provisioner(&host, &config(&fake, "artifacts: koji:1\n"))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("`artifacts`") && err.contains("koji"), "{err}");
+}
+
+#[test]
+fn option_source_cidr_is_detected_for_the_public_ranch_only() {
+    setup();
+    // Public ranch, no `source_cidr`: looked up at `source_cidr_url` (the
+    // stand-in answers the caller's address), sent as an ingress rule, and
+    // the machine is reachable (the stand-in firewalls it otherwise).
+    let fake = FakeTf::start();
+    let p = provisioner(&fake, "");
+    use_machines(&p, 1);
+    let body = &fake.requests()[0].body;
+    assert_eq!(
+        body["environments"][0]["settings"]["provisioning"]["security_group_rules_ingress"],
+        serde_json::json!([{"type": "ingress", "protocol": "-1", "cidr": "127.0.0.1/32",
+                            "port_min": 0, "port_max": 65535}])
+    );
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.path == "/myip" && c.status == 200)
+            .count(),
+        1
+    );
+    fake.assert_all_cancelled();
+    // Given by hand: no lookup.
+    let fake = FakeTf::start();
+    let p = provisioner(&fake, "source_cidr: 127.0.0.0/8\n");
+    let body = first_request_body(&fake, &p);
+    p.prov.stop().expect("stop");
+    assert_eq!(
+        body["environments"][0]["settings"]["provisioning"]["security_group_rules_ingress"][0]["cidr"],
+        "127.0.0.0/8"
+    );
+    assert!(!fake.calls().iter().any(|c| c.path == "/myip"));
+    assert!(fake.wait_settled(Duration::from_secs(30)));
+    // The redhat ranch needs no rule: no lookup, none sent.
+    let fake = FakeTf::start();
+    let p = provisioner(&fake, &format!("token: {}\n", fake::REDHAT_TOKEN));
+    let body = first_request_body(&fake, &p);
+    p.prov.stop().expect("stop");
+    assert!(
+        body["environments"][0]["settings"]["provisioning"]
+            .get("security_group_rules_ingress")
+            .is_none(),
+        "{body}"
+    );
+    assert!(!fake.calls().iter().any(|c| c.path == "/myip"));
+    assert!(fake.wait_settled(Duration::from_secs(30)));
+    // A lookup that fails stops `start` with one line naming the option.
+    let p = provisioner(
+        &fake,
+        &format!("source_cidr_url: {}/no-such-service\n", fake.url()),
+    );
+    let err = p.prov.start().expect_err("lookup fails").to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("`source_cidr`")
+            && err.contains("/no-such-service")
+            && err.contains("HTTP 404"),
+        "{err}"
+    );
+    let _ = p.prov.stop();
+}
+
+/// Readiness lag: from the `Guest is ready` line in pipeline.log to the
+/// machine handed out by `get_remote`, three machines at the default poll
+/// interval (5 s); and the calls each machine cost until then. As on the
+/// real service, the guest comes up a while after the request runs, and
+/// the reserve test installs the key a moment after tests start.
+#[test]
+fn readiness_lag_under_two_seconds_without_more_api_calls() {
+    setup();
+    let fake = FakeTf::with_options(FakeOptions {
+        new_delay: Duration::from_secs(1),
+        queue_delay: Duration::from_secs(3),
+        provision_delay: Duration::from_secs(8),
+        ..FakeOptions::default()
+    });
+    let p = provisioner(&fake, "poll_interval: 5\nmin_interval: 0.1\nmax: 3\n");
+    p.prov.start().expect("start");
+    let begin = Instant::now();
+    p.prov.provision(3);
+    let mut handed = Vec::new();
+    for _ in 0..3 {
+        let r = p
+            .prov
+            .get_remote(Duration::from_secs(120))
+            .expect("get_remote")
+            .expect("a remote within 120 s");
+        handed.push((Instant::now(), r));
+    }
+    let waited = begin.elapsed();
+    let calls = fake.calls();
+    let reqs = fake.requests();
+    // Raw lags, and the same without the stand-in's own lateness: when it
+    // starts installing the key later than `key_delay` after the guest line
+    // (a loaded machine), that wait is not the client's. The install itself
+    // (`podman exec`) stays counted.
+    let mut lags = Vec::new();
+    let mut client_lags = Vec::new();
+    for (at, r) in &handed {
+        let name = r.name();
+        let req = reqs
+            .iter()
+            .find(|q| name.ends_with(&q.id[..8]))
+            .expect("request of the remote");
+        let ready = req.ready_at.expect("guest ready line written");
+        let key = req.key_at.expect("key installed");
+        let lag = at.duration_since(ready).as_secs_f64();
+        let late = (key.duration_since(ready).as_secs_f64()
+            - FakeOptions::default().key_delay.as_secs_f64())
+        .max(0.0);
+        lags.push(lag);
+        client_lags.push(lag - late);
+        assert_eq!(run(r.as_ref(), "exit 3").0, 3);
+    }
+    // Calls about the requests (whoami, composes and the address lookup
+    // happen once, at start).
+    let api_calls = calls
+        .iter()
+        .filter(|c| c.server == "api" && c.path.starts_with("/v0.1/requests"))
+        .count() as f64
+        / 3.0;
+    let log_calls = calls.iter().filter(|c| c.server == "artifacts").count() as f64 / 3.0;
+    eprintln!(
+        "READINESS lags {lags:.2?} s ({client_lags:.2?} s without the stand-in's lateness); per machine: {api_calls:.1} API calls, {log_calls:.1} artifacts calls; {:.1} s to get all three",
+        waited.as_secs_f64()
+    );
+    for (_, r) in &handed {
+        r.release().expect("release");
+    }
+    p.prov.stop().expect("stop");
+    fake.assert_all_cancelled();
+    let worst = client_lags.iter().copied().fold(0.0, f64::max);
+    assert!(worst < 2.0, "lags {lags:?}, {client_lags:?}");
+    // Not more API calls than one POST and one state GET per poll
+    // interval of waiting (the polling rate before this change).
+    let budget = 1.0 + (waited.as_secs_f64() / 5.0).ceil() + 1.0;
+    assert!(
+        api_calls <= budget,
+        "{api_calls} API calls per machine, budget {budget}"
+    );
+}
+
 #[test]
 fn fault_rate_limits_and_server_errors_are_retried() {
     setup();
@@ -450,7 +717,11 @@ fn wrong_token_or_compose_fails_at_start_with_one_line() {
     let lib = load_plugin(&plugin_lib("atex_testing_farm")).expect("loads");
     let dir = tempfile::tempdir().expect("tempdir");
     let host = PluginHost::new("tf-test", dir.path());
-    let text = format!("api_url: {}\ncompose: Fedora-Rawhide\n", fake.url());
+    let text = format!(
+        "api_url: {}\ncompose: Fedora-Rawhide\nsource_cidr_url: {}/myip\n",
+        fake.url(),
+        fake.url()
+    );
     let prov = lib.new_provisioner(&host, &text).expect("constructs");
     if std::env::var_os("TESTING_FARM_API_TOKEN").is_none() {
         let err = prov.start().expect_err("no token").to_string();
@@ -465,7 +736,8 @@ fn passes_atex_plugin_check_against_the_fake() {
     let fake = FakeTf::start();
     let lib = plugin_lib("atex_testing_farm");
     let opts = format!(
-        "api_url={},compose=Fedora-Rawhide,max=10,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=30",
+        "api_url={},compose=Fedora-Rawhide,max=10,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=30,source_cidr_url={}/myip",
+        fake.url(),
         fake.url()
     );
     let mut cmd = Command::new(atex_bin());
@@ -532,7 +804,7 @@ fn sigint_child_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = PluginHost::new("tf-sigint", dir.path());
     let text = format!(
-        "api_url: {url}\ntoken: {}\ncompose: Fedora-Rawhide\npoll_interval: 0.2\nmin_interval: 0.01\nssh_timeout: 300\n",
+        "api_url: {url}\ntoken: {}\ncompose: Fedora-Rawhide\npoll_interval: 0.2\nmin_interval: 0.01\nssh_timeout: 300\nsource_cidr_url: {url}/myip\n",
         fake::TOKEN
     );
     let prov = lib.new_provisioner(&host, &text).expect("constructs");
@@ -637,7 +909,8 @@ fn small_suite() -> atex_integration_tests::TestDir {
 
 fn atex_run_tf(fake: &FakeTf, tree: &std::path::Path, results: &std::path::Path) -> Command {
     let spec = format!(
-        "testing-farm:api_url={},compose=Fedora-Rawhide,max=3,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=60",
+        "testing-farm:api_url={},compose=Fedora-Rawhide,max=3,poll_interval=0.2,min_interval=0.01,http_backoff=0.2,ssh_timeout=60,source_cidr_url={}/myip",
+        fake.url(),
         fake.url()
     );
     let mut cmd = Command::new(atex_bin());

@@ -1,6 +1,6 @@
 //! Options of the testing-farm provisioner.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, path::PathBuf, time::Duration};
 
 use atex_plugin_api::PluginError;
 use serde::Deserialize;
@@ -10,6 +10,19 @@ use crate::api::{RetryPolicy, Secret};
 
 /// The public Testing Farm API.
 pub const DEFAULT_API_URL: &str = "https://api.testing-farm.io";
+
+/// Where the caller's public address is looked up by default (the public
+/// ranch needs it for its ingress rule).
+pub const DEFAULT_SOURCE_CIDR_URL: &str = "https://ipv4.icanhazip.com";
+
+/// Artifact types Testing Farm installs during provisioning.
+pub const ARTIFACT_TYPES: &[&str] = &[
+    "fedora-koji-build",
+    "fedora-copr-build",
+    "redhat-brew-build",
+    "repository",
+    "repository-file",
+];
 
 /// The most machines one provisioner holds at once (as upstream).
 pub const ABSOLUTE_MAX: u32 = 50;
@@ -49,8 +62,27 @@ pub struct TestingFarmConfig {
     pub port: u16,
     /// Skip TF's guest setup (`settings.pipeline.skip_guest_setup`).
     pub skip_guest_setup: bool,
-    /// CIDR allowed to reach public-ranch machines (an ingress rule).
+    /// CIDR allowed to reach public-ranch machines (an ingress rule);
+    /// detected through `source_cidr_url` when not given.
     pub source_cidr: Option<String>,
+    /// URL answering the caller's public address as text.
+    pub source_cidr_url: Option<String>,
+    /// The user's private ssh key (its public key from `KEY.pub` or
+    /// `ssh-keygen -y`); default a key generated per run.
+    pub ssh_key: Option<PathBuf>,
+    /// Artifacts installed during provisioning: a list of mappings
+    /// (`type`, `id`, optional `packages`, `install`, `order`) or of
+    /// `TYPE:ID` strings, or one string of space-separated `TYPE:ID`.
+    pub artifacts: Option<Value>,
+    /// TF's `tmt` settings of the environment (`context`, `environment`,
+    /// `extra_args`), a mapping passed as it is.
+    pub tmt: Option<Value>,
+    /// A script TF runs on the guest right after provisioning
+    /// (`settings.provisioning.post_install_script`).
+    pub post_install_script: Option<String>,
+    /// Seconds between reads of pipeline.log (artifacts server, not the
+    /// API) while a request runs and its guest is not ready yet.
+    pub log_interval: f64,
     /// Platform results are filed under; default `COMPOSE@ARCH`.
     pub platform: Option<String>,
     /// Seconds between polls of one request (state and pipeline.log).
@@ -86,6 +118,12 @@ impl Default for TestingFarmConfig {
             port: 22,
             skip_guest_setup: false,
             source_cidr: None,
+            source_cidr_url: None,
+            ssh_key: None,
+            artifacts: None,
+            tmt: None,
+            post_install_script: None,
+            log_interval: 1.0,
             platform: None,
             poll_interval: 5.0,
             min_interval: 0.1,
@@ -109,6 +147,8 @@ impl fmt::Debug for TestingFarmConfig {
             .field("max", &self.max)
             .field("retries", &self.retries)
             .field("port", &self.port)
+            .field("ssh_key", &self.ssh_key)
+            .field("artifacts", &self.artifacts)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +179,92 @@ pub struct Settings {
     pub ssh_timeout: Duration,
     /// HTTP retry policy.
     pub policy: RetryPolicy,
+    /// Artifacts for the request's environment (TF's JSON form).
+    pub artifacts: Vec<Value>,
+    /// Interval of pipeline.log reads while waiting for the guest.
+    pub log_interval: Duration,
+}
+
+/// One artifact from its compact form `TYPE:ID` (`repository:URL` keeps
+/// the URL's own colons).
+fn compact_artifact(text: &str) -> Result<Value, PluginError> {
+    let (kind, id) = text.split_once(':').unwrap_or((text, ""));
+    checked_artifact(kind.trim(), id.trim(), serde_json::Map::new())
+}
+
+fn checked_artifact(
+    kind: &str,
+    id: &str,
+    mut rest: serde_json::Map<String, Value>,
+) -> Result<Value, PluginError> {
+    if !ARTIFACT_TYPES.contains(&kind) {
+        return Err(PluginError::config(format!(
+            "testing-farm: `artifacts`: unknown type {kind:?} (one of {})",
+            ARTIFACT_TYPES.join(", ")
+        )));
+    }
+    if id.is_empty() {
+        return Err(PluginError::config(format!(
+            "testing-farm: `artifacts`: {kind} needs an id, as in {kind}:ID"
+        )));
+    }
+    rest.insert("type".into(), Value::String(kind.into()));
+    rest.insert("id".into(), Value::String(id.into()));
+    Ok(Value::Object(rest))
+}
+
+/// The `artifacts` option in TF's form: a list of `{type, id, ...}`.
+pub fn parse_artifacts(v: Option<&Value>) -> Result<Vec<Value>, PluginError> {
+    let items: Vec<&Value> = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => {
+            return s.split_whitespace().map(compact_artifact).collect();
+        }
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(Value::Object(_)) => vec![v.unwrap_or(&Value::Null)],
+        Some(_) => {
+            return Err(PluginError::config(
+                "testing-farm: `artifacts` must be a list, or a string of TYPE:ID items",
+            ));
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(s) => compact_artifact(s),
+            Value::Object(m) => {
+                let text = |k: &str| match m.get(k) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => String::new(),
+                };
+                let (kind, id) = (text("type"), text("id"));
+                let mut rest = m.clone();
+                for (k, v) in m {
+                    let ok = match k.as_str() {
+                        "type" | "id" => true,
+                        "packages" => v
+                            .as_array()
+                            .is_some_and(|p| p.iter().all(Value::is_string)),
+                        "install" => v.is_boolean(),
+                        "order" => v.is_u64(),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(PluginError::config(format!(
+                            "testing-farm: `artifacts`: bad key `{k}` (type, id, packages: [..], install: bool, order: int)"
+                        )));
+                    }
+                }
+                rest.remove("type");
+                rest.remove("id");
+                checked_artifact(&kind, &id, rest)
+            }
+            _ => Err(PluginError::config(
+                "testing-farm: `artifacts` items are mappings or TYPE:ID strings",
+            )),
+        })
+        .collect()
 }
 
 impl TestingFarmConfig {
@@ -182,7 +308,11 @@ impl TestingFarmConfig {
                 "testing-farm: `http_attempts` must be at least 1",
             ));
         }
-        for (name, v) in [("hardware", &self.hardware), ("kickstart", &self.kickstart)] {
+        for (name, v) in [
+            ("hardware", &self.hardware),
+            ("kickstart", &self.kickstart),
+            ("tmt", &self.tmt),
+        ] {
             if v.as_ref().is_some_and(|v| !v.is_object()) {
                 return Err(PluginError::config(format!(
                     "testing-farm: `{name}` must be a mapping"
@@ -194,6 +324,15 @@ impl TestingFarmConfig {
         let ssh_timeout = seconds("ssh_timeout", self.ssh_timeout, 1.0)?;
         let backoff = seconds("http_backoff", self.http_backoff, 0.0)?;
         let http_timeout = seconds("http_timeout", self.http_timeout, 0.5)?;
+        let log_interval = seconds("log_interval", self.log_interval, 0.05)?;
+        let artifacts = parse_artifacts(self.artifacts.as_ref())?;
+        if let Some(url) = &self.source_cidr_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(PluginError::config(format!(
+                "testing-farm: `source_cidr_url` must be an http(s) URL, not {url:?}"
+            )));
+        }
         let platform = self
             .platform
             .clone()
@@ -211,6 +350,8 @@ impl TestingFarmConfig {
                 min_interval,
                 http_timeout,
             },
+            artifacts,
+            log_interval,
             raw: self,
         })
     }
@@ -259,6 +400,44 @@ mod tests {
         assert!(bad.validate().is_err());
         let bad = parse("compose: x\nhardware: 3\n").expect("parses");
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn artifacts_in_both_forms() {
+        let s = parse(
+            "compose: x\nartifacts: fedora-koji-build:123 repository:https://example.org/repo\n",
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            s.artifacts,
+            vec![
+                serde_json::json!({"type": "fedora-koji-build", "id": "123"}),
+                serde_json::json!({"type": "repository", "id": "https://example.org/repo"}),
+            ]
+        );
+        let s = parse(
+            "compose: x\nartifacts:\n- {type: fedora-copr-build, id: '1784470:fedora-32-x86_64', packages: [a], install: false, order: 30}\n- redhat-brew-build:77\n",
+        )
+        .expect("parses")
+        .validate()
+        .expect("valid");
+        assert_eq!(s.artifacts[0]["id"], "1784470:fedora-32-x86_64");
+        assert_eq!(s.artifacts[0]["order"], 30);
+        assert_eq!(s.artifacts[1]["type"], "redhat-brew-build");
+        for bad in [
+            "nope:1",
+            "repository",
+            "[{type: repository}]",
+            "[{type: repository, id: x, colour: red}]",
+        ] {
+            let err = parse(&format!("compose: x\nartifacts: {bad}\n"))
+                .expect("parses")
+                .validate()
+                .expect_err(bad);
+            assert!(err.message.contains("`artifacts`"), "{err}");
+        }
     }
 
     #[test]

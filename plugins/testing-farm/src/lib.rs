@@ -2,12 +2,15 @@
 //!
 //! Each machine is a Testing Farm request running the reserve plan
 //! (`/testing-farm/reserve` from `https://gitlab.com/testing-farm/tests`)
-//! with the provisioner's own public key in the reservation secret
+//! with the provisioner's public key (generated per run, or the user's
+//! `ssh_key`) in the reservation secret
 //! `TF_RESERVATION_AUTHORIZED_KEYS_BASE64`. A background thread per
-//! reservation submits the request, follows its state, reads `pipeline.log`
-//! incrementally (HEAD until it exists, then `Range` GETs) for the line
-//! `Guest is ready: ArtemisGuest(…, USER@HOST, arch=…)`, waits until ssh
-//! with the key works, and queues the machine for `get_remote`. Releasing
+//! reservation submits the request and asks for its state once per
+//! `poll_interval`; once it runs, `pipeline.log` on the artifacts server is
+//! followed every `log_interval` (HEAD until it exists, then `Range` GETs)
+//! for the line `Guest is ready: ArtemisGuest(…, USER@HOST, arch=…)`; ssh
+//! with the key is then probed every 250 ms, and the machine is queued for
+//! `get_remote` as soon as it answers. Releasing
 //! a machine, or `stop`, cancels its request (`DELETE`); `stop` cancels up
 //! to 10 at once.
 //!
@@ -22,20 +25,41 @@
 //! | `pool` | none | infrastructure pool |
 //! | `hardware`, `kickstart` | none | mappings passed to TF as they are |
 //! | `variables`, `secrets` | none | mappings of the request's environment |
+//! | `artifacts` | none | installed during provisioning: a list of `{type, id, packages, install, order}` mappings or `TYPE:ID` strings, or one string of space-separated `TYPE:ID` (below) |
+//! | `tmt` | none | TF's `tmt` mapping of the environment (`context`, `environment`, `extra_args`), passed as it is |
+//! | `post_install_script` | none | script TF runs on the guest after provisioning (`settings.provisioning.post_install_script`) |
+//! | `ssh_key` | generated | the user's private key (e.g. one shared by a team); its public key is `KEY.pub`, else `ssh-keygen -y` |
 //! | `tags` | none | cloud tags (`ArtemisUseSpot=false` is always set) |
 //! | `timeout` | 60 | request lifetime in minutes, queue included |
 //! | `max` (`max_remotes`) | 3 | machines held at once, at most 50 |
 //! | `retries` | 10 | failed reservations replaced before giving up (per provisioner) |
 //! | `port` | 22 | ssh port (another one behind a gateway) |
 //! | `skip_guest_setup` | false | TF's `pipeline.skip_guest_setup` |
-//! | `source_cidr` | none | public ranch: CIDR allowed in by an ingress rule |
+//! | `source_cidr` | detected | public ranch: CIDR allowed in by an ingress rule; when not given, the caller's address from `source_cidr_url` as `ADDR/32` |
+//! | `source_cidr_url` | `https://ipv4.icanhazip.com` | URL answering the caller's public address as text (public ranch only) |
 //! | `platform` | `COMPOSE@ARCH` | platform results are filed under |
-//! | `poll_interval` | 5 | seconds between polls of one request and its log |
+//! | `poll_interval` | 5 | seconds between API polls of one request's state |
+//! | `log_interval` | 1 | seconds between reads of a running request's pipeline.log (artifacts server) until its guest is ready |
 //! | `min_interval` | 0.1 | smallest gap in seconds between two API calls of the provisioner |
 //! | `ssh_timeout` | 600 | seconds for ssh to work once the guest is ready |
 //! | `http_attempts` | 12 | attempts of one HTTP call (429, 5xx, transport errors) |
 //! | `http_backoff` | 1 | first backoff in seconds, doubling, capped at 60 |
 //! | `http_timeout` | 30 | seconds one HTTP exchange may take |
+//!
+//! ## Artifacts
+//!
+//! Types: `fedora-koji-build`, `fedora-copr-build`, `redhat-brew-build`,
+//! `repository`, `repository-file`. The compact form splits at the first
+//! `:` only, so `repository:https://host/repo` keeps its URL; on the
+//! command line items are separated by spaces (a comma ends the option):
+//! `-p 'testing-farm:compose=Fedora-Rawhide,artifacts=fedora-koji-build:123 repository:https://example.org/repo'`.
+//! In a YAML file:
+//!
+//! ```yaml
+//! artifacts:
+//!   - {type: fedora-copr-build, id: "1784470:fedora-32-x86_64", packages: [foo], order: 30}
+//!   - redhat-brew-build:123456
+//! ```
 //!
 //! # Robustness
 //!

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     api::{ALIVE_STATES, Api, ApiError, Identity, iso_utc, sleep_unless},
-    config::{Settings, TestingFarmConfig},
+    config::{DEFAULT_SOURCE_CIDR_URL, Settings, TestingFarmConfig},
     ssh::{KeyPair, probe, valid_login_part},
 };
 
@@ -85,6 +85,8 @@ struct Shared {
     identity: Mutex<Option<Identity>>,
     key: Mutex<Option<KeyPair>>,
     key_path: Mutex<Option<PathBuf>>,
+    /// The ingress CIDR (given or detected) on the public ranch.
+    source_cidr: Mutex<Option<String>>,
     state: Mutex<State>,
     changed: Condvar,
     /// Set by `stop` (or a host cancel): every wait ends early.
@@ -129,6 +131,7 @@ impl TestingFarmProvisioner {
                 identity: Mutex::new(None),
                 key: Mutex::new(None),
                 key_path: Mutex::new(None),
+                source_cidr: Mutex::new(None),
                 state: Mutex::new(State {
                     retries_left: retries,
                     ..State::default()
@@ -207,13 +210,20 @@ impl Shared {
                 names.join(", ")
             )));
         }
-        if identity.ranch == "public" && self.settings.raw.source_cidr.is_none() {
-            warn!(
-                target: TARGET,
-                "public-ranch machines accept ssh only from addresses allowed by an ingress rule; set `source_cidr` if ssh does not come up"
-            );
+        if identity.ranch == "public" {
+            let cidr = match &self.settings.raw.source_cidr {
+                Some(c) => c.clone(),
+                None => self.detect_source_cidr()?,
+            };
+            *lock(&self.source_cidr) = Some(cidr);
         }
-        let key = KeyPair::generate().map_err(|e| PluginError::io(format!("testing-farm: {e}")))?;
+        let key = match &self.settings.raw.ssh_key {
+            Some(path) => KeyPair::from_file(path)
+                .map_err(|e| PluginError::config(format!("testing-farm: {e}")))?,
+            None => {
+                KeyPair::generate().map_err(|e| PluginError::io(format!("testing-farm: {e}")))?
+            }
+        };
         *lock(&self.key_path) = Some(key.private_path());
         *lock(&self.key) = Some(key);
         info!(
@@ -225,6 +235,41 @@ impl Shared {
         *lock(&self.identity) = Some(identity);
         lock(&self.state).started = true;
         Ok(())
+    }
+
+    /// The caller's public address as a CIDR, from `source_cidr_url`.
+    fn detect_source_cidr(&self) -> Result<String, PluginError> {
+        let url = self
+            .settings
+            .raw
+            .source_cidr_url
+            .as_deref()
+            .unwrap_or(DEFAULT_SOURCE_CIDR_URL);
+        let fail = |why: String| {
+            PluginError::config(format!(
+                "testing-farm: the public ranch needs `source_cidr` (the address machines accept ssh from) \
+                 and looking it up at {url} failed: {why}; set `source_cidr` (e.g. 203.0.113.7/32) or `source_cidr_url`"
+            ))
+        };
+        let reply = self
+            .api
+            .call("GET", url, false, None, &self.abort)
+            .map_err(|e| fail(e.to_string()))?;
+        if reply.status != 200 {
+            return Err(fail(format!("HTTP {}", reply.status)));
+        }
+        let text = String::from_utf8_lossy(&reply.body);
+        let text = text.trim();
+        let cidr = match text.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => format!("{a}/32"),
+            Ok(std::net::IpAddr::V6(a)) => format!("{a}/128"),
+            Err(_) => {
+                let shown: String = text.chars().take(40).collect();
+                return Err(fail(format!("the answer is not an IP address: {shown:?}")));
+            }
+        };
+        info!(target: TARGET, "source_cidr detected: {cidr}");
+        Ok(cidr)
     }
 
     fn request_body(&self, ranch: &str, marker: &str) -> Result<Value, Failure> {
@@ -250,14 +295,18 @@ impl Shared {
         tags.insert(MARKER_TAG.into(), Value::String(marker.to_string()));
         let mut provisioning = Map::new();
         provisioning.insert("tags".into(), Value::Object(tags));
+        let cidr = lock(&self.source_cidr).clone();
         if ranch == "public"
-            && let Some(cidr) = &raw.source_cidr
+            && let Some(cidr) = cidr
         {
             provisioning.insert(
                 "security_group_rules_ingress".into(),
                 json!([{"type": "ingress", "protocol": "-1", "cidr": cidr,
                         "port_min": 0, "port_max": 65535}]),
             );
+        }
+        if let Some(script) = &raw.post_install_script {
+            provisioning.insert("post_install_script".into(), Value::String(script.clone()));
         }
         let mut settings = Map::new();
         settings.insert("provisioning".into(), Value::Object(provisioning));
@@ -278,6 +327,12 @@ impl Shared {
         }
         if !raw.variables.is_empty() {
             env.insert("variables".into(), json!(raw.variables));
+        }
+        if !self.settings.artifacts.is_empty() {
+            env.insert("artifacts".into(), json!(self.settings.artifacts));
+        }
+        if let Some(tmt) = &raw.tmt {
+            env.insert("tmt".into(), tmt.clone());
         }
         env.insert("secrets".into(), Value::Object(secrets));
         env.insert("settings".into(), Value::Object(settings));
@@ -360,13 +415,34 @@ impl Shared {
         self.ctx
             .progress(format!("testing-farm: request {id} submitted"), None);
 
+        // The request's state is asked for once per `poll` (the API); once
+        // it runs, pipeline.log (the artifacts server) is followed every
+        // `log_interval` with ranged GETs, so the guest line is seen soon
+        // after it is written.
         let poll = self.settings.poll;
+        let log_every = self.settings.log_interval.min(poll);
         let mut log = LogReader::default();
         let mut last_state = String::new();
+        let mut artifacts: Option<String> = None;
+        let mut next_state = Instant::now();
         let (user, host) = loop {
             if self.aborted() {
                 return Err(Failure::Aborted);
             }
+            if Instant::now() < next_state
+                && let Some(url) = &artifacts
+            {
+                log.poll(&self.api, url, &self.abort)
+                    .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+                if let Some(login) = log.login.clone() {
+                    break login;
+                }
+                if !sleep_unless(&self.abort, log_every) {
+                    return Err(Failure::Aborted);
+                }
+                continue;
+            }
+            next_state = Instant::now() + poll;
             let req = self
                 .api
                 .get_request(&id, &self.abort)
@@ -384,17 +460,19 @@ impl Shared {
             match state {
                 "new" | "queued" => {}
                 "running" => {
-                    if let Some(artifacts) = req.pointer("/run/artifacts").and_then(Value::as_str) {
-                        log.poll(&self.api, artifacts, &self.abort)
+                    if let Some(url) = req.pointer("/run/artifacts").and_then(Value::as_str) {
+                        log.poll(&self.api, url, &self.abort)
                             .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
                         if let Some(login) = log.login.clone() {
                             break login;
                         }
+                        artifacts = Some(url.to_string());
                     }
                 }
                 other => return Err(Failure::Retry(gone_reason(&id, other, &req))),
             }
-            if !sleep_unless(&self.abort, poll) {
+            let pause = if artifacts.is_some() { log_every } else { poll };
+            if !sleep_unless(&self.abort, pause) {
                 return Err(Failure::Aborted);
             }
         };
@@ -407,6 +485,7 @@ impl Shared {
         info!(target: TARGET, "request {id}: guest {user}@{host}, waiting for ssh");
         let deadline = Instant::now() + self.settings.ssh_timeout;
         let mut next_check = Instant::now() + poll;
+        let mut next_log = Instant::now() + log_every;
         loop {
             if self.aborted() {
                 return Err(Failure::Aborted);
@@ -434,19 +513,28 @@ impl Shared {
                 if state != "running" {
                     return Err(Failure::Retry(gone_reason(&id, state, &req)));
                 }
-                if !log.started
-                    && let Some(artifacts) = req.pointer("/run/artifacts").and_then(Value::as_str)
-                {
-                    log.poll(&self.api, artifacts, &self.abort)
-                        .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+                if artifacts.is_none() {
+                    artifacts = req
+                        .pointer("/run/artifacts")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                 }
             }
+            if !log.started
+                && Instant::now() >= next_log
+                && let Some(url) = &artifacts
+            {
+                next_log = Instant::now() + log_every;
+                log.poll(&self.api, url, &self.abort)
+                    .map_err(|e| self.api_failure(e, "reading pipeline.log"))?;
+            }
+            // Probing ssh costs no API call: try often once tests started.
             let pause = if log.started {
-                Duration::from_secs(1)
+                Duration::from_millis(250)
             } else {
-                poll
+                log_every
             };
-            if !sleep_unless(&self.abort, pause.min(poll.max(Duration::from_millis(200)))) {
+            if !sleep_unless(&self.abort, pause.min(poll)) {
                 return Err(Failure::Aborted);
             }
         }

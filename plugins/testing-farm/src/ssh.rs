@@ -38,11 +38,27 @@ pub enum KeyError {
     /// The public key could not be read back.
     #[error("cannot read the public key: {0}")]
     ReadPublic(std::io::Error),
+    /// The user's key (`ssh_key`) is unusable.
+    #[error("`ssh_key` {path}: {reason}")]
+    UserKey {
+        /// The private key path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
-/// A key pair in a private temporary directory (0700), removed on drop.
+/// Where the private key lives.
+enum KeyHome {
+    /// Generated into a private temporary directory (0700), removed on drop.
+    Generated(tempfile::TempDir),
+    /// The user's own key file (`ssh_key`), left alone.
+    User(PathBuf),
+}
+
+/// The provisioner's key pair.
 pub struct KeyPair {
-    dir: tempfile::TempDir,
+    home: KeyHome,
     public: String,
 }
 
@@ -68,14 +84,63 @@ impl KeyPair {
         let public =
             std::fs::read_to_string(key.with_extension("pub")).map_err(KeyError::ReadPublic)?;
         Ok(KeyPair {
-            dir,
+            home: KeyHome::Generated(dir),
             public: public.trim().to_string(),
+        })
+    }
+
+    /// The user's own private key at `path` (the `ssh_key` option). Its
+    /// public key is `PATH.pub` when that file exists, else derived with
+    /// `ssh-keygen -y` (which fails for a key with a passphrase: ssh runs
+    /// in batch mode and could not use it either).
+    pub fn from_file(path: &Path) -> Result<KeyPair, KeyError> {
+        let user_err = |reason: String| KeyError::UserKey {
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::File::open(path).map_err(|e| user_err(format!("cannot read it: {e}")))?;
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        let pub_path = PathBuf::from(pub_path);
+        let public = if pub_path.is_file() {
+            std::fs::read_to_string(&pub_path)
+                .map_err(|e| user_err(format!("cannot read {}: {e}", pub_path.display())))?
+        } else {
+            let out = Command::new("ssh-keygen")
+                .arg("-y")
+                .arg("-P")
+                .arg("")
+                .arg("-f")
+                .arg(path)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(KeyError::Spawn)?;
+            if !out.status.success() {
+                return Err(user_err(format!(
+                    "not a usable private key without a passphrase (ssh-keygen -y: {})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let public = public.lines().next().unwrap_or_default().trim().to_string();
+        if public.split_whitespace().count() < 2 {
+            return Err(user_err(
+                "its public key is not an ssh public key line".into(),
+            ));
+        }
+        Ok(KeyPair {
+            home: KeyHome::User(path.to_path_buf()),
+            public,
         })
     }
 
     /// The private key file.
     pub fn private_path(&self) -> PathBuf {
-        self.dir.path().join("key")
+        match &self.home {
+            KeyHome::Generated(dir) => dir.path().join("key"),
+            KeyHome::User(path) => path.clone(),
+        }
     }
 
     /// `TF_RESERVATION_AUTHORIZED_KEYS_BASE64`: the public key line, with a
