@@ -781,3 +781,48 @@ fn a_provisioner_that_hands_out_unasked_systems_cannot_flood_the_run() {
         "{made} systems were taken for 3 tests on 2 workers"
     );
 }
+
+/// Results and the timing history kept inside the tree are never uploaded
+/// with it: a second run in the same directory sees neither the first
+/// run's results nor its own.
+#[test]
+fn results_and_history_inside_the_tree_are_not_uploaded() {
+    let plugins = plugin_dir_with(&["atex_local"]);
+    let dir = TestDir::new();
+    tree(
+        &dir,
+        &[(
+            "/list",
+            "ls -A \"$TMT_TREE\"; ls -A \"$TMT_TREE/out\" 2>&1 || true",
+        )],
+    );
+    let run = |results: &str| {
+        let out = atex_in(
+            Some(dir.path()),
+            &[
+                "run",
+                "--plugin-dir",
+                plugins.path().to_str().expect("utf8"),
+                "--results",
+                results,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        std::fs::read_to_string(dir.path().join(results).join("files/local/list/output.txt"))
+            .expect("output.txt")
+    };
+    run("atex-results/first");
+    let second = run("out/second");
+    assert!(dir.path().join("atex-results/first/results.jsonl").exists());
+    assert!(
+        dir.path().join(".atex-history.json").exists()
+            || dir.path().join("atex-results/.atex-history.json").exists()
+    );
+    for unwanted in ["atex-results", ".atex-history.json", "second"] {
+        assert!(
+            !second.lines().any(|l| l.trim() == unwanted),
+            "{unwanted} was uploaded:\n{second}"
+        );
+    }
+    assert!(second.lines().any(|l| l.trim() == "main.fmf"), "{second}");
+}

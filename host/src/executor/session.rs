@@ -51,6 +51,10 @@ pub struct SystemOptions {
     pub setup_timeout: Option<Duration>,
     /// Kill what a test leaves running in its session when it exits.
     pub kill_leftovers: bool,
+    /// Paths of the tree, relative to its root, that are not uploaded:
+    /// by default atex's own results (`atex-results`) and timing history
+    /// (`.atex-history.json`); `.git` never is.
+    pub upload_exclude: Vec<String>,
 }
 
 impl Default for SystemOptions {
@@ -58,6 +62,7 @@ impl Default for SystemOptions {
         SystemOptions {
             setup_timeout: Some(Duration::from_secs(3600)),
             kill_leftovers: true,
+            upload_exclude: vec!["atex-results".into(), ".atex-history.json".into()],
         }
     }
 }
@@ -519,7 +524,14 @@ impl System {
             detail,
         };
         let mut tar = std::process::Command::new("tar")
-            .args(["-c", "--exclude=.git", "-C"])
+            .args(["-c", "--exclude=.git"])
+            .args(
+                self.options
+                    .upload_exclude
+                    .iter()
+                    .map(|p| format!("--exclude=./{}", p.trim_start_matches("./"))),
+            )
+            .arg("-C")
             .arg(tree_root)
             .arg(".")
             .stdout(Stdio::piped())

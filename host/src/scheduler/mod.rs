@@ -188,11 +188,19 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let (_, first) = &found[0];
+    let mut options = crate::executor::SystemOptions::default();
+    // Results and history kept inside the tree are not tests: never
+    // upload them (a later run would carry every earlier one along).
+    for path in [&results_dir, &history_path] {
+        if let Some(rel) = inside(&first.root, path) {
+            options.upload_exclude.push(rel);
+        }
+    }
     let executor = FmfExecutor {
         tree_root: first.root.clone(),
         plan: plan::plan_spec(&first.plan),
         plans,
-        options: Default::default(),
+        options,
     };
     made.keep();
     execute(Execution {
@@ -312,4 +320,29 @@ fn discover_per_platform(
         )));
     }
     Ok(found)
+}
+
+/// `path` relative to `root` when it lies inside it (both made absolute;
+/// `path` need not exist yet).
+fn inside(root: &Path, path: &Path) -> Option<String> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    // The deepest existing ancestor, canonicalised, plus the rest.
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_os_string());
+        existing = existing.parent()?;
+    }
+    let mut full = std::fs::canonicalize(existing).ok()?;
+    for part in rest.iter().rev() {
+        full.push(part);
+    }
+    let rel = full.strip_prefix(&root).ok()?;
+    let rel = rel.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
 }
