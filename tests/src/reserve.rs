@@ -114,3 +114,28 @@ impl Reservation {
         }
     }
 }
+
+/// Runs the `connect:` command `line` as a person would, with `input` on
+/// its stdin instead of a keyboard; its standard output and error.
+pub fn type_into(line: &str, input: &str) -> (String, String) {
+    use std::io::Write as _;
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the printed command");
+    shell
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = shell.wait_with_output().expect("wait");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -65,6 +65,26 @@ fn atex_within(cwd: &Path, args: &[&str], limit: Duration) -> Run {
     finish_within(child, limit)
 }
 
+/// Starts `atex run [-p PROVISIONER] --results out --plain` in `cwd` with
+/// only `plugins`, stderr piped, for the cases that signal or kill it.
+fn spawn_run(cwd: &Path, plugins: &Path, provisioner: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new(atex_bin());
+    cmd.current_dir(cwd)
+        .arg("run")
+        .arg("--plugin-dir")
+        .arg(plugins);
+    if let Some(p) = provisioner {
+        cmd.args(["-p", p]);
+    }
+    cmd.args(["--results", "out", "--plain"])
+        .env_remove("ATEX_PLUGIN_PATH")
+        .env("CONTAINERS_CONF", containers_conf())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 fn finish_within(mut child: std::process::Child, limit: Duration) -> Run {
     let t0 = Instant::now();
     let pid = child.id() as i32;
@@ -462,23 +482,11 @@ fn fault_release_failure_is_reported_and_results_kept() {
 fn fault_second_sigint_exits_while_the_plugin_hangs_in_get_remote() {
     let dir = tree(ABC);
     let plugins = plugins();
-    let child = Command::new(atex_bin())
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--plugin-dir",
-            plugins.path().to_str().expect("utf8"),
-            "-p",
-            "faulty:hang_in=get_remote,hang_ms=120000",
-            "--results",
-            "out",
-            "--plain",
-        ])
-        .env_remove("ATEX_PLUGIN_PATH")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run(
+        dir.path(),
+        plugins.path(),
+        Some("faulty:hang_in=get_remote,hang_ms=120000"),
+    );
     let pid = child.id() as i32;
     thread::spawn(move || {
         thread::sleep(Duration::from_millis(1500));
@@ -639,24 +647,7 @@ fn podman_container_killed_mid_test() {
     let label = format!("faults-kill-{}", std::process::id());
     let plugins = plugins();
     let opt = format!("podman:image={image},max=1,label={label}");
-    let child = Command::new(atex_bin())
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--plugin-dir",
-            plugins.path().to_str().expect("utf8"),
-            "-p",
-            &opt,
-            "--results",
-            "out",
-            "--plain",
-        ])
-        .env_remove("ATEX_PLUGIN_PATH")
-        .env("CONTAINERS_CONF", containers_conf())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run(dir.path(), plugins.path(), Some(&opt));
     let killer_label = label.clone();
     thread::spawn(move || {
         // Wait for /victim to run, then kill its container.
@@ -722,24 +713,7 @@ fn podman_sigkill_of_atex_then_leftover_cleanup_by_printed_run_id() {
     let dir = tree(&[("/long", "sleep 300")]);
     let plugins = plugins();
     let opt = format!("podman:image={image},max=1");
-    let mut child = Command::new(atex_bin())
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--plugin-dir",
-            plugins.path().to_str().expect("utf8"),
-            "-p",
-            &opt,
-            "--results",
-            "out",
-            "--plain",
-        ])
-        .env_remove("ATEX_PLUGIN_PATH")
-        .env("CONTAINERS_CONF", containers_conf())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_run(dir.path(), plugins.path(), Some(&opt));
     let pid = child.id();
     // The run's containers: those whose atex.run label ends in "-<pid>".
     let suffix = format!("-{pid}");
@@ -1090,21 +1064,7 @@ fn large_metadata_does_not_slow_every_test() {
 fn interrupted_test_keeps_its_output_as_infra() {
     let dir = tree(&[("/slow", "echo started-output\nsleep 60")]);
     let plugins = plugins();
-    let child = Command::new(atex_bin())
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--plugin-dir",
-            plugins.path().to_str().expect("utf8"),
-            "--results",
-            "out",
-            "--plain",
-        ])
-        .env_remove("ATEX_PLUGIN_PATH")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run(dir.path(), plugins.path(), None);
     let pid = child.id() as i32;
     thread::spawn(move || {
         thread::sleep(Duration::from_secs(2));

@@ -25,7 +25,8 @@ use std::{
 };
 
 use atex_integration_tests::{
-    TestDir, atex_bin, plugin_dir_with, plugin_lib, reserve::Reservation,
+    TestDir, atex_bin, plugin_dir_with, plugin_lib,
+    reserve::{Reservation, type_into},
 };
 
 /// The plugin's default image (`tests/images/build-vm.sh` builds it there).
@@ -440,29 +441,10 @@ fn qemu_reserve_prints_a_working_ssh_command_and_releases_on_sigterm() {
     let mut r = Reservation::start("atex_qemu", &spec, &[]);
     let command = r.connect_line(Duration::from_secs(240));
     assert!(command.starts_with("ssh "), "{command}");
-    let mut shell = Command::new("sh")
-        .arg("-c")
-        .arg(&command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the printed command");
-    {
-        use std::io::Write;
-        shell
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"id -u\necho reached\n")
-            .expect("write");
-    }
-    let reached = shell.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&reached.stdout);
+    let (text, shell_err) = type_into(&command, "id -u\necho reached\n");
     assert!(
         text.lines().any(|l| l == "0") && text.contains("reached"),
-        "stdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&reached.stderr)
+        "stdout: {text}\nstderr: {shell_err}"
     );
     assert_eq!(qemu_of(&label).len(), 1, "one VM while held");
     r.signal(libc::SIGTERM);

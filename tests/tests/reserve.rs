@@ -4,13 +4,13 @@
 //! with a non-root user going through sudo.
 
 use std::{
-    io::Write as _,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use atex_integration_tests::{
-    atex_bin, containers_conf, ensure_image, plugin_dir_with, reserve::Reservation,
+    atex_bin, containers_conf, ensure_image, plugin_dir_with,
+    reserve::{Reservation, type_into},
     ssh_hosts::SshHosts,
 };
 
@@ -96,26 +96,10 @@ fn ssh_host_with_sudo_is_reachable_by_the_printed_command_until_ctrl_c() {
     assert!(line.ends_with("sudo -i"), "{line}");
     // What a person would type, with the commands on stdin instead of a
     // keyboard: it lands in a root shell on the machine.
-    let mut shell = Command::new("sh")
-        .arg("-c")
-        .arg(&line)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the printed command");
-    shell
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"id -u\nhostname >/dev/null && echo reached\n")
-        .expect("write");
-    let out = shell.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, err) = type_into(&line, "id -u\nhostname >/dev/null && echo reached\n");
     assert!(
         text.lines().any(|l| l == "0") && text.contains("reached"),
-        "stdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "stdout: {text}\nstderr: {err}"
     );
 
     r.signal(libc::SIGINT);

@@ -206,6 +206,27 @@ fn example(name: &str) -> PathBuf {
     bin
 }
 
+/// Runs example `name` on `tree` with results in `dir`, the plugins of
+/// this build and the podman test settings; the suites the tests give
+/// fail on purpose, so it must exit 1.
+fn run_failing_example(name: &str, tree: &Path, dir: &Path) -> std::process::Output {
+    let out = Command::new(example(name))
+        .arg(tree)
+        .arg(dir)
+        .env("ATEX_PLUGIN_PATH", profile_dir())
+        .env("CONTAINERS_CONF", repo().join("tests/containers.conf"))
+        .output()
+        .expect("run the example");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
 /// Final results by test name from a results.jsonl.
 fn final_statuses(results: &Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(results.join("results.jsonl"))
@@ -226,18 +247,11 @@ fn final_statuses(results: &Path) -> std::collections::BTreeMap<String, String> 
 fn the_in_process_provisioner_example_runs_the_demo_suite() {
     let results = tempfile::tempdir().expect("tempdir");
     let dir = results.path().join("r");
-    let out = Command::new(example("in-process-provisioner"))
-        .arg(repo().join("examples/demo"))
-        .arg(&dir)
-        .output()
-        .expect("run the example");
     // The demo suite fails on purpose.
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
+    run_failing_example(
+        "in-process-provisioner",
+        &repo().join("examples/demo"),
+        &dir,
     );
     let statuses = final_statuses(&dir);
     assert_eq!(statuses.len(), 12, "{statuses:?}");
@@ -252,20 +266,7 @@ fn the_in_process_provisioner_example_runs_the_demo_suite() {
 fn the_custom_runner_example_doubles_durations_on_podman_with_junit() {
     let results = tempfile::tempdir().expect("tempdir");
     let dir = results.path().join("r");
-    let out = Command::new(example("custom-runner"))
-        .arg(repo().join("examples/demo"))
-        .arg(&dir)
-        .env("ATEX_PLUGIN_PATH", profile_dir())
-        .env("CONTAINERS_CONF", repo().join("tests/containers.conf"))
-        .output()
-        .expect("run the example");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    run_failing_example("custom-runner", &repo().join("examples/demo"), &dir);
     assert!(dir.join("junit.xml").exists());
     // times-out has a 3 s duration, doubled to 6 s before it is stopped.
     let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).expect("attempts.jsonl");
@@ -284,19 +285,7 @@ fn the_custom_runner_example_doubles_durations_on_podman_with_junit() {
 fn the_event_sink_example_prints_one_json_line_per_event_matching_the_results() {
     let results = tempfile::tempdir().expect("tempdir");
     let dir = results.path().join("r");
-    let out = Command::new(example("event-sink"))
-        .arg(repo().join("examples/demo"))
-        .arg(&dir)
-        .env("ATEX_PLUGIN_PATH", profile_dir())
-        .output()
-        .expect("run the example");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = run_failing_example("event-sink", &repo().join("examples/demo"), &dir);
     let events: Vec<serde_json::Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -359,19 +348,7 @@ fn the_custom_policy_example_sets_up_each_system_and_replaces_it_after_a_failure
     );
     let results = tempfile::tempdir().expect("tempdir");
     let dir = results.path().join("r");
-    let out = Command::new(example("custom-policy"))
-        .arg(tree.path())
-        .arg(&dir)
-        .env("ATEX_PLUGIN_PATH", profile_dir())
-        .output()
-        .expect("run the example");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = run_failing_example("custom-policy", tree.path(), &dir);
     let statuses = final_statuses(&dir);
     assert_eq!(statuses["/a"], "fail");
     assert_eq!(statuses["/b"], "pass", "the build was there");

@@ -190,6 +190,28 @@ impl Runner {
     }
 }
 
+/// Starts `podman ARGS...` (shown as `command`) with stdin closed and
+/// stdout and stderr piped.
+fn spawn(
+    args: &[String],
+    command: &str,
+    containers_conf: Option<&Path>,
+) -> Result<std::process::Child, PodmanError> {
+    let mut cmd = Command::new(PODMAN);
+    if let Some(conf) = containers_conf {
+        cmd.env("CONTAINERS_CONF", conf);
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PodmanError::Spawn {
+            command: command.to_string(),
+            message: e.to_string(),
+        })
+}
+
 /// Runs `podman ARGS...` with stdin closed, waiting at most `timeout`.
 pub fn run_with(
     args: &[String],
@@ -198,20 +220,7 @@ pub fn run_with(
 ) -> Result<Output, PodmanError> {
     let command = command_line(args);
     tracing::debug!(target: "atex_podman::cmd", "{command}");
-    let mut cmd = Command::new(PODMAN);
-    if let Some(conf) = containers_conf {
-        cmd.env("CONTAINERS_CONF", conf);
-    }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| PodmanError::Spawn {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
+    let mut child = spawn(args, &command, containers_conf)?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = wait_with_timeout(&mut child, timeout);
@@ -290,20 +299,7 @@ pub fn run_logged(
 ) -> Result<Output, PodmanError> {
     let command = command_line(args);
     tracing::info!(target: "atex_podman", "{what}: {command}");
-    let mut cmd = Command::new(PODMAN);
-    if let Some(conf) = containers_conf {
-        cmd.env("CONTAINERS_CONF", conf);
-    }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| PodmanError::Spawn {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
+    let mut child = spawn(args, &command, containers_conf)?;
     let stdout = forward(child.stdout.take(), what.to_string());
     let stderr = forward(child.stderr.take(), what.to_string());
     let start = Instant::now();
