@@ -55,6 +55,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod host;
+pub mod packages;
 #[cfg(feature = "report")]
 pub mod report;
 mod root;

@@ -6,6 +6,7 @@ mod executor;
 mod faults;
 mod matrix;
 mod plugins;
+mod prepare;
 mod qemu;
 mod reserve;
 mod run;

@@ -458,3 +458,88 @@ fn qemu_reserve_prints_a_working_ssh_command_and_releases_on_sigterm() {
     );
     assert_eq!(state_dirs_of(&label), Vec::<PathBuf>::new(), "{err}");
 }
+
+/// `prepare=suite`: the packages the tests require are installed once,
+/// into a prepared disk kept in `prepare_dir`, before the first VM; a
+/// second run boots from the cached disk. Each test checks that `jq` was
+/// installed before its VM booted, which a per-test install cannot fake.
+#[test]
+fn qemu_prepare_suite_installs_once_into_a_cached_disk() {
+    image();
+    let label = label("prepare");
+    let _cleanup = Cleanup(label.clone());
+    let plugins = plugin_dir_with(&["atex_qemu"]);
+    let cache = TestDir::new();
+    let dir = TestDir::new();
+    dir.create(".fmf/version", "1\n");
+    dir.create(
+        "main.fmf",
+        "require: [jq]\nduration: 5m\n\
+         test: |\n    \
+         jq --version\n    \
+         installed=$(stat -c %Y /var/lib/dpkg/info/jq.list)\n    \
+         booted=$(( $(date +%s) - $(cut -d. -f1 /proc/uptime) ))\n    \
+         echo \"installed $installed, booted $booted\"\n    \
+         test \"$installed\" -lt \"$booted\"\n\
+         /a: {}\n/b: {}\n",
+    );
+    let run = |results: &str| {
+        let started = Instant::now();
+        let out = Command::new(atex_bin())
+            .current_dir(dir.path())
+            .args(["run", "--plugin-dir"])
+            .arg(plugins.path())
+            .args([
+                "-p",
+                &format!(
+                    "qemu:max=1,snapshot=false,prepare=suite,label={label},prepare_dir={}",
+                    cache.path().display()
+                ),
+                "--results",
+                results,
+                "--plain",
+            ])
+            .env_remove("ATEX_PLUGIN_PATH")
+            .env("RUST_LOG", "warn,atex::plugin=info")
+            .output()
+            .expect("atex run");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        println!(
+            "{err}\n{results} took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let results = jsonl(&dir.path().join(results).join("results.jsonl"));
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert!(results.iter().all(|r| r[1] == "pass"), "{results:?}");
+        err
+    };
+    let disks = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        fs::read_dir(cache.path())
+            .expect("prepare_dir exists")
+            .flatten()
+            .map(|e| {
+                (
+                    e.path(),
+                    e.metadata().and_then(|m| m.modified()).expect("mtime"),
+                )
+            })
+            .collect()
+    };
+    let first = run("first");
+    assert!(first.contains("prepared disk"), "{first}");
+    let made = disks();
+    assert_eq!(
+        made.len(),
+        1,
+        "one complete disk, no partial file: {made:?}"
+    );
+    assert!(
+        made[0].0.extension().is_some_and(|e| e == "qcow2"),
+        "{made:?}"
+    );
+
+    let second = run("second");
+    assert!(second.contains("is cached"), "{second}");
+    assert_eq!(disks(), made, "the second run made the disk again");
+}

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use atex_plugin_api::packages::{PackageSet, SUITE};
+
 /// A plugin name with its configuration, as given after `-p` or `-r`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
@@ -66,12 +68,63 @@ impl PluginSpec {
         }
     }
 
+    /// Whether the `prepare` option names the suite's packages: its value,
+    /// or an entry of its list, is the word `suite`.
+    pub fn wants_suite_packages(&self) -> bool {
+        entries(self.options.get("prepare"))
+            .iter()
+            .any(|p| p == SUITE)
+    }
+
+    /// Replaces the `suite` entry of the `prepare` option by the required
+    /// packages of `packages` (keeping the user's other entries), and adds
+    /// its recommended ones to `prepare_recommend` — the host's side of the
+    /// convention in [`atex_plugin_api::packages`]. Does nothing when
+    /// [`wants_suite_packages`](Self::wants_suite_packages) is false.
+    pub fn expand_suite_packages(&mut self, packages: &PackageSet) {
+        if !self.wants_suite_packages() {
+            return;
+        }
+        let mut prepare = Vec::new();
+        for entry in entries(self.options.get("prepare")) {
+            if entry == SUITE {
+                prepare.extend(packages.packages().iter().cloned());
+            } else {
+                prepare.push(entry);
+            }
+        }
+        let mut recommend = entries(self.options.get("prepare_recommend"));
+        recommend.extend(packages.recommended().iter().cloned());
+        let list = |v: Vec<String>| {
+            serde_yaml::Value::Sequence(v.into_iter().map(serde_yaml::Value::String).collect())
+        };
+        self.options.insert("prepare".into(), list(prepare));
+        self.options
+            .insert("prepare_recommend".into(), list(recommend));
+    }
+
     /// The options as YAML text for the plugin (empty when there are none).
     pub fn config_text(&self) -> String {
         if self.options.is_empty() {
             return String::new();
         }
         serde_yaml::to_string(&self.options).unwrap_or_default()
+    }
+}
+
+/// A list option's entries: a list of scalars, or one string split at
+/// white space (as plugins read such options).
+fn entries(value: Option<&serde_yaml::Value>) -> Vec<String> {
+    let scalar = |v: &serde_yaml::Value| match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(serde_yaml::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().filter_map(scalar).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -98,6 +151,36 @@ mod tests {
         );
         assert_eq!(back["max"], serde_yaml::Value::Number(4.into()));
         assert_eq!(back["systemd"], serde_yaml::Value::Bool(true));
+    }
+
+    #[test]
+    fn suite_in_prepare_becomes_the_suite_packages() {
+        let set = PackageSet::new(["jq", "tree"]).with_recommended(["gdb"]);
+        let mut spec = PluginSpec::parse("podman:prepare=suite file").expect("parses");
+        assert!(spec.wants_suite_packages());
+        spec.expand_suite_packages(&set);
+        let back: serde_yaml::Value = serde_yaml::from_str(&spec.config_text()).expect("yaml");
+        let strings = |v: &serde_yaml::Value| -> Vec<String> {
+            v.as_sequence()
+                .expect("a list")
+                .iter()
+                .map(|s| s.as_str().expect("a string").to_string())
+                .collect()
+        };
+        assert_eq!(strings(&back["prepare"]), ["jq", "tree", "file"]);
+        assert_eq!(strings(&back["prepare_recommend"]), ["gdb"]);
+    }
+
+    #[test]
+    fn prepare_without_suite_is_left_alone() {
+        let set = PackageSet::new(["jq"]);
+        for text in ["podman:prepare=file", "podman:image=x", "local"] {
+            let mut spec = PluginSpec::parse(text).expect("parses");
+            let before = spec.clone();
+            assert!(!spec.wants_suite_packages());
+            spec.expand_suite_packages(&set);
+            assert_eq!(spec, before, "{text}");
+        }
     }
 
     #[test]

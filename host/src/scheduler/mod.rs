@@ -43,7 +43,7 @@ pub use engine::{
     AttemptEnd, DefaultPolicy, FreeSystem, FreshAfterFailure, Policy, QueuedTest, SchedulePolicy,
 };
 pub use events::{Counts, EventSink, ReporterSink, RunEvent};
-pub use plan::{plan_spec, queued_test, run_tests, test_spec};
+pub use plan::{plan_spec, queued_test, run_tests, suite_packages, test_spec};
 
 use atex_plugin_api::time::UtcTime;
 
@@ -144,7 +144,19 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     };
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
     for (spec, platform) in prov_specs.iter().zip(&platforms) {
-        let p = get(spec)?
+        // `prepare: suite`: what this provisioner's tests need, baked into
+        // its image before the first system starts.
+        let mut spec = spec.clone();
+        if spec.wants_suite_packages() {
+            let tests = found
+                .iter()
+                .find(|(p, _)| p.is_none() || p == platform)
+                .map(|(_, d)| d);
+            if let Some(d) = tests {
+                spec.expand_suite_packages(&plan::suite_packages(d));
+            }
+        }
+        let p = get(&spec)?
             .new_provisioner(&host, &spec.config_text())
             .map_err(|e| RunError::Config(e.to_string()))?
             .with_platform(platform.clone());

@@ -88,3 +88,29 @@ pub fn plan_spec(p: &Plan) -> PlanSpec {
         finish: p.finish.clone(),
     }
 }
+
+/// What a run's tests need installed on one platform: the `require`
+/// packages of the selected tests plus those of the plan's `prepare`
+/// install steps, and the tests' `recommend` packages (best effort).
+/// Library references (`library(repo/name)`) are not packages and are left
+/// out. A provisioner given `prepare: suite` builds these into its image
+/// (see [`atex_plugin_api::packages`]).
+pub fn suite_packages(found: &fmf::Discovery) -> atex_plugin_api::packages::PackageSet {
+    let package = |p: &&String| !p.starts_with("library(");
+    let required = found
+        .tests
+        .iter()
+        .flat_map(|t| t.require.iter())
+        .chain(found.plan.install_packages().iter())
+        .filter(package)
+        .cloned()
+        .collect::<Vec<_>>();
+    let recommended = found
+        .tests
+        .iter()
+        .flat_map(|t| t.recommend.iter())
+        .filter(package)
+        .cloned()
+        .collect::<Vec<_>>();
+    atex_plugin_api::packages::PackageSet::new(required).with_recommended(recommended)
+}

@@ -3,6 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use atex_plugin_api::packages::{BadPackageName, PackageSet};
 use serde::{Deserialize, Deserializer};
 
 /// The image used when none is configured: the test image that
@@ -37,11 +38,18 @@ pub struct PodmanConfig {
     /// `false` pulls with `--tls-verify=false` (a plain-HTTP registry such
     /// as one on 127.0.0.1).
     pub tls_verify: bool,
-    /// Packages installed into a derived image before the run (the suite's
-    /// `require` packages); containers start from it. The image is cached,
-    /// keyed by the base image's id and the package set.
+    /// Packages installed into a derived image before the run; containers
+    /// start from it. The image is cached, keyed by the base image's id and
+    /// the package set. The entry `suite` stands for the packages the
+    /// selected tests need: the host replaces it (see
+    /// [`atex_plugin_api::packages`]).
     #[serde(deserialize_with = "string_or_list")]
     pub prepare: Vec<String>,
+    /// Packages also installed into the prepared image when they can be
+    /// (best effort); set by the host from the tests' `recommend` with
+    /// `prepare: suite`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub prepare_recommend: Vec<String>,
     /// A Containerfile built once per run (its directory is the build
     /// context); containers start from the result, or `prepare` installs on
     /// top of it. `image` is then only the platform name's default.
@@ -93,6 +101,7 @@ impl Default for PodmanConfig {
             pull: PullPolicy::Missing,
             tls_verify: true,
             prepare: Vec::new(),
+            prepare_recommend: Vec::new(),
             containerfile: None,
             prepare_timeout: 1200,
             max: 4,
@@ -130,11 +139,7 @@ impl PodmanConfig {
         if self.command.as_ref().is_some_and(Vec::is_empty) {
             return Err("`command` must not be empty".into());
         }
-        if let Some(bad) = self.prepare.iter().find(|p| !is_package_name(p)) {
-            return Err(format!(
-                "`prepare`: {bad:?} is not a package name (letters, digits and `.+-_:~@=/*`)"
-            ));
-        }
+        self.packages().map_err(|e| e.to_string())?;
         if let Some(label) = &self.label
             && (label.is_empty() || label.contains(['=', ',', '\n']))
         {
@@ -169,18 +174,14 @@ impl PodmanConfig {
         Duration::from_secs(self.command_timeout.max(1))
     }
 
+    /// The packages of `prepare` and `prepare_recommend`, checked.
+    pub(crate) fn packages(&self) -> Result<PackageSet, BadPackageName> {
+        PackageSet::from_options(&self.prepare, &self.prepare_recommend)
+    }
+
     pub(crate) fn prepare_timeout(&self) -> Duration {
         Duration::from_secs(self.prepare_timeout.max(1))
     }
-}
-
-/// A package name, version or glob as package managers take them; nothing
-/// a shell would interpret (the names end up in a `RUN` line).
-pub(crate) fn is_package_name(p: &str) -> bool {
-    !p.is_empty()
-        && !p.starts_with('-')
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+-_:~@=/*".contains(c))
 }
 
 /// `registry/path/name:tag@digest` -> `name-tag`: the last path element,

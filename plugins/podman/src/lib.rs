@@ -17,7 +17,8 @@
 //! | `image`           | `localhost/atex-test:bookworm`   | image to run (the base of a prepared image) |
 //! | `pull`            | `missing`                        | `never`, `missing`, `always`: pull `image` once in `start` |
 //! | `tls_verify`      | true                             | false: pull from a plain-HTTP registry |
-//! | `prepare`         | none                             | packages installed into a cached derived image (list, or one string) |
+//! | `prepare`         | none                             | packages installed into a cached derived image (list, or one string); `suite`: the selected tests' packages |
+//! | `prepare_recommend` | none                           | packages also installed into it when they can be (best effort) |
 //! | `containerfile`   | none                             | a Containerfile built once per run; containers start from it |
 //! | `prepare_timeout` | 1200                             | seconds a pull or a build may take |
 //! | `max`             | 4                                | containers existing at once |

@@ -1,15 +1,17 @@
 //! Images ready to test: the base image pulled once per run, and derived
 //! images holding a suite's packages, built once and cached.
 //!
-//! The parts that do not depend on podman ([`PackageSet`]: the cache key
-//! and the install script) serve any provisioner that can snapshot a
-//! system: install once, snapshot, start every system from the snapshot.
+//! The parts that do not depend on podman (the package set, its cache key
+//! and install script) are [`atex_plugin_api::packages`], shared with any
+//! provisioner that can snapshot a system.
 
 use std::{
     fs,
     path::{Path, PathBuf},
     time::Duration,
 };
+
+pub use atex_plugin_api::packages::PackageSet;
 
 use crate::{
     config::PullPolicy,
@@ -22,93 +24,6 @@ pub const PREPARED_LABEL: &str = "atex.prepared";
 pub const BASE_LABEL: &str = "atex.base";
 /// Repository of the images built for `prepare`, tagged with the key.
 pub const PREPARED_REPO: &str = "localhost/atex-prepared";
-
-/// A set of packages to install before a run: sorted, without duplicates,
-/// so that the same set in any order gives the same key.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PackageSet(Vec<String>);
-
-impl PackageSet {
-    /// The set of `packages`.
-    pub fn new<I, S>(packages: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let mut v: Vec<String> = packages.into_iter().map(Into::into).collect();
-        v.sort();
-        v.dedup();
-        PackageSet(v)
-    }
-
-    /// The packages, sorted.
-    pub fn packages(&self) -> &[String] {
-        &self.0
-    }
-
-    /// Whether there is nothing to install.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The cache key of this set installed on the image with id `base_id`:
-    /// 16 hex digits, stable across runs and builds of atex. Another base
-    /// image, another set or another install script gives another key.
-    pub fn key(&self, base_id: &str) -> String {
-        let mut h = Fnv64::new();
-        h.write(b"atex-prepare-v1\0");
-        h.write(base_id.as_bytes());
-        // A changed script (a new atex) builds anew.
-        h.write(b"\0");
-        h.write(self.install_script().as_bytes());
-        for p in &self.0 {
-            h.write(b"\0");
-            h.write(p.as_bytes());
-        }
-        format!("{:016x}", h.finish())
-    }
-
-    /// A POSIX shell script installing the set with whichever of dnf, yum,
-    /// apt-get, zypper or apk the system has; it fails when a package
-    /// cannot be installed. Package names are not quoted: callers check
-    /// them (the podman plugin refuses anything but package-name
-    /// characters).
-    pub fn install_script(&self) -> String {
-        let p = self.0.join(" ");
-        format!(
-            "set -e; \
-             if command -v dnf >/dev/null 2>&1; then dnf -y install {p}; dnf clean all; \
-             elif command -v yum >/dev/null 2>&1; then yum -y install {p}; yum clean all; \
-             elif command -v apt-get >/dev/null 2>&1; then apt-get update; \
-             DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {p}; \
-             elif command -v zypper >/dev/null 2>&1; then zypper --non-interactive install {p}; \
-             elif command -v apk >/dev/null 2>&1; then apk add {p}; \
-             else echo 'no known package manager (dnf, yum, apt-get, zypper, apk)' >&2; exit 1; fi"
-        )
-    }
-}
-
-/// FNV-1a, 64 bits: a hash whose value never changes between Rust
-/// releases (std's hashers make no such promise), good enough for a cache
-/// key.
-struct Fnv64(u64);
-
-impl Fnv64 {
-    fn new() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// How `start` makes the image containers run from: the runner, the limit
 /// of one pull or build, and the host's cancel flag.
@@ -220,7 +135,7 @@ impl Preparer<'_> {
             tracing::info!(
                 target: "atex_podman",
                 "prepared image {PREPARED_REPO}:{key} ({} package(s) on {base_name}) is cached",
-                packages.packages().len()
+                packages.packages().len() + packages.recommended().len()
             );
             return Ok((id, false));
         }
@@ -350,47 +265,5 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_key_ignores_order_and_duplicates() {
-        let a = PackageSet::new(["jq", "file", "jq"]);
-        let b = PackageSet::new(["file", "jq"]);
-        assert_eq!(a, b);
-        assert_eq!(a.key("abc"), b.key("abc"));
-        assert_eq!(a.key("abc").len(), 16);
-    }
-
-    #[test]
-    fn the_key_changes_with_the_base_or_the_set() {
-        let a = PackageSet::new(["jq", "file"]);
-        assert_ne!(a.key("abc"), a.key("abd"));
-        assert_ne!(a.key("abc"), PackageSet::new(["jq"]).key("abc"));
-        // Names are separated: ["ab", "c"] is not ["a", "bc"].
-        assert_ne!(
-            PackageSet::new(["ab", "c"]).key("x"),
-            PackageSet::new(["a", "bc"]).key("x")
-        );
-    }
-
-    #[test]
-    fn the_key_is_stable() {
-        // FNV-1a's published value for "a": the cache survives a new atex
-        // build or Rust release.
-        let mut h = Fnv64::new();
-        h.write(b"a");
-        assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn the_script_names_every_package() {
-        let s = PackageSet::new(["jq", "file"]).install_script();
-        assert!(s.contains("apt-get install -y --no-install-recommends file jq"));
-        assert!(s.contains("dnf -y install file jq"));
     }
 }

@@ -33,7 +33,7 @@ use crate::{
     cleanup::{list_with, remove_with},
     config::PodmanConfig,
     podman::{self, PODMAN, PodmanError, Runner, args},
-    prepare::{PackageSet, Preparer},
+    prepare::Preparer,
 };
 
 /// A callback telling whether the host wants everything to stop.
@@ -342,9 +342,10 @@ impl Shared {
                 (c.image.clone(), false, c.image.clone())
             }
         };
-        if !c.prepare.is_empty() {
-            let (id, now) =
-                prep.prepared(&current, &base_name, &PackageSet::new(c.prepare.clone()))?;
+        // Checked by `validate` when the provisioner was made.
+        let packages = c.packages().unwrap_or_default();
+        if !packages.is_empty() {
+            let (id, now) = prep.prepared(&current, &base_name, &packages)?;
             current = id;
             built = now;
         }

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use atex_plugin_api::packages::{BadPackageName, PackageSet};
 use serde::{Deserialize, Deserializer};
 
 /// Which accelerator QEMU uses.
@@ -70,6 +71,23 @@ pub struct QemuConfig {
     /// Directory for overlays, saved states, pid files and sockets.
     /// Default: `$TMPDIR/atex-qemu`.
     pub state_dir: Option<PathBuf>,
+    /// Packages installed once into a prepared disk (an overlay on `image`,
+    /// cached) that every VM then starts from. The entry `suite` stands for
+    /// the packages the selected tests need: the host replaces it (see
+    /// [`atex_plugin_api::packages`]).
+    #[serde(deserialize_with = "string_or_list")]
+    pub prepare: Vec<String>,
+    /// Packages also installed into the prepared disk when they can be
+    /// (best effort); set by the host from the tests' `recommend` with
+    /// `prepare: suite`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub prepare_recommend: Vec<String>,
+    /// Seconds the package installation of `prepare` may take.
+    pub prepare_timeout: u64,
+    /// Where prepared disks are kept between runs. Default:
+    /// `prepared/` beside the default image's directory
+    /// (`~/.cache/atex/vm/prepared`).
+    pub prepare_dir: Option<PathBuf>,
 }
 
 impl Default for QemuConfig {
@@ -92,6 +110,10 @@ impl Default for QemuConfig {
             qemu: "qemu-system-x86_64".into(),
             qemu_options: Vec::new(),
             state_dir: None,
+            prepare: Vec::new(),
+            prepare_recommend: Vec::new(),
+            prepare_timeout: 1800,
+            prepare_dir: None,
         }
     }
 }
@@ -105,6 +127,16 @@ pub fn default_image() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
     cache.join("atex/vm/bookworm/disk.qcow2")
+}
+
+/// Where prepared disks go by default:
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/atex/vm/prepared`.
+pub fn default_prepare_dir() -> PathBuf {
+    default_image()
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf)
+        .join("prepared")
 }
 
 /// Where state directories go by default.
@@ -166,7 +198,21 @@ impl QemuConfig {
         {
             return Err("`append` must not contain newlines or double quotes".into());
         }
+        if self.prepare_timeout == 0 {
+            return Err("`prepare_timeout` must be at least 1".into());
+        }
+        self.packages().map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The packages of `prepare` and `prepare_recommend`, checked.
+    pub fn packages(&self) -> Result<PackageSet, BadPackageName> {
+        PackageSet::from_options(&self.prepare, &self.prepare_recommend)
+    }
+
+    /// Where prepared disks are kept.
+    pub fn effective_prepare_dir(&self) -> PathBuf {
+        self.prepare_dir.clone().unwrap_or_else(default_prepare_dir)
     }
 
     /// The base image in effect.

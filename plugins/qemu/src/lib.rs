@@ -26,6 +26,22 @@
 //! share the template's ssh host keys, machine id and boot id; their clock
 //! is set from the host's when ssh first works.
 //!
+//! # Prepared disks
+//!
+//! With `prepare` (e.g. `prepare=suite`, which the host turns into the
+//! packages the selected tests require), the first VM that is needed boots
+//! the base image through an overlay, installs the packages over ssh, and
+//! powers off; that overlay, kept in `prepare_dir` as `KEY.qcow2`, becomes
+//! the disk every VM of the run (and the snapshot template) starts from.
+//! KEY hashes the base image (its path, size and modification time), the
+//! package set and the install script
+//! ([`atex_plugin_api::packages::PackageSet::key`]), so the next run with
+//! the same image and packages boots from the cached disk without
+//! installing anything. The disk is written under a temporary name and
+//! renamed when complete: a failed or interrupted installation leaves
+//! nothing in the cache. The prepared disk refers to the base image by its
+//! absolute path; rebuilding the base image changes its key.
+//!
 //! # Processes
 //!
 //! Every VM is a QEMU child process in its own process group, started with
@@ -58,6 +74,10 @@
 //! | `qemu`         | `qemu-system-x86_64` | the QEMU binary |
 //! | `qemu_options` | none | extra QEMU arguments |
 //! | `state_dir`    | `$TMPDIR/atex-qemu` | where overlays, saved states, pid files and sockets go |
+//! | `prepare`      | none | packages installed once into a cached prepared disk every VM starts from; `suite`: the selected tests' packages |
+//! | `prepare_recommend` | none | packages also installed into it when they can be (best effort) |
+//! | `prepare_timeout` | 1800 | seconds the installation may take |
+//! | `prepare_dir`  | `~/.cache/atex/vm/prepared` | where prepared disks are kept between runs |
 //!
 //! # Liveness and reboots
 //!
@@ -74,7 +94,7 @@ mod qmp;
 mod vm;
 
 pub use cleanup::{QemuProcess, list_processes, remove_leftovers, remove_leftovers_in};
-pub use config::{Accel, QemuConfig, default_image, default_state_root};
+pub use config::{Accel, QemuConfig, default_image, default_prepare_dir, default_state_root};
 pub use provisioner::{CancelFn, QemuProvisioner, QemuRemote};
 
 /// The firmware config name carrying the run marker on QEMU command lines.

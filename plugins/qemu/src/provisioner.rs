@@ -22,6 +22,7 @@ use std::{
 use atex_plugin_api::{
     Connection, ErrorKind, PluginError, SshTarget,
     abi_stable::std_types::{ROption, RString, RVec},
+    packages::PackageSet,
     sdk::{PluginContext, ProvisionerImpl, RemoteImpl},
 };
 
@@ -31,7 +32,7 @@ use crate::{
     config::{Accel, QemuConfig, default_state_root, valid_label},
     vm::{
         Files, KeyPair, Machine, Process, Resolved, create_overlay, free_port, kvm_openable,
-        kvm_works, ssh_probe,
+        kvm_works, ssh_probe, ssh_run,
     },
 };
 
@@ -63,6 +64,9 @@ struct Shared {
     next_seq: AtomicU64,
     /// The accelerator, once decided (the first start decides).
     accel: Mutex<Option<Resolved>>,
+    /// The disk VMs start from: `base`, or the prepared disk once made.
+    /// Its lock is held while the disk is being prepared.
+    disk: Mutex<Option<PathBuf>>,
     /// The snapshot template, once saved. Its lock is held while it is
     /// being made: other starts wait for it.
     template: Mutex<Option<Arc<Template>>>,
@@ -200,6 +204,7 @@ impl QemuProvisioner {
             cancelled,
             next_seq: AtomicU64::new(1),
             accel: Mutex::new(accel),
+            disk: Mutex::new(None),
             template: Mutex::new(None),
             procs: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
@@ -439,6 +444,114 @@ impl Shared {
         Ok(decided)
     }
 
+    /// The disk every VM starts from: the base image, or with `prepare`
+    /// the prepared disk, taken from the cache or made on first use.
+    fn disk(&self, accel: &Resolved) -> Result<PathBuf, QemuError> {
+        let mut slot = lock(&self.disk);
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        // Checked by `validate` when the provisioner was made.
+        let packages = self.config.packages().unwrap_or_default();
+        let disk = if packages.is_empty() {
+            self.base.clone()
+        } else {
+            self.prepared(accel, &packages)?
+        };
+        *slot = Some(disk.clone());
+        Ok(disk)
+    }
+
+    /// The prepared disk for `packages` on the base image: the cached one,
+    /// or a new one made by a VM that installs them and powers off.
+    fn prepared(&self, accel: &Resolved, packages: &PackageSet) -> Result<PathBuf, QemuError> {
+        let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+            QemuError::Io(format!("qemu: {what} {}: {e}", p.display()))
+        };
+        let base = std::fs::canonicalize(&self.base).map_err(|e| io("reading", &self.base, e))?;
+        let meta = std::fs::metadata(&base).map_err(|e| io("reading", &base, e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let key = packages.key(&format!("{}\0{}\0{modified}", base.display(), meta.len()));
+        let dir = self.config.effective_prepare_dir();
+        let cached = dir.join(format!("{key}.qcow2"));
+        let count = packages.packages().len() + packages.recommended().len();
+        if cached.is_file() {
+            tracing::info!(
+                target: "atex_qemu",
+                "prepared disk {} ({count} package(s)) is cached",
+                cached.display()
+            );
+            return Ok(cached);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, e))?;
+        let started = Instant::now();
+        tracing::info!(
+            target: "atex_qemu",
+            "preparing a disk with {count} package(s): booting {}",
+            base.display()
+        );
+        let files = Files::new(&self.dir, "prepare");
+        let _ = std::fs::remove_file(&files.overlay);
+        create_overlay(&base, &files.overlay)?;
+        let proc = self.launch("prepare", files, accel, None)?;
+        let script = format!("{}\nsync\n", packages.install_script());
+        let cancelled = || self.is_stopping();
+        let ran = ssh_run(
+            &self.key.private,
+            &self.config.user,
+            proc.port,
+            &script,
+            Duration::from_secs(self.config.prepare_timeout),
+            &cancelled,
+        );
+        let installed = match ran {
+            Ok((true, _)) => {
+                // A clean power-off leaves a consistent file system.
+                let _ = ssh_probe(
+                    &self.key.private,
+                    &self.config.user,
+                    proc.port,
+                    "systemctl poweroff",
+                    Duration::from_secs(30),
+                );
+                proc.wait_exit(Duration::from_secs(120));
+                Ok(())
+            }
+            Ok((false, tail)) => Err(QemuError::Failed {
+                what: format!("cannot prepare a disk from {}", base.display()),
+                message: format!("installing {count} package(s) failed (last output: {tail})"),
+            }),
+            Err(e) => Err(e),
+        };
+        lock(&self.procs).retain(|x| !Arc::ptr_eq(x, &proc));
+        proc.kill();
+        let made = installed.and_then(|()| {
+            // Under a temporary name first: a half-copied disk is never
+            // taken for a cached one.
+            let part = dir.join(format!("{key}.qcow2.part-{}", self.token));
+            std::fs::rename(&proc.files.overlay, &part)
+                .or_else(|_| std::fs::copy(&proc.files.overlay, &part).map(|_| ()))
+                .and_then(|()| std::fs::rename(&part, &cached))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&part);
+                    io("storing", &cached, e)
+                })
+        });
+        proc.files.remove(false);
+        made?;
+        tracing::info!(
+            target: "atex_qemu",
+            "prepared disk {} made in {} ms",
+            cached.display(),
+            started.elapsed().as_millis()
+        );
+        Ok(cached)
+    }
+
     /// The snapshot template, making it on first use.
     fn template(&self, accel: &Resolved) -> Result<Arc<Template>, QemuError> {
         let mut slot = lock(&self.template);
@@ -446,9 +559,10 @@ impl Shared {
             return Ok(Arc::clone(t));
         }
         let started = Instant::now();
+        let disk = self.disk(accel)?;
         let files = Files::new(&self.dir, "template");
         let _ = std::fs::remove_file(&files.overlay);
-        create_overlay(&self.base, &files.overlay)?;
+        create_overlay(&disk, &files.overlay)?;
         let proc = self.launch("template", files, accel, None)?;
         // Let the boot finish (units still starting when ssh first works)
         // before saving: otherwise every restored VM finishes it again.
@@ -612,8 +726,11 @@ impl Shared {
         }
         let name = format!("vm-{seq}");
         let files = Files::new(&self.dir, &name);
-        let backing = template.as_ref().map_or(&self.base, |t| &t.disk);
-        create_overlay(backing, &files.overlay)?;
+        let backing = match &template {
+            Some(t) => t.disk.clone(),
+            None => self.disk(&accel)?,
+        };
+        create_overlay(&backing, &files.overlay)?;
         let ready_from = Instant::now();
         let proc = self.launch(
             &name,

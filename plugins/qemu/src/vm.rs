@@ -447,6 +447,82 @@ pub(crate) fn ssh_probe(key: &Path, user: &str, port: u16, then: &str, limit: Du
     }
 }
 
+/// Runs `script` (fed to `sh -s` on stdin) over ssh as `user`, killing it
+/// after `limit` or once `cancelled` says so; returns whether it exited 0
+/// and the last lines of its combined output.
+pub(crate) fn ssh_run(
+    key: &Path,
+    user: &str,
+    port: u16,
+    script: &str,
+    limit: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<(bool, String), QemuError> {
+    use std::io::Write;
+    let out_file = tempfile::NamedTempFile::new().map_err(|e| QemuError::Io(e.to_string()))?;
+    let err = out_file
+        .as_file()
+        .try_clone()
+        .map_err(|e| QemuError::Io(e.to_string()))?;
+    let out = out_file
+        .as_file()
+        .try_clone()
+        .map_err(|e| QemuError::Io(e.to_string()))?;
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-T");
+    for opt in PROBE_OPTIONS {
+        cmd.arg("-o").arg(opt);
+    }
+    cmd.args(["-o", "ServerAliveInterval=10", "-i"])
+        .arg(key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-l")
+        .arg(user)
+        .arg("127.0.0.1")
+        .arg("sh -s")
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(err);
+    let mut child = cmd.spawn().map_err(|e| QemuError::Spawn {
+        program: "ssh".into(),
+        message: e.to_string(),
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A guest that closed early shows in the exit status.
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline && !cancelled() => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = std::fs::read(out_file.path()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+    match status {
+        Some(s) => Ok((s.success(), tail)),
+        None if cancelled() => Err(QemuError::Stopped("qemu: stopped while preparing".into())),
+        None => Ok((
+            false,
+            format!(
+                "did not finish within {} s (last output: {tail})",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
 /// An ed25519 key pair made with `ssh-keygen` in a private directory.
 pub(crate) struct KeyPair {
     pub private: PathBuf,
