@@ -298,6 +298,10 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Start no more tests once N tests failed (fail, error, warn, infra);
+    /// running tests finish, the others are reported as not run.
+    #[arg(long, value_name = "N")]
+    max_fail: Option<u32>,
     /// Replace a system after every failed attempt, not only after
     /// destructive tests and lost systems.
     #[arg(long)]
@@ -353,6 +357,7 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
             .as_deref()
             .map(scheduler::parse_deadline)
             .transpose()?,
+        max_fail: args.max_fail,
         progress: if args.plain {
             ProgressMode::Plain
         } else {

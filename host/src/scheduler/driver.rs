@@ -550,6 +550,10 @@ enum ResultsMsg {
         interrupted: bool,
         tests_total: u64,
         not_run: Vec<String>,
+        /// (platform, test) of each job that never got a result.
+        not_run_jobs: Vec<(String, String)>,
+        /// Why they did not run.
+        not_run_reason: String,
     },
 }
 
@@ -870,6 +874,18 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         .iter()
         .map(|t| job_label(&matrix, *t))
         .collect();
+    let not_run_jobs: Vec<(String, String)> = engine
+        .not_run()
+        .iter()
+        .map(|t| (st.job_platform(*t), matrix.jobs[*t].queued.name.clone()))
+        .collect();
+    let not_run_reason = if end.interrupted.is_some() {
+        "run interrupted".to_string()
+    } else if let (true, Some(n)) = (engine.max_fail_reached(), exec.policy.max_fail) {
+        format!("--max-fail {n} reached")
+    } else {
+        "the run stopped".to_string()
+    };
     for e in errors {
         st.send(ResultsMsg::Error(e));
     }
@@ -878,6 +894,8 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         interrupted: end.interrupted.is_some(),
         tests_total: (matrix.jobs.len() + kept_jobs) as u64,
         not_run,
+        not_run_jobs,
+        not_run_reason,
     });
     let (infra_failure, peak) = (st.infra_failure, st.peak);
     drop(st);
@@ -1517,7 +1535,13 @@ impl ResultsThread {
                     interrupted,
                     tests_total,
                     not_run,
+                    not_run_jobs,
+                    not_run_reason,
                 } => {
+                    if !not_run.is_empty() {
+                        self.stats.not_run_reason = Some(not_run_reason.clone());
+                    }
+                    self.report_not_run(&not_run_jobs, &not_run_reason);
                     self.finish(wall, interrupted, tests_total, not_run);
                     break;
                 }
@@ -1609,6 +1633,40 @@ impl ResultsThread {
                 .or_default()
                 .push(outcome.status);
         }
+    }
+
+    /// Tells the sinks (the reporters) about each job that never got a
+    /// result: a `skip` result with no attempt, marked `not_run`. Nothing
+    /// goes to `results.jsonl`, so `--resume` still runs them.
+    fn report_not_run(&mut self, jobs: &[(String, String)], why: &str) {
+        if jobs.is_empty() {
+            return;
+        }
+        let reason = format!("not run: {why}");
+        let results: Vec<ReportedResult> = jobs
+            .iter()
+            .map(|(platform, test)| {
+                let mut extra = serde_json::Map::new();
+                extra.insert("not_run".into(), true.into());
+                extra.insert("reason".into(), reason.clone().into());
+                ReportedResult {
+                    platform: platform.clone(),
+                    test: test.clone(),
+                    subtest: None,
+                    status: Some(Status::Skip),
+                    note: Some(reason.clone()),
+                    files: Vec::new(),
+                    results_dir: self.store.dir().to_path_buf(),
+                    started_unix_ms: 0,
+                    duration: Duration::ZERO,
+                    attempt: 0,
+                    final_attempt: true,
+                    remote: String::new(),
+                    extra,
+                }
+            })
+            .collect();
+        self.dispatch(&RunEvent::ResultsStored { results });
     }
 
     fn finish(

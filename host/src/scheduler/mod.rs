@@ -174,6 +174,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         failure_budget: cfg.failure_budget.unwrap_or(defaults.failure_budget),
         max_requeues: defaults.max_requeues,
         deadline: cfg.deadline,
+        max_fail: cfg.max_fail,
     };
     let mut tests = Vec::new();
     let mut plans = Vec::new();
