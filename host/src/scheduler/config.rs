@@ -39,7 +39,7 @@ use serde_yaml::Value;
 use std::sync::Arc;
 
 use super::{
-    display::ProgressMode,
+    display::{DisplayOptions, ProgressMode},
     driver::ContinueRun,
     engine::{DefaultPolicy, SchedulePolicy},
 };
@@ -80,6 +80,8 @@ pub struct RunConfig {
     pub max_fail: Option<u32>,
     /// How to show progress.
     pub progress: ProgressMode,
+    /// `--color`, `--status-level`, `-q`, `--heartbeat`.
+    pub display: DisplayOptions,
     /// Handle SIGINT/SIGTERM (the CLI does; a library caller may not want
     /// to).
     pub signals: bool,
@@ -109,6 +111,7 @@ impl Default for RunConfig {
             deadline: None,
             max_fail: None,
             progress: ProgressMode::default(),
+            display: DisplayOptions::default(),
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
@@ -287,6 +290,7 @@ impl RunConfig {
             deadline,
             max_fail: f.max_fail,
             progress: ProgressMode::Auto,
+            display: DisplayOptions::default(),
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
@@ -341,6 +345,7 @@ impl RunConfig {
         sel_list!(filters, names, excludes);
         self.plugin_dirs.extend(over.plugin_dirs);
         self.progress = over.progress;
+        self.display = over.display;
         self.signals = over.signals;
         self.decisions = over.decisions;
         if over.continue_run.is_some() {

@@ -34,7 +34,7 @@ use std::{
 };
 
 pub use config::{ConfigError, RunConfig, parse_deadline};
-pub use display::{ProgressMode, TerminalDisplay};
+pub use display::{ColorChoice, DisplayOptions, ProgressMode, StatusLevel, TerminalDisplay};
 pub use driver::{
     ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, SystemSetup,
     TestExecutor, execute,
@@ -204,11 +204,20 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         options,
     };
     made.keep();
+    // The display with every option the command line has; the driver's
+    // own (mode only) is not added.
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if cfg.progress != ProgressMode::Quiet {
+        sinks.push(Box::new(TerminalDisplay::with_options(
+            cfg.progress,
+            cfg.display,
+        )));
+    }
     execute(Execution {
         tests,
         provisioners,
         reporters,
-        sinks: Vec::new(),
+        sinks,
         executor: Arc::new(executor),
         policy,
         decisions: cfg.decisions.clone(),
@@ -216,7 +225,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         results_dir,
         platform: cfg.platform.clone(),
         history,
-        progress: cfg.progress,
+        progress: ProgressMode::Quiet,
         signals: cfg.signals,
         interrupts: None,
         plugin_cancel: Some(Arc::clone(&host.cancel)),
