@@ -706,8 +706,17 @@ impl EventSink for TerminalDisplay {
                 self.tagged("error:", RED, &format!("results of {test} are lost: {error}"));
             }
             RunEvent::Progress { counts } => {
+                // New counts are drawn at once, a new ETA alone at most
+                // every REDRAW_EVERY.
+                let moved = Counts {
+                    eta: None,
+                    ..*counts
+                } != Counts {
+                    eta: None,
+                    ..self.counts
+                };
                 self.counts = *counts;
-                self.redraw(false);
+                self.redraw(moved);
                 // Counters come after the events that changed them.
                 self.maybe_heartbeat();
             }
