@@ -756,3 +756,131 @@ fn fmt_secs(d: Duration) -> String {
         format!("{s}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer whose bytes the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn finished(test: &str, status: Status, note: Option<&str>) -> RunEvent {
+        RunEvent::TestFinished {
+            test: test.into(),
+            platform: "p".into(),
+            system: "sys-1".into(),
+            attempt: 1,
+            status,
+            note: note.map(str::to_string),
+            duration: Duration::from_millis(1500),
+        }
+    }
+
+    fn shown(options: DisplayOptions, terminal: bool, events: &[RunEvent]) -> String {
+        let buf = Shared::default();
+        let mut d = TerminalDisplay::to_writer(
+            ProgressMode::Auto,
+            options,
+            Box::new(buf.clone()),
+            terminal,
+        );
+        for e in events {
+            d.on_event(e).expect("event");
+        }
+        let bytes = buf.0.lock().expect("lock").clone();
+        String::from_utf8(bytes).expect("utf8")
+    }
+
+    #[test]
+    fn notes_from_tests_cannot_move_the_cursor_or_break_lines() {
+        let out = shown(
+            DisplayOptions::default(),
+            false,
+            &[finished(
+                "/t\x1b[2J",
+                Status::Fail,
+                Some("line one\nline two\x1b[1A\r"),
+            )],
+        );
+        assert!(!out.contains('\x1b'), "{out:?}");
+        assert_eq!(out.lines().count(), 1, "{out:?}");
+        assert!(out.contains("FAIL [    1.5s] 1/0 /t [2J on sys-1 (line one line two [1A )"));
+    }
+
+    #[test]
+    fn status_levels_and_quiet_pick_the_lines() {
+        let events = [
+            RunEvent::TestStarted {
+                test: "/a".into(),
+                platform: "p".into(),
+                system: "sys-1".into(),
+                attempt: 1,
+            },
+            finished("/a", Status::Pass, None),
+            RunEvent::TestRerun {
+                test: "/b".into(),
+                platform: "p".into(),
+                attempt: 1,
+                status: Status::Fail,
+                note: None,
+            },
+            finished("/b", Status::Infra, None),
+            finished("/c", Status::Skip, None),
+        ];
+        let all = shown(DisplayOptions::default(), false, &events);
+        for word in ["START", "PASS", "RETRY", "INFRA", "SKIP"] {
+            assert!(all.contains(word), "{word} missing:\n{all}");
+        }
+        let level = |status_level| DisplayOptions {
+            status_level,
+            ..DisplayOptions::default()
+        };
+        let fail = shown(level(StatusLevel::Fail), false, &events);
+        assert!(fail.contains("INFRA") && !fail.contains("RETRY"), "{fail}");
+        assert!(!fail.contains("PASS") && !fail.contains("SKIP") && !fail.contains("START"));
+        let retry = shown(level(StatusLevel::Retry), false, &events);
+        assert!(
+            retry.contains("RETRY") && !retry.contains("PASS"),
+            "{retry}"
+        );
+        let quiet = DisplayOptions {
+            quiet: true,
+            ..DisplayOptions::default()
+        };
+        // Quiet on a terminal: no redrawn block, failures only.
+        let q = shown(quiet, true, &events);
+        assert!(!q.contains("RUNNING") && !q.contains("\x1b[J"), "{q:?}");
+        assert!(q.contains("INFRA") && !q.contains("PASS"), "{q:?}");
+    }
+
+    #[test]
+    fn colours_follow_the_choice() {
+        let ev = [finished("/a", Status::Pass, None)];
+        let with = |color, terminal| {
+            shown(
+                DisplayOptions {
+                    color,
+                    ..DisplayOptions::default()
+                },
+                terminal,
+                &ev,
+            )
+        };
+        assert!(with(ColorChoice::Always, false).contains("\x1b[32m  PASS\x1b[0m"));
+        assert!(!with(ColorChoice::Never, true).contains("\x1b[32m"));
+        assert!(!with(ColorChoice::Auto, false).contains('\x1b'));
+    }
+}
