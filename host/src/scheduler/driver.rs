@@ -1657,7 +1657,9 @@ impl ResultsThread {
                     note: Some(reason.clone()),
                     files: Vec::new(),
                     results_dir: self.store.dir().to_path_buf(),
-                    started_unix_ms: 0,
+                    // Never started: the run's start, for reports that
+                    // place results in time.
+                    started_unix_ms: self.started_unix_ms,
                     duration: Duration::ZERO,
                     attempt: 0,
                     final_attempt: true,

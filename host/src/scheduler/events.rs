@@ -206,7 +206,11 @@ pub enum RunEvent {
         /// Why.
         note: String,
     },
-    /// Results were written to the results directory.
+    /// Results were written to the results directory. At the end of a
+    /// run that stopped early (an interrupt, `--max-fail`), also one
+    /// result per test that never ran, which is not written anywhere:
+    /// status `skip`, attempt 0, and in `extra` `"not_run": true` and
+    /// `"reason": "not run: <why>"`.
     ResultsStored {
         /// The results, as reporters get them.
         results: Vec<ReportedResult>,
