@@ -105,7 +105,8 @@ fn init_logging(verbose: u8, color: atex::scheduler::ColorChoice) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log lines go above the live display, not through it.
+        .with_writer(atex::scheduler::StderrLog::default)
         // No escape sequences into a file, a pipe or a NO_COLOR terminal.
         .with_ansi(color.stderr())
         .init();

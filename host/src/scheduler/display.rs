@@ -15,6 +15,7 @@
 
 use std::{
     io::{IsTerminal, Write},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -156,9 +157,45 @@ struct Running {
 /// A piece of a line and its colour (an SGR code).
 type Piece = (String, Option<&'static str>);
 
+/// The live block on stderr as last drawn (`None`: none is drawn), shared
+/// with [`StderrLog`] so that log lines go above it, not through it.
+static STDERR_BLOCK: Mutex<Option<String>> = Mutex::new(None);
+
+/// A writer for log lines on stderr (e.g. for `tracing_subscriber`'s
+/// `with_writer(StderrLog::default)`) that keeps a live display intact:
+/// the redrawn lines are erased, the log line written, and they are drawn
+/// again below it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StderrLog;
+
+impl Write for StderrLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let block = STDERR_BLOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut err = std::io::stderr().lock();
+        match &*block {
+            Some(b) => {
+                let n = b.matches('\n').count();
+                write!(err, "\r\x1b[{n}A\x1b[J")?;
+                err.write_all(buf)?;
+                err.write_all(b.as_bytes())?;
+            }
+            None => err.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Shows a run on stderr (or any writer).
 pub struct TerminalDisplay {
     out: Box<dyn Write + Send>,
+    /// `out` is stderr: the live block is shared with [`StderrLog`].
+    on_stderr: bool,
+    /// The live block as last drawn.
+    last_block: String,
     /// Lines at the bottom are redrawn in place.
     live: bool,
     /// Anything is shown at all.
@@ -191,7 +228,9 @@ impl TerminalDisplay {
     /// A display on stderr.
     pub fn with_options(mode: ProgressMode, options: DisplayOptions) -> Self {
         let terminal = std::io::stderr().is_terminal();
-        Self::to_writer(mode, options, Box::new(std::io::stderr()), terminal)
+        let mut d = Self::to_writer(mode, options, Box::new(std::io::stderr()), terminal);
+        d.on_stderr = true;
+        d
     }
 
     /// A display writing to `out`, which is a terminal or not.
@@ -211,6 +250,8 @@ impl TerminalDisplay {
         let now = Instant::now();
         TerminalDisplay {
             out,
+            on_stderr: false,
+            last_block: String::new(),
             live,
             enabled,
             color: options.color.enabled(terminal),
@@ -261,8 +302,16 @@ impl TerminalDisplay {
     }
 
     fn write(&mut self, text: &str) {
+        if !self.on_stderr {
+            let _ = self.out.write_all(text.as_bytes());
+            let _ = self.out.flush();
+            return;
+        }
+        // Under the lock, so that no log line comes between.
+        let mut shared = STDERR_BLOCK.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.flush();
+        *shared = (self.drawn > 0).then(|| self.last_block.clone());
     }
 
     /// The escape sequence that erases the live block, when one is drawn.
@@ -326,6 +375,7 @@ impl TerminalDisplay {
         }
         self.drawn = lines.len();
         self.last_draw = Some(Instant::now());
+        self.last_block.clone_from(&text);
         text
     }
 
@@ -735,6 +785,14 @@ impl EventSink for TerminalDisplay {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Drop for TerminalDisplay {
+    fn drop(&mut self) {
+        if self.on_stderr {
+            *STDERR_BLOCK.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
     }
 }
 

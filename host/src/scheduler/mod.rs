@@ -34,7 +34,9 @@ use std::{
 };
 
 pub use config::{ConfigError, RunConfig, parse_deadline};
-pub use display::{ColorChoice, DisplayOptions, ProgressMode, StatusLevel, TerminalDisplay};
+pub use display::{
+    ColorChoice, DisplayOptions, ProgressMode, StatusLevel, StderrLog, TerminalDisplay,
+};
 pub use driver::{
     ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, SystemSetup,
     TestExecutor, execute,
