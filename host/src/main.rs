@@ -29,6 +29,11 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Colours on stderr: auto (on a terminal, unless NO_COLOR is set),
+    /// always or never. Also the log lines of -v.
+    #[arg(long, value_name = "WHEN", default_value = "auto", global = true)]
+    color: atex::scheduler::ColorChoice,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -89,7 +94,7 @@ struct CheckArgs {
     timeout: u64,
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, color: atex::scheduler::ColorChoice) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -100,17 +105,20 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log lines go above the live display, not through it.
+        .with_writer(atex::scheduler::StderrLog::default)
+        // No escape sequences into a file, a pipe or a NO_COLOR terminal.
+        .with_ansi(color.stderr())
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.color);
     let outcome = match cli.command {
         Command::Plugins(args) => list_plugins(&args),
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
-        Command::Run(args) => run_tests(*args),
+        Command::Run(args) => run_tests(*args, cli.color),
         Command::Discover(args) => cli::discover::discover_tests(args),
         Command::Reserve(args) => cli::reserve::reserve(args),
     };
@@ -298,6 +306,23 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Only failures as they land (no running tests, no heartbeat), then
+    /// the summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Which finished tests get a line: none, fail (failures only), retry
+    /// (and attempts that run again), pass (every test) or all (and, when
+    /// not on a terminal, a line as each test starts).
+    #[arg(long, value_name = "LEVEL", default_value = "all")]
+    status_level: atex::scheduler::StatusLevel,
+    /// Start no more tests once N tests failed (fail, error, warn, infra);
+    /// running tests finish, the others are reported as not run.
+    #[arg(long, value_name = "N")]
+    max_fail: Option<u32>,
+    /// When not on a terminal, a line saying what runs this often
+    /// (e.g. 30s, 2m; 0 for never).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    heartbeat: String,
     /// Replace a system after every failed attempt, not only after
     /// destructive tests and lost systems.
     #[arg(long)]
@@ -306,7 +331,7 @@ struct RunArgs {
     dirs: PluginDirArgs,
 }
 
-fn run_tests(args: RunArgs) -> Result<ExitCode> {
+fn run_tests(args: RunArgs, color: atex::scheduler::ColorChoice) -> Result<ExitCode> {
     use atex::scheduler::{self, ProgressMode, RunConfig};
     let specs = |v: &[String]| -> Result<Vec<atex::plugins::PluginSpec>> {
         v.iter()
@@ -353,10 +378,18 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
             .as_deref()
             .map(scheduler::parse_deadline)
             .transpose()?,
+        max_fail: args.max_fail,
         progress: if args.plain {
             ProgressMode::Plain
         } else {
             ProgressMode::Auto
+        },
+        display: scheduler::DisplayOptions {
+            color,
+            status_level: args.status_level,
+            quiet: args.quiet,
+            heartbeat: scheduler::parse_deadline(&args.heartbeat)
+                .with_context(|| format!("--heartbeat {}", args.heartbeat))?,
         },
         signals: true,
         continue_run: if args.resume.is_some() {

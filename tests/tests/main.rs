@@ -4,6 +4,7 @@ mod compat;
 mod discover;
 mod executor;
 mod faults;
+mod live;
 mod matrix;
 mod plugins;
 mod prepare;

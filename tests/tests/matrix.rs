@@ -129,7 +129,10 @@ fn resume_after_sigint_runs_every_test_exactly_once_and_rerun_failed_keeps_attem
         assert_eq!(&now, text, "{t}: output changed");
     }
     // Only the tests without a result ran in the second run.
-    let ran_again = stderr(&out).lines().filter(|l| l.starts_with('[')).count();
+    let ran_again = stderr(&out)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("START"))
+        .count();
     assert_eq!(ran_again, 8 - kept.len(), "{}", stderr(&out));
     let summary: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(results.join("summary.json")).expect("summary"))
@@ -145,7 +148,10 @@ fn resume_after_sigint_runs_every_test_exactly_once_and_rerun_failed_keeps_attem
     let last = finals(&results);
     assert_eq!(last.len(), 8);
     let err = stderr(&out);
-    let ran: Vec<&str> = err.lines().filter(|l| l.starts_with('[')).collect();
+    let ran: Vec<&str> = err
+        .lines()
+        .filter(|l| l.trim_start().starts_with("START"))
+        .collect();
     assert_eq!(ran.len(), 1, "{ran:?}");
     assert!(ran[0].contains("/t3"), "{ran:?}");
     let (p, _) = last.keys().find(|(_, t)| t == "/t3").expect("/t3");

@@ -31,8 +31,11 @@ pub struct FinalTest {
 pub struct RunStats {
     /// Final results in the order they landed.
     pub finals: Vec<FinalTest>,
-    /// Tests selected but not run (interrupted).
+    /// Tests selected but not run (an interrupt, `--max-fail`): they have
+    /// no result.
     pub not_run: Vec<String>,
+    /// Why they did not run (`run interrupted`, `--max-fail 3 reached`).
+    pub not_run_reason: Option<String>,
     /// Errors that did not stop the run (dropped provisioners, ...).
     pub errors: Vec<String>,
     /// Tests whose results could not be stored (a full disk, ...).
@@ -97,6 +100,7 @@ impl RunStats {
                 "duration_seconds": f.duration.as_secs_f64(),
             })).collect::<Vec<_>>(),
             "not_run": self.not_run,
+            "not_run_reason": self.not_run_reason,
             "errors": self.errors,
             "lost": self.lost,
         })
@@ -168,10 +172,13 @@ impl RunStats {
             } else {
                 counts
             },
-            if interrupted {
-                format!(" (interrupted, {} not run)", self.not_run.len())
-            } else {
-                String::new()
+            match (interrupted, self.not_run.len()) {
+                (true, n) => format!(" (interrupted, {n} not run)"),
+                (false, 0) => String::new(),
+                (false, n) => format!(
+                    ", {n} not run ({})",
+                    self.not_run_reason.as_deref().unwrap_or("the run stopped")
+                ),
             }
         );
         if let Some(table) = self.matrix_table() {

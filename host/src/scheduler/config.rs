@@ -23,6 +23,7 @@
 //! history: .atex-history.json
 //! failure-budget: 5       # broken systems per provisioner before it is dropped
 //! deadline: 2h            # tests must end (by their duration) before this
+//! max-fail: 3             # start no test after the third failing one
 //! ```
 //!
 //! Flags given on the command line win over the file.
@@ -38,7 +39,7 @@ use serde_yaml::Value;
 use std::sync::Arc;
 
 use super::{
-    display::ProgressMode,
+    display::{DisplayOptions, ProgressMode},
     driver::ContinueRun,
     engine::{DefaultPolicy, SchedulePolicy},
 };
@@ -75,8 +76,12 @@ pub struct RunConfig {
     pub failure_budget: Option<u32>,
     /// `--deadline`.
     pub deadline: Option<Duration>,
+    /// `--max-fail`: start no more tests once this many failed.
+    pub max_fail: Option<u32>,
     /// How to show progress.
     pub progress: ProgressMode,
+    /// `--color`, `--status-level`, `-q`, `--heartbeat`.
+    pub display: DisplayOptions,
     /// Handle SIGINT/SIGTERM (the CLI does; a library caller may not want
     /// to).
     pub signals: bool,
@@ -104,7 +109,9 @@ impl Default for RunConfig {
             history: None,
             failure_budget: None,
             deadline: None,
+            max_fail: None,
             progress: ProgressMode::default(),
+            display: DisplayOptions::default(),
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
@@ -166,6 +173,7 @@ struct ConfigFile {
     history: Option<PathBuf>,
     failure_budget: Option<u32>,
     deadline: Option<Value>,
+    max_fail: Option<u32>,
 }
 
 fn plugin_entry(v: &Value) -> Result<PluginSpec, ConfigError> {
@@ -280,7 +288,9 @@ impl RunConfig {
             history: f.history,
             failure_budget: f.failure_budget,
             deadline,
+            max_fail: f.max_fail,
             progress: ProgressMode::Auto,
+            display: DisplayOptions::default(),
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
@@ -295,6 +305,9 @@ impl RunConfig {
         }
         if self.failure_budget == Some(0) {
             return Err(ConfigError("failure-budget: must be at least 1".into()));
+        }
+        if self.max_fail == Some(0) {
+            return Err(ConfigError("max-fail: must be at least 1".into()));
         }
         Ok(())
     }
@@ -315,7 +328,8 @@ impl RunConfig {
             platform,
             history,
             failure_budget,
-            deadline
+            deadline,
+            max_fail
         );
         list!(provisioners, reporters, context_for);
         let (mine, theirs) = (&mut self.selection, over.selection);
@@ -331,6 +345,7 @@ impl RunConfig {
         sel_list!(filters, names, excludes);
         self.plugin_dirs.extend(over.plugin_dirs);
         self.progress = over.progress;
+        self.display = over.display;
         self.signals = over.signals;
         self.decisions = over.decisions;
         if over.continue_run.is_some() {

@@ -550,6 +550,10 @@ enum ResultsMsg {
         interrupted: bool,
         tests_total: u64,
         not_run: Vec<String>,
+        /// (platform, test) of each job that never got a result.
+        not_run_jobs: Vec<(String, String)>,
+        /// Why they did not run.
+        not_run_reason: String,
     },
 }
 
@@ -852,7 +856,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         scratch,
         platform_seen: None,
         infra_failure: false,
-        remaining_work: matrix.jobs.iter().map(|t| t.queued.estimate()).sum(),
+        eta: EtaBasis::new(matrix.jobs.iter().map(|t| t.queued.expected)),
         running_since: HashMap::new(),
         peak: 0,
     };
@@ -870,6 +874,18 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         .iter()
         .map(|t| job_label(&matrix, *t))
         .collect();
+    let not_run_jobs: Vec<(String, String)> = engine
+        .not_run()
+        .iter()
+        .map(|t| (st.job_platform(*t), matrix.jobs[*t].queued.name.clone()))
+        .collect();
+    let not_run_reason = if end.interrupted.is_some() {
+        "run interrupted".to_string()
+    } else if let (true, Some(n)) = (engine.max_fail_reached(), exec.policy.max_fail) {
+        format!("--max-fail {n} reached")
+    } else {
+        "the run stopped".to_string()
+    };
     for e in errors {
         st.send(ResultsMsg::Error(e));
     }
@@ -878,6 +894,8 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         interrupted: end.interrupted.is_some(),
         tests_total: (matrix.jobs.len() + kept_jobs) as u64,
         not_run,
+        not_run_jobs,
+        not_run_reason,
     });
     let (infra_failure, peak) = (st.infra_failure, st.peak);
     drop(st);
@@ -947,7 +965,8 @@ struct LoopState<'a> {
     scratch: PathBuf,
     platform_seen: Option<String>,
     infra_failure: bool,
-    remaining_work: Duration,
+    /// What the ETA is computed from.
+    eta: EtaBasis,
     running_since: HashMap<TestId, Instant>,
     peak: usize,
 }
@@ -1263,16 +1282,10 @@ impl LoopState<'_> {
         };
         info.attempt = attempt;
         info.final_attempt = final_attempt;
+        self.eta.measured(info.duration);
         if final_attempt {
-            self.counts.done += 1;
-            if outcome.status.is_failure() {
-                self.counts.failed += 1;
-            } else {
-                self.counts.passed += 1;
-            }
-            self.remaining_work = self
-                .remaining_work
-                .saturating_sub(self.matrix.jobs[test].queued.estimate());
+            self.counts.add(&outcome.status);
+            self.eta.ended(self.matrix.jobs[test].queued.expected);
             self.counts.running = engine.running() as u64;
             self.counts.queued = engine.queued() as u64;
             self.emit(RunEvent::TestFinished {
@@ -1307,14 +1320,9 @@ impl LoopState<'_> {
             self.infra_failure = true;
         }
         let name = self.matrix.jobs[test].queued.name.clone();
-        let platform = self.matrix.jobs[test]
-            .platform
-            .clone()
-            .or_else(|| self.platform_seen.clone())
-            .or_else(|| self.provs.first().map(ProvHandle::name))
-            .unwrap_or_else(|| "unknown".into());
-        self.counts.done += 1;
-        self.counts.failed += 1;
+        let platform = self.job_platform(test);
+        self.counts.add(&status);
+        self.eta.ended(self.matrix.jobs[test].queued.expected);
         self.emit(RunEvent::TestNotRun {
             test: name.clone(),
             platform: platform.clone(),
@@ -1327,6 +1335,16 @@ impl LoopState<'_> {
             status,
             note,
         });
+    }
+
+    /// The platform a job's results are filed under.
+    fn job_platform(&self, test: TestId) -> String {
+        self.matrix.jobs[test]
+            .platform
+            .clone()
+            .or_else(|| self.platform_seen.clone())
+            .or_else(|| self.provs.first().map(ProvHandle::name))
+            .unwrap_or_else(|| "unknown".into())
     }
 
     fn setup(&mut self, rid: RemoteId) {
@@ -1434,9 +1452,18 @@ impl LoopState<'_> {
     fn refresh(&mut self, engine: &Engine, tick: bool) {
         self.counts.running = engine.running() as u64;
         self.counts.queued = engine.queued() as u64;
-        let in_progress: Duration = self.running_since.values().map(Instant::elapsed).sum();
-        let workers = (self.slots.len().max(1)) as u32;
-        let eta = Some(self.remaining_work.saturating_sub(in_progress) / workers);
+        self.counts.not_run = engine.not_run().len() as u64;
+        let running: Vec<(Option<Duration>, Duration)> = self
+            .running_since
+            .iter()
+            .map(|(t, since)| (self.matrix.jobs[*t].queued.expected, since.elapsed()))
+            .collect();
+        let parallel = if running.is_empty() {
+            self.exec.policy.workers
+        } else {
+            running.len()
+        };
+        let eta = self.eta.left(engine.stopping(), &running, parallel);
         let changed = self.shown.is_none_or(|s| {
             Counts {
                 eta: s.eta,
@@ -1508,7 +1535,13 @@ impl ResultsThread {
                     interrupted,
                     tests_total,
                     not_run,
+                    not_run_jobs,
+                    not_run_reason,
                 } => {
+                    if !not_run.is_empty() {
+                        self.stats.not_run_reason = Some(not_run_reason.clone());
+                    }
+                    self.report_not_run(&not_run_jobs, &not_run_reason);
                     self.finish(wall, interrupted, tests_total, not_run);
                     break;
                 }
@@ -1602,6 +1635,42 @@ impl ResultsThread {
         }
     }
 
+    /// Tells the sinks (the reporters) about each job that never got a
+    /// result: a `skip` result with no attempt, marked `not_run`. Nothing
+    /// goes to `results.jsonl`, so `--resume` still runs them.
+    fn report_not_run(&mut self, jobs: &[(String, String)], why: &str) {
+        if jobs.is_empty() {
+            return;
+        }
+        let reason = format!("not run: {why}");
+        let results: Vec<ReportedResult> = jobs
+            .iter()
+            .map(|(platform, test)| {
+                let mut extra = serde_json::Map::new();
+                extra.insert("not_run".into(), true.into());
+                extra.insert("reason".into(), reason.clone().into());
+                ReportedResult {
+                    platform: platform.clone(),
+                    test: test.clone(),
+                    subtest: None,
+                    status: Some(Status::Skip),
+                    note: Some(reason.clone()),
+                    files: Vec::new(),
+                    results_dir: self.store.dir().to_path_buf(),
+                    // Never started: the run's start, for reports that
+                    // place results in time.
+                    started_unix_ms: self.started_unix_ms,
+                    duration: Duration::ZERO,
+                    attempt: 0,
+                    final_attempt: true,
+                    remote: String::new(),
+                    extra,
+                }
+            })
+            .collect();
+        self.dispatch(&RunEvent::ResultsStored { results });
+    }
+
     fn finish(
         &mut self,
         wall: Duration,
@@ -1631,5 +1700,122 @@ impl ResultsThread {
         if let Err(e) = self.history.save() {
             self.stats.errors.push(e.to_string());
         }
+    }
+}
+
+/// What the ETA is computed from: the runtimes earlier runs measured for
+/// the jobs without a final result, how many of those have none, and the
+/// attempts measured in this run. Declared `duration`s are limits, not
+/// estimates, and are never used.
+#[derive(Debug, Default)]
+struct EtaBasis {
+    /// Sum of the expected runtimes of jobs left that have one.
+    known: Duration,
+    /// Jobs left without one.
+    unknown: usize,
+    /// Attempts measured in this run, added up.
+    measured: Duration,
+    measured_n: u32,
+}
+
+impl EtaBasis {
+    fn new(expected: impl Iterator<Item = Option<Duration>>) -> Self {
+        let mut b = EtaBasis::default();
+        for e in expected {
+            match e {
+                Some(e) => b.known += e,
+                None => b.unknown += 1,
+            }
+        }
+        b
+    }
+
+    /// An attempt took `took`.
+    fn measured(&mut self, took: Duration) {
+        self.measured += took;
+        self.measured_n += 1;
+    }
+
+    /// A job with this expected runtime has its final result.
+    fn ended(&mut self, expected: Option<Duration>) {
+        match expected {
+            Some(e) => self.known = self.known.saturating_sub(e),
+            None => self.unknown = self.unknown.saturating_sub(1),
+        }
+    }
+
+    /// Time left: the work left (each job by its history, else by the mean
+    /// attempt of this run) over `parallel` systems, and at least what the
+    /// longest running test has left. `running` holds each running job's
+    /// expected runtime and elapsed time; when `stopping`, only they are
+    /// left. `None` when a job left has no basis.
+    fn left(
+        &self,
+        stopping: bool,
+        running: &[(Option<Duration>, Duration)],
+        parallel: usize,
+    ) -> Option<Duration> {
+        let mean = (self.measured_n > 0).then(|| self.measured / self.measured_n);
+        let mut work = Duration::ZERO;
+        if !stopping {
+            work = self.known;
+            if self.unknown > 0 {
+                work += mean? * u32::try_from(self.unknown).unwrap_or(u32::MAX);
+            }
+        }
+        let mut longest = Duration::ZERO;
+        for (expected, elapsed) in running {
+            let e = expected.or(mean)?;
+            let left = e.saturating_sub(*elapsed);
+            longest = longest.max(left);
+            if stopping {
+                work += left;
+            } else {
+                work = work.saturating_sub(e.min(*elapsed));
+            }
+        }
+        let parallel = u32::try_from(parallel.max(1)).unwrap_or(u32::MAX);
+        Some((work / parallel).max(longest))
+    }
+}
+
+#[cfg(test)]
+mod eta_tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn no_history_and_nothing_measured_gives_no_eta() {
+        let b = EtaBasis::new([None, None, None].into_iter());
+        assert_eq!(b.left(false, &[], 2), None);
+        assert_eq!(b.left(false, &[(None, s(3))], 2), None);
+    }
+
+    #[test]
+    fn measured_attempts_estimate_tests_without_history() {
+        let mut b = EtaBasis::new([None, None, None, None].into_iter());
+        b.measured(s(4));
+        b.ended(None);
+        // Three left at 4 s each, one of them running for 1 s, on 1 system.
+        assert_eq!(b.left(false, &[(None, s(1))], 1), Some(s(11)));
+        // Two systems: the work is shared.
+        assert_eq!(b.left(false, &[(None, s(1))], 2), Some(s(11) / 2));
+    }
+
+    #[test]
+    fn history_gives_an_eta_before_anything_finished() {
+        let b = EtaBasis::new([Some(s(10)), Some(s(20))].into_iter());
+        assert_eq!(b.left(false, &[], 2), Some(s(15)));
+        // The longest running test bounds it from below.
+        assert_eq!(b.left(false, &[(Some(s(20)), s(2))], 2), Some(s(18)));
+    }
+
+    #[test]
+    fn when_stopping_only_running_tests_are_left() {
+        let b = EtaBasis::new([Some(s(10)), Some(s(100))].into_iter());
+        assert_eq!(b.left(true, &[(Some(s(10)), s(4))], 1), Some(s(6)));
     }
 }

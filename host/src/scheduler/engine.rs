@@ -47,6 +47,11 @@
 //!   cancelled (the driver records what they left, as upstream does: an
 //!   `infra` result with the note `cancel requested` and their output),
 //!   every system is released.
+//! - **Max fail.** With `max_fail` N, once N tests have a failing final
+//!   result (a give-up result counts too), no more tests are handed out:
+//!   running tests run to their end (without reruns) and keep their
+//!   results, queued ones are left unrun ([`Engine::not_run`]), every idle
+//!   system is released. An interrupt after that still cancels what runs.
 
 use std::{
     cmp::{Ordering, Reverse},
@@ -218,6 +223,9 @@ pub struct Policy {
     /// Tests must end (by their `duration`) before this time since the
     /// start of the run.
     pub deadline: Option<Duration>,
+    /// Stop starting tests once this many have a failing final result
+    /// (`--max-fail`); running tests finish.
+    pub max_fail: Option<u32>,
 }
 
 impl Default for Policy {
@@ -228,6 +236,7 @@ impl Default for Policy {
             failure_budget: 5,
             max_requeues: 2,
             deadline: None,
+            max_fail: None,
         }
     }
 }
@@ -418,6 +427,12 @@ pub struct Engine {
     setting_up: usize,
     policy: Policy,
     stopping: bool,
+    /// An interrupt was handled (running tests were cancelled).
+    interrupted: bool,
+    /// Tests with a failing final result.
+    failures: u32,
+    /// `max_fail` was reached.
+    halted: bool,
     not_run: Vec<TestId>,
     dispatched: u64,
     hook: std::sync::Arc<dyn SchedulePolicy>,
@@ -487,6 +502,9 @@ impl Engine {
             setting_up: 0,
             policy,
             stopping: false,
+            interrupted: false,
+            failures: 0,
+            halted: false,
             not_run: Vec::new(),
             dispatched: 0,
             hook: std::sync::Arc::new(DefaultPolicy),
@@ -523,9 +541,19 @@ impl Engine {
         self.dispatched
     }
 
-    /// Tests left unrun by an interrupt.
+    /// Tests left unrun by an interrupt or by `max_fail`.
     pub fn not_run(&self) -> &[TestId] {
         &self.not_run
+    }
+
+    /// Whether `max_fail` failing tests stopped the run.
+    pub fn max_fail_reached(&self) -> bool {
+        self.halted
+    }
+
+    /// Tests with a failing final result so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 
     /// Whether an interrupt was handled.
@@ -551,6 +579,14 @@ impl Engine {
 
     /// Handles one event at time `now` (since the start of the run).
     pub fn handle(&mut self, now: Duration, event: Event, out: &mut Vec<Action>) {
+        let first = out.len();
+        self.handle_event(now, event, out);
+        self.check_providers_left(now, out);
+        self.check_max_fail(first, out);
+        self.replenish(out);
+    }
+
+    fn handle_event(&mut self, now: Duration, event: Event, out: &mut Vec<Action>) {
         match event {
             Event::RemoteReady { prov, remote } => {
                 let p = &mut self.provs[prov];
@@ -633,6 +669,11 @@ impl Engine {
                     attempt,
                     final_attempt: !rerun,
                 });
+                if failed && !rerun {
+                    // Counted before the system takes its next test.
+                    self.failures += 1;
+                    self.check_max_fail(out.len(), out);
+                }
                 if rerun {
                     self.enqueue(test);
                 }
@@ -677,26 +718,48 @@ impl Engine {
                 }
             }
             Event::Interrupt => {
-                if !self.stopping {
-                    self.stopping = true;
-                    for q in &mut self.queues {
-                        self.not_run.extend(q.drain().map(|k| k.test));
-                    }
+                if !self.interrupted {
+                    self.interrupted = true;
+                    self.stop(out);
                     out.push(Action::CancelAll);
-                    let idle: Vec<RemoteId> = self
-                        .remotes
-                        .iter()
-                        .filter(|(_, r)| r.phase == Phase::Idle)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in idle {
-                        self.release(id, out);
-                    }
                 }
             }
         }
-        self.check_providers_left(now, out);
-        self.replenish(out);
+    }
+
+    /// No more tests start: the queued ones are not run, idle systems are
+    /// released. Running tests are left alone.
+    fn stop(&mut self, out: &mut Vec<Action>) {
+        self.stopping = true;
+        for q in &mut self.queues {
+            self.not_run.extend(q.drain().map(|k| k.test));
+        }
+        let idle: Vec<RemoteId> = self
+            .remotes
+            .iter()
+            .filter(|(_, r)| r.phase == Phase::Idle)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.release(id, out);
+        }
+    }
+
+    /// Counts the give-up results among the actions from `first` on, and
+    /// stops the run when `max_fail` failing tests are reached.
+    fn check_max_fail(&mut self, first: usize, out: &mut Vec<Action>) {
+        let given_up = out[first..]
+            .iter()
+            .filter(|a| matches!(a, Action::GiveUp { status, .. } if status.is_failure()))
+            .count();
+        self.failures += given_up as u32;
+        if let Some(max) = self.policy.max_fail
+            && !self.stopping
+            && self.failures >= max.max(1)
+        {
+            self.halted = true;
+            self.stop(out);
+        }
     }
 
     fn enqueue(&mut self, test: TestId) {
@@ -957,5 +1020,132 @@ mod tests {
         assert_eq!(order, ["/d", "/a", "/b", "/c"]);
         assert!(out.contains(&Action::Release { remote: 1 }));
         assert!(e.finished());
+    }
+
+    #[test]
+    fn max_fail_stops_starting_tests_and_lets_running_ones_finish() {
+        let tests: Vec<QueuedTest> = ["/a", "/b", "/c", "/d"]
+            .iter()
+            .map(|n| QueuedTest::new(*n, secs(10)))
+            .collect();
+        let mut e = Engine::new(
+            tests,
+            vec![ProvisionerInfo::new("p", Some(2))],
+            Policy {
+                workers: 2,
+                max_fail: Some(1),
+                ..Policy::default()
+            },
+        );
+        let mut out = Vec::new();
+        e.start(Duration::ZERO, &mut out);
+        for remote in [1, 2] {
+            e.handle(
+                Duration::ZERO,
+                Event::RemoteReady { prov: 0, remote },
+                &mut out,
+            );
+            e.handle(Duration::ZERO, Event::SetupDone { remote }, &mut out);
+        }
+        let runs: Vec<(RemoteId, TestId)> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Run { remote, test, .. } => Some((*remote, *test)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs.len(), 2, "{out:?}");
+        out.clear();
+        let (r1, t1) = runs[0];
+        e.handle(
+            secs(1),
+            Event::TestFinished {
+                remote: r1,
+                test: t1,
+                failed: true,
+                system_lost: false,
+            },
+            &mut out,
+        );
+        assert!(out.contains(&Action::Record {
+            test: t1,
+            attempt: 1,
+            final_attempt: true
+        }));
+        assert!(out.contains(&Action::Release { remote: r1 }), "{out:?}");
+        assert!(!out.iter().any(|a| matches!(a, Action::Run { .. })));
+        assert!(!out.contains(&Action::CancelAll));
+        assert!(e.max_fail_reached());
+        assert_eq!(e.not_run().len(), 2);
+        assert_eq!(e.running(), 1);
+        out.clear();
+        let (r2, t2) = runs[1];
+        e.handle(
+            secs(2),
+            Event::TestFinished {
+                remote: r2,
+                test: t2,
+                failed: false,
+                system_lost: false,
+            },
+            &mut out,
+        );
+        assert!(out.contains(&Action::Record {
+            test: t2,
+            attempt: 1,
+            final_attempt: true
+        }));
+        assert!(out.contains(&Action::Release { remote: r2 }));
+        assert!(e.finished());
+        assert_eq!(e.failures(), 1);
+    }
+
+    #[test]
+    fn an_interrupt_after_max_fail_still_cancels_running_tests() {
+        let tests = vec![
+            QueuedTest::new("/a", secs(1)),
+            QueuedTest::new("/b", secs(1)),
+        ];
+        let mut e = Engine::new(
+            tests,
+            vec![ProvisionerInfo::new("p", Some(2))],
+            Policy {
+                workers: 2,
+                max_fail: Some(1),
+                ..Policy::default()
+            },
+        );
+        let mut out = Vec::new();
+        e.start(Duration::ZERO, &mut out);
+        for remote in [1, 2] {
+            e.handle(
+                Duration::ZERO,
+                Event::RemoteReady { prov: 0, remote },
+                &mut out,
+            );
+            e.handle(Duration::ZERO, Event::SetupDone { remote }, &mut out);
+        }
+        let first = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Run { remote, test, .. } => Some((*remote, *test)),
+                _ => None,
+            })
+            .expect("a test runs");
+        out.clear();
+        e.handle(
+            secs(1),
+            Event::TestFinished {
+                remote: first.0,
+                test: first.1,
+                failed: true,
+                system_lost: false,
+            },
+            &mut out,
+        );
+        assert!(e.max_fail_reached());
+        out.clear();
+        e.handle(secs(2), Event::Interrupt, &mut out);
+        assert!(out.contains(&Action::CancelAll), "{out:?}");
     }
 }

@@ -27,13 +27,38 @@ pub struct Counts {
     pub running: u64,
     /// Tests waiting.
     pub queued: u64,
-    /// Final results that are not failures.
+    /// Final results that are neither failures nor skipped (`pass`,
+    /// `info`).
     pub passed: u64,
-    /// Final failures.
+    /// Final failures other than `infra` (`warn`, `fail`, `error`, unknown
+    /// statuses).
     pub failed: u64,
-    /// Expected time left.
+    /// Final `skip` results.
+    pub skipped: u64,
+    /// Final `infra` results.
+    pub infra: u64,
+    /// Tests that will not run (an interrupt, `--max-fail`); they have no
+    /// result.
+    pub not_run: u64,
+    /// Expected time left: from the runtimes of earlier runs and the ones
+    /// measured so far, never from declared durations; `None` without
+    /// either.
     #[serde(rename = "eta_seconds", serialize_with = "secs_opt")]
     pub eta: Option<Duration>,
+}
+
+impl Counts {
+    /// Counts one final result of `status`: in the summary's terms, `skip`
+    /// is not a pass and `infra` not a plain failure.
+    pub fn add(&mut self, status: &Status) {
+        self.done += 1;
+        match status {
+            Status::Skip => self.skipped += 1,
+            Status::Infra => self.infra += 1,
+            s if s.is_failure() => self.failed += 1,
+            _ => self.passed += 1,
+        }
+    }
 }
 
 /// Something that happened during a run.
@@ -181,7 +206,11 @@ pub enum RunEvent {
         /// Why.
         note: String,
     },
-    /// Results were written to the results directory.
+    /// Results were written to the results directory. At the end of a
+    /// run that stopped early (an interrupt, `--max-fail`), also one
+    /// result per test that never ran, which is not written anywhere:
+    /// status `skip`, attempt 0, and in `extra` `"not_run": true` and
+    /// `"reason": "not run: <why>"`.
     ResultsStored {
         /// The results, as reporters get them.
         results: Vec<ReportedResult>,

@@ -34,7 +34,9 @@ use std::{
 };
 
 pub use config::{ConfigError, RunConfig, parse_deadline};
-pub use display::{ProgressMode, TerminalDisplay};
+pub use display::{
+    ColorChoice, DisplayOptions, ProgressMode, StatusLevel, StderrLog, TerminalDisplay,
+};
 pub use driver::{
     ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, SystemSetup,
     TestExecutor, execute,
@@ -186,6 +188,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         failure_budget: cfg.failure_budget.unwrap_or(defaults.failure_budget),
         max_requeues: defaults.max_requeues,
         deadline: cfg.deadline,
+        max_fail: cfg.max_fail,
     };
     let mut tests = Vec::new();
     let mut plans = Vec::new();
@@ -215,11 +218,20 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         options,
     };
     made.keep();
+    // The display with every option the command line has; the driver's
+    // own (mode only) is not added.
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if cfg.progress != ProgressMode::Quiet {
+        sinks.push(Box::new(TerminalDisplay::with_options(
+            cfg.progress,
+            cfg.display,
+        )));
+    }
     execute(Execution {
         tests,
         provisioners,
         reporters,
-        sinks: Vec::new(),
+        sinks,
         executor: Arc::new(executor),
         policy,
         decisions: cfg.decisions.clone(),
@@ -227,7 +239,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         results_dir,
         platform: cfg.platform.clone(),
         history,
-        progress: cfg.progress,
+        progress: ProgressMode::Quiet,
         signals: cfg.signals,
         interrupts: None,
         plugin_cancel: Some(Arc::clone(&host.cancel)),
