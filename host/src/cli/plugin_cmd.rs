@@ -74,7 +74,15 @@ pub(crate) fn plugin_info(args: &InfoArgs) -> Result<ExitCode> {
             if details.options.is_empty() {
                 let _ = writeln!(out, "\noptions: none described");
             } else {
-                let _ = writeln!(out, "\noptions (-p/-r {}:KEY=VALUE,...):", d.name);
+                let flag = match (
+                    d.kinds.iter().any(|k| k == "provisioner"),
+                    d.kinds.iter().any(|k| k == "reporter"),
+                ) {
+                    (true, false) => "-p",
+                    (false, true) => "-r",
+                    _ => "-p/-r",
+                };
+                let _ = writeln!(out, "\noptions ({flag} {}:KEY=VALUE,...):", d.name);
                 for o in &details.options {
                     let mut head = format!("  {}  {}", o.name, o.value_type);
                     if let Some(default) = &o.default {

@@ -88,9 +88,115 @@ pub const RUN_LABEL: &str = "atex.run";
 /// Label carrying a token unique to one provisioner.
 pub const PROVISIONER_LABEL: &str = "atex.provisioner";
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "image",
+            "string",
+            "localhost/atex-test:bookworm",
+            "Image to run (the base of a prepared image).",
+        ),
+        OptionSpec::new(
+            "pull",
+            "never|missing|always",
+            "missing",
+            "Never, missing, always: pull image once in start.",
+        ),
+        OptionSpec::new(
+            "tls_verify",
+            "bool",
+            "true",
+            "False: pull from a plain-HTTP registry.",
+        ),
+        OptionSpec::new(
+            "prepare",
+            "list of strings, or a string",
+            "",
+            "Packages installed into a cached derived image (list, or one string).",
+        ),
+        OptionSpec::new(
+            "containerfile",
+            "path",
+            "",
+            "A Containerfile built once per run; containers start from it.",
+        ),
+        OptionSpec::new(
+            "prepare_timeout",
+            "seconds",
+            "1200",
+            "Seconds a pull or a build may take.",
+        ),
+        OptionSpec::new("max", "integer", "4", "Containers existing at once."),
+        OptionSpec::new(
+            "run_options",
+            "list of strings, or a string",
+            "",
+            "Extra podman run options (list, or one string split at spaces).",
+        ),
+        OptionSpec::new(
+            "command",
+            "list of strings, or a string",
+            "sleep infinity (/sbin/init in systemd mode)",
+            "What keeps the container alive.",
+        ),
+        OptionSpec::new(
+            "runtime",
+            "string",
+            "containers.conf's",
+            "Podman run --runtime.",
+        ),
+        OptionSpec::new(
+            "systemd",
+            "bool",
+            "false",
+            "Systemd as init, --restart=always: reboots work.",
+        ),
+        OptionSpec::new(
+            "label",
+            "string",
+            "the run id",
+            "Value of the atex.run label.",
+        ),
+        OptionSpec::new(
+            "platform",
+            "string",
+            "image name and tag, e.g. atex-test-bookworm",
+            "Platform results are filed under.",
+        ),
+        OptionSpec::new(
+            "boot_timeout",
+            "seconds",
+            "120",
+            "Seconds for systemd to boot / a reboot to finish.",
+        ),
+        OptionSpec::new(
+            "command_timeout",
+            "seconds",
+            "300",
+            "Seconds any podman command may take.",
+        ),
+        OptionSpec::new(
+            "retries",
+            "integer",
+            "3",
+            "Retries of a podman run that failed transiently.",
+        ),
+        OptionSpec::new(
+            "containers_conf",
+            "path",
+            "inherited CONTAINERS_CONF",
+            "Containers.conf(5) for the plugin's podman commands.",
+        ),
+    ]
+};
+
 atex_plugin_api::export_plugin! {
     name: "podman",
     version: env!("CARGO_PKG_VERSION"),
     description: "containers on this machine, started with podman (systemd mode for reboots)",
     provisioner: PodmanProvisioner::new,
+    options: OPTIONS,
 }
