@@ -75,6 +75,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+mod commands;
 pub mod config;
 mod provisioner;
 mod ssh;
@@ -260,4 +261,6 @@ atex_plugin_api::export_plugin! {
     description: "reserves machines from Testing Farm and reaches them over ssh",
     provisioner: TestingFarmProvisioner::new,
     options: OPTIONS,
+    commands: commands::COMMANDS,
+    run_command: commands::run,
 }
