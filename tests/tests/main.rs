@@ -5,6 +5,7 @@ mod discover;
 mod executor;
 mod faults;
 mod matrix;
+mod plugin_commands;
 mod plugins;
 mod qemu;
 mod reserve;

@@ -69,6 +69,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cleanup;
+mod commands;
 mod config;
 mod podman;
 mod prepare;
@@ -199,4 +200,6 @@ atex_plugin_api::export_plugin! {
     description: "containers on this machine, started with podman (systemd mode for reboots)",
     provisioner: PodmanProvisioner::new,
     options: OPTIONS,
+    commands: commands::COMMANDS,
+    run_command: commands::run,
 }
