@@ -6,40 +6,20 @@ use std::{
     process::Command,
 };
 
-use atex_integration_tests::{atex, plugin_lib, profile_dir, stderr, stdout};
+use atex_integration_tests::{atex, fixture_target, plugin_lib, profile_dir, stderr, stdout};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("repository root")
         .to_path_buf()
 }
 
-/// One target directory for every out-of-workspace build, so abi_stable
-/// and friends are compiled once.
-fn fixture_target() -> PathBuf {
-    profile_dir().join("atex-fixtures")
-}
-
 fn cargo_build(manifest: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(fixture_target())
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {} failed:\n{}",
-        manifest.display(),
-        stderr(&out)
-    );
-    fixture_target().join("debug")
+    atex_integration_tests::cargo_build_fixture(manifest)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read_dir") {
         let entry = entry.expect("entry");
