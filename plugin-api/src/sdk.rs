@@ -533,12 +533,21 @@ impl Visit for FieldText {
 /// `fn(PluginContext) -> Result<T, PluginError>` where `T` implements
 /// [`ProvisionerImpl`] or [`ReporterImpl`]; give either or both.
 ///
+/// Optionally, `options` is a `&[OptionSpec]` shown by `atex plugin info`,
+/// and `commands` (a `&[CommandSpec]`) with `run_command` (a
+/// `fn(&CommandContext) -> Result<CommandOutput, PluginError>`) are the
+/// plugin's subcommands, `atex NAME COMMAND [ARGS]`; `COMMAND --help` prints
+/// the command's `help` without calling the handler.
+///
 /// ```ignore
 /// atex_plugin_api::export_plugin! {
 ///     name: "local",
 ///     version: env!("CARGO_PKG_VERSION"),
 ///     description: "hands out the local host",
 ///     provisioner: LocalProvisioner::new,
+///     options: &[OptionSpec::new("max", "integer", "no limit", "slots handed out at once")],
+///     commands: &[CommandSpec { name: "hello", summary: "say hello", help: "usage: atex local hello" }],
+///     run_command: |_ctx: &CommandContext| Ok(CommandOutput::text("hello\n")),
 /// }
 /// ```
 #[macro_export]

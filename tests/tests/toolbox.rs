@@ -174,6 +174,33 @@ fn the_third_party_template_builds_and_passes_the_conformance_suite() {
             .is_some_and(|l| l.ends_with(" passed, 0 failed")),
         "{text}"
     );
+
+    // Its options and its command, through the plugin's own entry points.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(&lib, dir.path().join("libatex_plugin_template.so")).expect("copy");
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let out = atex(&["plugin", "info", "template", "--plugin-dir", dir_arg]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("\n  output  path, default <results dir>/results.txt\n"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("  count ")), "{text}");
+    let results = dir.path().join("results.txt");
+    std::fs::write(
+        &results,
+        "p pass /a (attempt 1)\np fail /b (attempt 1)\np pass /c (attempt 1)\ntotal: 2 pass, 1 fail\n",
+    )
+    .expect("write");
+    let out = Command::new(atex_integration_tests::atex_bin())
+        .args(["template", "count"])
+        .arg(&results)
+        .env("ATEX_PLUGIN_PATH", dir.path())
+        .output()
+        .expect("run atex template count");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "pass 2\nfail 1\n");
 }
 
 fn example(name: &str) -> PathBuf {

@@ -7,8 +7,9 @@
 //! ready; at most `max` exist at once. Every container carries the labels `atex.run=<run id>` and
 //! `atex.provisioner=<random token of this provisioner>`; `stop` removes
 //! all containers with its token. After a run killed with SIGKILL, remove
-//! what it left with [`remove_leftovers`] or
-//! `podman rm -f -t 0 $(podman ps -aq --filter label=atex.run=RUN_ID)`.
+//! what it left with `atex podman leftovers --run RUN_ID --remove` (the
+//! plugin's command; without `--remove` it lists them), [`remove_leftovers`]
+//! or `podman rm -f -t 0 $(podman ps -aq --filter label=atex.run=RUN_ID)`.
 //!
 //! # Options
 //!

@@ -61,6 +61,14 @@
 //!   - redhat-brew-build:123456
 //! ```
 //!
+//! # Commands
+//!
+//! `atex testing-farm whoami`, `composes [--ranch R]`, `requests [--mine]
+//! [--state S]... [--json]` and `cancel ID...|--mine`, for looking around
+//! and cleaning up by hand (see `commands.rs`; `atex testing-farm COMMAND
+//! --help`). They read `$TESTING_FARM_API_URL` and `$TESTING_FARM_API_TOKEN`,
+//! or `--api-url` and `--token`.
+//!
 //! # Robustness
 //!
 //! Idempotent calls are retried on transport errors, 408, 429 and 5xx,
