@@ -367,6 +367,10 @@ pub struct CommandContext {
     pub args: Vec<String>,
 }
 
+/// A plugin's subcommand handler (`run_command:` in
+/// [`export_plugin!`](crate::export_plugin)).
+pub type CommandHandler = fn(&CommandContext) -> Result<CommandOutput, PluginError>;
+
 impl CommandOutput {
     /// Success, with `text` on standard output.
     pub fn text(text: impl Into<String>) -> Self {
@@ -421,7 +425,7 @@ pub fn details(options: &[OptionSpec], commands: &[CommandSpec]) -> PluginDetail
 pub fn run_command(
     call: CommandCall,
     commands: &[CommandSpec],
-    handler: Option<fn(&CommandContext) -> Result<CommandOutput, PluginError>>,
+    handler: Option<CommandHandler>,
 ) -> RResult<CommandOutput, PluginError> {
     install_log_forwarding(&call.context.services);
     guard(|| {
@@ -604,10 +608,8 @@ macro_rules! export_plugin {
 
             const __ATEX_OPTIONS: &[$crate::sdk::OptionSpec] = $crate::__atex_or!(&[] $(, $options)?);
             const __ATEX_COMMANDS: &[$crate::sdk::CommandSpec] = $crate::__atex_or!(&[] $(, $commands)?);
-            #[allow(clippy::type_complexity)]
-            const __ATEX_RUN_COMMAND: Option<
-                fn(&$crate::sdk::CommandContext) -> Result<$crate::CommandOutput, $crate::PluginError>,
-            > = $crate::__atex_or!(None $(, Some($run_command))?);
+            const __ATEX_RUN_COMMAND: Option<$crate::sdk::CommandHandler> =
+                $crate::__atex_or!(None $(, Some($run_command))?);
 
             extern "C" fn __atex_describe() -> $crate::PluginDetails {
                 $crate::sdk::details(__ATEX_OPTIONS, __ATEX_COMMANDS)

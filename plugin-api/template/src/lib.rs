@@ -135,7 +135,7 @@ fn count(text: &str) -> String {
             None => counts.push((status.to_string(), 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts.iter().map(|(s, n)| format!("{s} {n}\n")).collect()
 }
 
