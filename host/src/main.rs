@@ -23,7 +23,10 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "atex",
     version,
-    about = "Ad-hoc Test EXecution: run FMF test suites on pools of systems"
+    about = "Ad-hoc Test EXecution: run FMF test suites on pools of systems",
+    after_help = "Plugins may offer commands of their own: atex PLUGIN COMMAND [ARGS]\n\
+                  (e.g. atex testing-farm requests --mine); `atex plugins` shows which\n\
+                  plugins have some, `atex PLUGIN --help` lists them."
 )]
 struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides.

@@ -116,29 +116,19 @@ const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
             "API token, checked with GET /v0.1/whoami at start.",
         ),
         OptionSpec::new("pool", "string", "", "Infrastructure pool."),
-        OptionSpec::new(
-            "hardware",
-            "mapping",
-            "",
-            "Mappings passed to TF as they are.",
-        ),
-        OptionSpec::new(
-            "kickstart",
-            "mapping",
-            "",
-            "Mappings passed to TF as they are.",
-        ),
+        OptionSpec::new("hardware", "mapping", "", "Mapping passed to TF as it is."),
+        OptionSpec::new("kickstart", "mapping", "", "Mapping passed to TF as it is."),
         OptionSpec::new(
             "variables",
             "mapping",
             "",
-            "Mappings of the request's environment.",
+            "Mapping of the request's environment.",
         ),
         OptionSpec::new(
             "secrets",
             "mapping",
             "",
-            "Mappings of the request's environment.",
+            "Mapping of the request's environment.",
         ),
         OptionSpec::new(
             "artifacts",
