@@ -191,6 +191,26 @@ fn a_plugin_built_against_api_0_1_0_loads_and_runs_a_test() {
         stderr(&out)
     );
 
+    // It passes the conformance suite as it did then.
+    let out = atex_with(
+        plugins.path(),
+        &[
+            "plugin",
+            "check",
+            lib.to_str().expect("utf-8"),
+            "--timeout",
+            "60",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.ends_with(" passed, 0 failed")),
+        "{text}"
+    );
+
     // And it works: a test runs on the system it hands out.
     let tree = atex_integration_tests::TestDir::new();
     tree.create(".fmf/version", "1\n");
