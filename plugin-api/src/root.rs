@@ -21,7 +21,10 @@ use crate::{
 ///
 /// Fields after `new_reporter` are added in later patch releases. A plugin
 /// built against an older release lacks them: their accessors return
-/// `None` for it, and the host treats the entry point as absent.
+/// `None` for it, and the host treats the entry point as absent. A release
+/// that appends fields keeps the layout of the release before it as a
+/// module here (see [`v0_1_0`]), so that the host can check older plugins
+/// against the layout they were built with.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginMod_Ref)))]
