@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cli {
     pub(crate) mod discover;
+    pub(crate) mod plugin_cmd;
     pub(crate) mod reserve;
 }
 
@@ -22,7 +23,10 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "atex",
     version,
-    about = "Ad-hoc Test EXecution: run FMF test suites on pools of systems"
+    about = "Ad-hoc Test EXecution: run FMF test suites on pools of systems",
+    after_help = "Plugins may offer commands of their own: atex PLUGIN COMMAND [ARGS]\n\
+                  (e.g. atex testing-farm requests --mine); `atex plugins` shows which\n\
+                  plugins have some, `atex PLUGIN --help` lists them."
 )]
 struct Cli {
     /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides.
@@ -54,6 +58,10 @@ enum Command {
     /// Get one system from a provisioner, print how to reach it, open a
     /// shell on a terminal; release it on exit, Ctrl-C, SIGTERM or --for.
     Reserve(cli::reserve::ReserveArgs),
+    /// `atex PLUGIN COMMAND [ARGS]`: a command a plugin offers (e.g.
+    /// `atex testing-farm whoami`); `atex PLUGIN --help` lists them.
+    #[command(external_subcommand)]
+    External(Vec<String>),
 }
 
 #[derive(Args)]
@@ -77,6 +85,20 @@ struct PluginsArgs {
 enum PluginCommand {
     /// Run the conformance suite against a plugin library.
     Check(CheckArgs),
+    /// Show a plugin's options (type, default, description) and commands,
+    /// as the plugin itself describes them.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The plugin's name, as after -p or -r.
+    name: String,
+    #[command(flatten)]
+    dirs: PluginDirArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -118,6 +140,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Plugins(args) => list_plugins(&args),
         Command::Plugin(PluginCommand::Check(args)) => check_plugin(&args),
+        Command::Plugin(PluginCommand::Info(args)) => cli::plugin_cmd::plugin_info(&args),
+        Command::External(args) => cli::plugin_cmd::run_plugin_command(&args),
         Command::Run(args) => run_tests(*args, cli.color),
         Command::Discover(args) => cli::discover::discover_tests(args),
         Command::Reserve(args) => cli::reserve::reserve(args),
@@ -163,12 +187,13 @@ fn list_plugins(args: &PluginsArgs) -> Result<ExitCode> {
     for p in registry.plugins() {
         let d = p.description();
         println!(
-            "{:<14} {:<8} {:<22} api {:<7} {}",
+            "{:<14} {:<8} {:<22} api {:<7} {}{}",
             d.name,
             d.version,
             d.kinds.join("+"),
             d.api_version,
-            d.path.display()
+            d.path.display(),
+            cli::plugin_cmd::commands_note(d)
         );
     }
     for refused in registry.refused() {
@@ -258,10 +283,12 @@ impl SelectionArgs {
 struct RunArgs {
     #[command(flatten)]
     selection: SelectionArgs,
-    /// Provisioner plugin NAME[:K=V,...] (repeatable) [default: local].
+    /// Provisioner plugin NAME[:K=V,...] (repeatable) [default: local];
+    /// `atex plugin info NAME` lists its options.
     #[arg(short = 'p', long = "provisioner", value_name = "NAME[:K=V,...]")]
     provisioners: Vec<String>,
-    /// Reporter plugin NAME[:K=V,...] (repeatable).
+    /// Reporter plugin NAME[:K=V,...] (repeatable); `atex plugin info NAME`
+    /// lists its options.
     #[arg(short = 'r', long = "reporter", value_name = "NAME[:K=V,...]")]
     reporters: Vec<String>,
     /// Most systems in use at once [default: the provisioners' limits added up].

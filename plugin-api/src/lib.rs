@@ -47,13 +47,17 @@
 //! The package version of this crate is the ABI version. Within one
 //! `0.y` series only additive changes are made, appended after the fields
 //! marked `#[sabi(last_prefix_field)]`. A host refuses a plugin built with a
-//! different `0.y`, or with an older patch release than its own.
+//! different `0.y`. It loads one built with an older patch release of the
+//! same series, and treats the entry points added since as absent (0.1.0
+//! plugins have no `describe` and no `run_command`), and one built with a
+//! newer patch release, whose additions it does not see.
 
 #![allow(non_local_definitions)] // emitted by #[sabi_trait] on current rustc
 #![allow(clippy::unnecessary_cast)] // emitted by #[sabi_trait]
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
+mod describe;
 mod host;
 pub mod packages;
 #[cfg(feature = "report")]
@@ -69,8 +73,9 @@ mod types;
 pub mod view;
 
 pub use abi_stable;
+pub use describe::{CommandCall, CommandInfo, CommandOutput, OptionInfo, PluginDetails};
 pub use host::{HostContext, HostServices, HostServices_TO, HostServicesArc};
-pub use root::{PluginMod, PluginMod_Ref};
+pub use root::{PluginMod, PluginMod_Ref, upgrade_v0_1_0, v0_1_0};
 pub use status::Status;
 /// The `tracing` this crate forwards to the host; plugins may log through it.
 pub use tracing;

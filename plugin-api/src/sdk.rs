@@ -26,6 +26,7 @@ use tracing::{Subscriber, field::Visit};
 use tracing_subscriber::{Layer, layer::SubscriberExt};
 
 use crate::{
+    describe::{CommandCall, CommandInfo, CommandOutput, OptionInfo, PluginDetails},
     host::{HostContext, HostServicesArc},
     traits::{
         Provisioner, Provisioner_TO, ProvisionerBox, Remote, Remote_TO, RemoteBox, Reporter,
@@ -303,6 +304,156 @@ pub fn construct_reporter<R: ReporterImpl>(
         .map(|r| Reporter_TO::from_value(ReporterAdapter(r), TD_Opaque))
 }
 
+/// One option of a plugin, for `atex plugin info` (plain data, usually a
+/// `const` table next to the plugin's configuration struct).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    /// The key, e.g. `image`.
+    pub name: &'static str,
+    /// `provisioner` or `reporter` for a plugin of both kinds, else empty.
+    pub kind: &'static str,
+    /// The type in words: `string`, `integer`, `bool`, `duration`, ...
+    pub value_type: &'static str,
+    /// The default as a user writes it; empty when there is none.
+    pub default: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+impl OptionSpec {
+    /// An option of type `value_type` with default `default` (may be empty).
+    pub const fn new(
+        name: &'static str,
+        value_type: &'static str,
+        default: &'static str,
+        description: &'static str,
+    ) -> Self {
+        OptionSpec {
+            name,
+            kind: "",
+            value_type,
+            default,
+            description,
+        }
+    }
+    /// The same option, taken by the `kind` side of a plugin of two kinds.
+    pub const fn of(self, kind: &'static str) -> Self {
+        OptionSpec { kind, ..self }
+    }
+}
+
+/// One subcommand of a plugin (`atex PLUGIN NAME [ARGS]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The word after the plugin name.
+    pub name: &'static str,
+    /// One line about it.
+    pub summary: &'static str,
+    /// Full help: a usage line first, then arguments and what it prints.
+    pub help: &'static str,
+}
+
+/// What a plugin's subcommand handler receives and returns.
+///
+/// A handler is `fn(&CommandContext) -> Result<CommandOutput, PluginError>`;
+/// an `Err` is printed by the host as `atex: PLUGIN COMMAND: message` with
+/// exit code 2.
+pub struct CommandContext {
+    /// Log sink and cancel flag.
+    pub plugin: PluginContext,
+    /// The subcommand, one of the names the plugin lists.
+    pub command: String,
+    /// The arguments after it.
+    pub args: Vec<String>,
+}
+
+/// A plugin's subcommand handler (`run_command:` in
+/// [`export_plugin!`](crate::export_plugin)).
+pub type CommandHandler = fn(&CommandContext) -> Result<CommandOutput, PluginError>;
+
+impl CommandOutput {
+    /// Success, with `text` on standard output.
+    pub fn text(text: impl Into<String>) -> Self {
+        CommandOutput {
+            stdout: RString::from(text.into()),
+            stderr: RString::new(),
+            exit_code: 0,
+        }
+    }
+    /// The same output, with exit code `code`.
+    #[must_use]
+    pub fn with_exit_code(mut self, code: i32) -> Self {
+        self.exit_code = code;
+        self
+    }
+    /// The same output, with `text` on standard error.
+    #[must_use]
+    pub fn with_stderr(mut self, text: impl Into<String>) -> Self {
+        self.stderr = RString::from(text.into());
+        self
+    }
+}
+
+/// Builds what the `describe` entry point returns. Used by
+/// [`export_plugin!`](crate::export_plugin).
+pub fn details(options: &[OptionSpec], commands: &[CommandSpec]) -> PluginDetails {
+    PluginDetails {
+        options: options
+            .iter()
+            .map(|o| OptionInfo {
+                name: o.name.into(),
+                kind: o.kind.into(),
+                value_type: o.value_type.into(),
+                default: o.default.into(),
+                description: o.description.into(),
+            })
+            .collect(),
+        commands: commands
+            .iter()
+            .map(|c| CommandInfo {
+                name: c.name.into(),
+                summary: c.summary.into(),
+                help: c.help.into(),
+            })
+            .collect(),
+    }
+}
+
+/// Runs a subcommand for the host: log forwarding, the `--help` of each
+/// listed command, unknown commands, panics. Used by
+/// [`export_plugin!`](crate::export_plugin).
+pub fn run_command(
+    call: CommandCall,
+    commands: &[CommandSpec],
+    handler: Option<CommandHandler>,
+) -> RResult<CommandOutput, PluginError> {
+    install_log_forwarding(&call.context.services);
+    guard(|| {
+        let name = call.command.as_str();
+        let Some(spec) = commands.iter().find(|c| c.name == name) else {
+            return Err(PluginError::new(
+                ErrorKind::UNSUPPORTED,
+                format!("no command `{name}`"),
+            ));
+        };
+        let args: Vec<String> = call.args.iter().map(|a| a.to_string()).collect();
+        if args.iter().any(|a| a == "--help" || a == "-h") {
+            return Ok(CommandOutput::text(format!("{}\n", spec.help.trim_end())));
+        }
+        let Some(handler) = handler else {
+            return Err(PluginError::new(
+                ErrorKind::UNSUPPORTED,
+                format!("command `{name}` has no handler"),
+            ));
+        };
+        handler(&CommandContext {
+            plugin: PluginContext::new(call.context),
+            command: call.command.into_string(),
+            args,
+        })
+    })
+}
+
 // Each plugin links its own copy of `tracing`, with its own global
 // dispatcher: without forwarding, a plugin's log events would vanish.
 static HOST: RwLock<Option<HostServicesArc>> = RwLock::new(None);
@@ -386,12 +537,21 @@ impl Visit for FieldText {
 /// `fn(PluginContext) -> Result<T, PluginError>` where `T` implements
 /// [`ProvisionerImpl`] or [`ReporterImpl`]; give either or both.
 ///
+/// Optionally, `options` is a `&[OptionSpec]` shown by `atex plugin info`,
+/// and `commands` (a `&[CommandSpec]`) with `run_command` (a
+/// `fn(&CommandContext) -> Result<CommandOutput, PluginError>`) are the
+/// plugin's subcommands, `atex NAME COMMAND [ARGS]`; `COMMAND --help` prints
+/// the command's `help` without calling the handler.
+///
 /// ```ignore
 /// atex_plugin_api::export_plugin! {
 ///     name: "local",
 ///     version: env!("CARGO_PKG_VERSION"),
 ///     description: "hands out the local host",
 ///     provisioner: LocalProvisioner::new,
+///     options: &[OptionSpec::new("max", "integer", "no limit", "slots handed out at once")],
+///     commands: &[CommandSpec { name: "hello", summary: "say hello", help: "usage: atex local hello" }],
+///     run_command: |_ctx: &CommandContext| Ok(CommandOutput::text("hello\n")),
 /// }
 /// ```
 #[macro_export]
@@ -402,6 +562,8 @@ macro_rules! export_plugin {
         description: $description:expr
         $(, provisioner: $provisioner:expr)?
         $(, reporter: $reporter:expr)?
+        $(, options: $options:expr)?
+        $(, commands: $commands:expr, run_command: $run_command:expr)?
         $(,)?
     ) => {
         /// The interface version this plugin was built against.
@@ -444,11 +606,28 @@ macro_rules! export_plugin {
                 }
             )?
 
+            const __ATEX_OPTIONS: &[$crate::sdk::OptionSpec] = $crate::__atex_or!(&[] $(, $options)?);
+            const __ATEX_COMMANDS: &[$crate::sdk::CommandSpec] = $crate::__atex_or!(&[] $(, $commands)?);
+            const __ATEX_RUN_COMMAND: Option<$crate::sdk::CommandHandler> =
+                $crate::__atex_or!(None $(, Some($run_command))?);
+
+            extern "C" fn __atex_describe() -> $crate::PluginDetails {
+                $crate::sdk::details(__ATEX_OPTIONS, __ATEX_COMMANDS)
+            }
+
+            extern "C" fn __atex_run_command(
+                call: $crate::CommandCall,
+            ) -> RResult<$crate::CommandOutput, $crate::PluginError> {
+                $crate::sdk::run_command(call, __ATEX_COMMANDS, __ATEX_RUN_COMMAND)
+            }
+
             fn __atex_root_module() -> $crate::PluginMod_Ref {
                 $crate::PluginMod {
                     info: __atex_info,
                     new_provisioner: $crate::__atex_optional!($( __atex_new_provisioner, $provisioner )?),
                     new_reporter: $crate::__atex_optional!($( __atex_new_reporter, $reporter )?),
+                    describe: __atex_describe,
+                    run_command: __atex_run_command,
                 }
                 .leak_into_prefix()
             }
@@ -469,6 +648,17 @@ macro_rules! export_plugin {
                 }
             };
         };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __atex_or {
+    ($default:expr) => {
+        $default
+    };
+    ($default:expr, $given:expr) => {
+        $given
     };
 }
 

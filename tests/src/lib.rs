@@ -39,12 +39,23 @@ pub fn atex_bin() -> PathBuf {
 }
 
 /// The shared library of the plugin crate `crate_name` (e.g. `atex_local`).
+///
+/// Test fixtures (`atex_fixture_NAME`, from `tests/fixtures/NAME`) are not
+/// part of the workspace, so that no build puts them beside the real
+/// plugins; they are built here on first use, into [`fixture_target`].
 pub fn plugin_lib(crate_name: &str) -> PathBuf {
     let file = format!(
         "{}{crate_name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
+    if let Some(fixture) = crate_name.strip_prefix("atex_fixture_") {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(fixture.replace('_', "-"))
+            .join("Cargo.toml");
+        return cargo_build_fixture(&manifest).join(file);
+    }
     for dir in [profile_dir(), profile_dir().join("deps")] {
         let path = dir.join(&file);
         if path.exists() {
@@ -52,6 +63,40 @@ pub fn plugin_lib(crate_name: &str) -> PathBuf {
         }
     }
     panic!("{file} is missing: run `cargo build --workspace` before the tests");
+}
+
+/// One target directory for every build outside the workspace (fixtures,
+/// the plugin template), so abi_stable and friends are compiled once.
+pub fn fixture_target() -> PathBuf {
+    profile_dir().join("atex-fixtures")
+}
+
+/// Builds the cargo project of `manifest` (debug) into [`fixture_target`]
+/// and returns the directory holding its outputs. Each manifest is built
+/// once per test process; cargo's lock orders builds of several processes.
+pub fn cargo_build_fixture(manifest: &Path) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let out_dir = fixture_target().join("debug");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|m| m == manifest) {
+        return out_dir;
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(fixture_target())
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built.push(manifest.to_path_buf());
+    out_dir
 }
 
 /// A directory holding exactly the given plugin libraries (as symlinks), to

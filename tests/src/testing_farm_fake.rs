@@ -40,6 +40,8 @@ pub const SSH_IMAGE: &str = "localhost/atex-test-ssh:bookworm";
 pub const CONTAINER_LABEL: &str = "atex.test=testing-farm-fake";
 /// The token the fake accepts by default (ranch `public`).
 pub const TOKEN: &str = "fake-tf-token-0123456789";
+/// A second token of the `public` ranch, of another user.
+pub const OTHER_TOKEN: &str = "fake-tf-token-other";
 /// A token of the `redhat` ranch (no ingress rules needed there).
 pub const REDHAT_TOKEN: &str = "fake-tf-token-redhat";
 /// A token the fake answers "Token has expired" for.
@@ -347,7 +349,7 @@ impl FakeTf {
                     ranch: "public".into(),
                 },
                 Token {
-                    secret: "fake-tf-token-other".into(),
+                    secret: OTHER_TOKEN.into(),
                     id: uuid4(),
                     user_id: uuid4(),
                     ranch: "public".into(),
@@ -397,6 +399,39 @@ impl FakeTf {
     /// Changes the faults.
     pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut lock(&self.inner.faults));
+    }
+
+    /// Submits a reservation of `compose` as the holder of `token`,
+    /// through the same code as `POST /v0.1/requests`, and returns its id.
+    /// With [`Faults::slow_queue`] set first, it stays `queued` (no machine).
+    pub fn submit_as(&self, token: &str, compose: &str) -> String {
+        let token = self
+            .inner
+            .tokens
+            .iter()
+            .find(|t| t.secret == token)
+            .expect("a token the fake knows");
+        let body = json!({
+            "test": {"fmf": {"url": "https://gitlab.com/testing-farm/tests", "ref": "main",
+                             "name": "/testing-farm/reserve"}},
+            "environments": [{"arch": "x86_64", "os": {"compose": compose}}],
+        });
+        let bytes = serde_json::to_vec(&body).expect("json");
+        match submit(&self.inner, token, &bytes) {
+            Answer::Send(r) if r.status == 200 => {
+                let v: Value = serde_json::from_slice(&r.body).expect("reply json");
+                v["id"].as_str().expect("id").to_string()
+            }
+            _ => panic!("the fake refused its own request"),
+        }
+    }
+
+    /// The state of request `id` now.
+    pub fn state_of(&self, id: &str) -> Option<String> {
+        lock(&self.inner.requests)
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.state.clone())
     }
 
     /// Every HTTP call so far.

@@ -6,6 +6,7 @@ mod executor;
 mod faults;
 mod live;
 mod matrix;
+mod plugin_commands;
 mod plugins;
 mod prepare;
 mod qemu;

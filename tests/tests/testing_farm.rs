@@ -1016,3 +1016,205 @@ fn atex_run_sigint_while_reservations_are_in_flight() {
     fake.assert_all_cancelled();
     assert!(fake.live_containers().is_empty());
 }
+
+// ------------------------------------------------ plugin commands (atex testing-farm ...)
+
+/// Runs `atex testing-farm ARGS` against `fake`, with `token` (if any) in
+/// the environment, finding only the testing-farm plugin.
+fn tf_command(
+    fake: &FakeTf,
+    plugins: &tempfile::TempDir,
+    token: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = Command::new(atex_bin());
+    cmd.arg("testing-farm")
+        .args(args)
+        .env("ATEX_PLUGIN_PATH", plugins.path())
+        .env("TESTING_FARM_API_URL", fake.url())
+        .env_remove("TESTING_FARM_API_TOKEN")
+        .env_remove("RUST_LOG");
+    if let Some(t) = token {
+        cmd.env("TESTING_FARM_API_TOKEN", t);
+    }
+    cmd.output().expect("run atex testing-farm")
+}
+
+fn wait_state(fake: &FakeTf, id: &str, states: &[&str]) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !fake
+        .state_of(id)
+        .is_some_and(|s| states.contains(&s.as_str()))
+    {
+        assert!(
+            Instant::now() < end,
+            "request {id} is {:?}, not one of {states:?}",
+            fake.state_of(id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn plugin_commands_whoami_composes_requests_and_cancel() {
+    let fake = FakeTf::start();
+    let plugins = atex_integration_tests::plugin_dir_with(&["atex_testing_farm"]);
+    // One of my requests ends in error (finished), then the queue is slow
+    // enough that the others stay queued: no machines are started.
+    fake.faults(|f| f.error_requests = 1);
+    let finished = fake.submit_as(fake::TOKEN, "Fedora-Rawhide");
+    wait_state(&fake, &finished, &["error"]);
+    fake.faults(|f| f.slow_queue = Duration::from_secs(600));
+    let mine_a = fake.submit_as(fake::TOKEN, "Fedora-Rawhide");
+    let mine_b = fake.submit_as(fake::TOKEN, "Fedora-42");
+    let theirs = fake.submit_as(fake::OTHER_TOKEN, "Fedora-Rawhide");
+    for id in [&mine_a, &mine_b, &theirs] {
+        wait_state(&fake, id, &["queued"]);
+    }
+
+    // Help comes from the plugin.
+    let out = tf_command(&fake, &plugins, None, &["--help"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for c in ["whoami", "composes", "requests", "cancel"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(c)),
+            "{c}:\n{text}"
+        );
+    }
+    let out = tf_command(&fake, &plugins, None, &["cancel", "--help"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).starts_with("usage: atex testing-farm cancel ID... | --mine"),
+        "{}",
+        stdout(&out)
+    );
+
+    // whoami
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["whoami", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).expect("whoami json");
+    let my_token_id = me["token"]["id"].as_str().expect("token id").to_string();
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["whoami"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "token: atex-tests (id {my_token_id}), ranch public"
+        )),
+        "{text}"
+    );
+    let out = tf_command(&fake, &plugins, None, &["whoami"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("TESTING_FARM_API_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+
+    // composes (ranch from whoami; the regex marked)
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["composes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    let expected: Vec<String> = fake::COMPOSES
+        .iter()
+        .map(|(n, t)| {
+            if *t == "regex" {
+                format!("{n} (regex)")
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(lines, expected);
+
+    // requests: everyone's alive ones, or only mine.
+    let ids_of = |out: &std::process::Output| -> Vec<String> {
+        stdout(out)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["requests"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut all = ids_of(&out);
+    all.sort();
+    let mut expected = vec![mine_a.clone(), mine_b.clone(), theirs.clone()];
+    expected.sort();
+    assert_eq!(all, expected, "{}", stdout(&out));
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["requests", "--mine"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut mine = ids_of(&out);
+    mine.sort();
+    let mut expected = vec![mine_a.clone(), mine_b.clone()];
+    expected.sort();
+    assert_eq!(mine, expected, "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&mine_b)
+            && l.contains("queued")
+            && l.ends_with("Fedora-42@x86_64")),
+        "{text}"
+    );
+    let out = tf_command(
+        &fake,
+        &plugins,
+        Some(fake::TOKEN),
+        &["requests", "--mine", "--state", "error"],
+    );
+    assert_eq!(ids_of(&out), vec![finished.clone()], "{}", stdout(&out));
+    assert!(
+        fake.calls().iter().any(
+            |c| c.path.starts_with("/v0.1/requests?state=queued&token_id=")
+                && c.path.ends_with(&my_token_id)
+        ),
+        "--mine searches by the token's id"
+    );
+
+    // cancel by id: mine, a finished one, someone else's.
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel", &mine_a]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{mine_a}: cancel requested\n"));
+    wait_state(&fake, &mine_a, &["cancel-requested", "canceled"]);
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel", &finished]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), format!("{finished}: already finished\n"));
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel", &theirs]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{theirs}: not cancelled: HTTP 403")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fake.state_of(&theirs).as_deref(), Some("queued"));
+
+    // cancel --mine: the rest of mine, nobody else's.
+    wait_state(&fake, &mine_a, &["canceled"]);
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel", "--mine"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{mine_b}: cancel requested\n"));
+    wait_state(&fake, &mine_b, &["cancel-requested", "canceled"]);
+    assert_eq!(fake.state_of(&theirs).as_deref(), Some("queued"));
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel", "--mine"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("no requests to cancel")
+            || stdout(&out).contains("already cancelled"),
+        "{}",
+        stdout(&out)
+    );
+    // Bad usage is one line naming the command.
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["cancel"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("give request ids or --mine"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tf_command(&fake, &plugins, Some(fake::TOKEN), &["reserve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no command `reserve`"),
+        "{}",
+        stderr(&out)
+    );
+}

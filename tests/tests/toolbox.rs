@@ -6,40 +6,20 @@ use std::{
     process::Command,
 };
 
-use atex_integration_tests::{atex, plugin_lib, profile_dir, stderr, stdout};
+use atex_integration_tests::{atex, fixture_target, plugin_lib, profile_dir, stderr, stdout};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("repository root")
         .to_path_buf()
 }
 
-/// One target directory for every out-of-workspace build, so abi_stable
-/// and friends are compiled once.
-fn fixture_target() -> PathBuf {
-    profile_dir().join("atex-fixtures")
-}
-
 fn cargo_build(manifest: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(manifest)
-        .arg("--target-dir")
-        .arg(fixture_target())
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {} failed:\n{}",
-        manifest.display(),
-        stderr(&out)
-    );
-    fixture_target().join("debug")
+    atex_integration_tests::cargo_build_fixture(manifest)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read_dir") {
         let entry = entry.expect("entry");
@@ -194,6 +174,33 @@ fn the_third_party_template_builds_and_passes_the_conformance_suite() {
             .is_some_and(|l| l.ends_with(" passed, 0 failed")),
         "{text}"
     );
+
+    // Its options and its command, through the plugin's own entry points.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(&lib, dir.path().join("libatex_plugin_template.so")).expect("copy");
+    let dir_arg = dir.path().to_str().expect("utf-8");
+    let out = atex(&["plugin", "info", "template", "--plugin-dir", dir_arg]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("\n  output  path, default <results dir>/results.txt\n"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("  count ")), "{text}");
+    let results = dir.path().join("results.txt");
+    std::fs::write(
+        &results,
+        "p pass /a (attempt 1)\np fail /b (attempt 1)\np pass /c (attempt 1)\ntotal: 2 pass, 1 fail\n",
+    )
+    .expect("write");
+    let out = Command::new(atex_integration_tests::atex_bin())
+        .args(["template", "count"])
+        .arg(&results)
+        .env("ATEX_PLUGIN_PATH", dir.path())
+        .output()
+        .expect("run atex template count");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "pass 2\nfail 1\n");
 }
 
 fn example(name: &str) -> PathBuf {

@@ -54,6 +54,42 @@ impl PluginHost {
         }
     }
 
+    /// Runs subcommand `command` of `plugin` with `args`
+    /// (`atex PLUGIN COMMAND ARGS`).
+    ///
+    /// A plugin without commands (one built against atex-plugin-api 0.1.0,
+    /// or one that lists none) and an unknown command are errors that say
+    /// so; so is whatever the plugin reports as an error.
+    pub fn run_command(
+        &self,
+        plugin: &LoadedPlugin,
+        command: &str,
+        args: &[String],
+    ) -> Result<CommandResult, BackendError> {
+        let origin = format!("{} {command}", plugin.name());
+        let Some(run) = plugin.module.run_command() else {
+            return Err(BackendError::new(
+                &origin,
+                format!(
+                    "plugin `{}` has no commands (built against atex-plugin-api {}, which has no command entry point)",
+                    plugin.name(),
+                    plugin.description().api_version
+                ),
+            ));
+        };
+        let call = api::CommandCall {
+            context: self.context(plugin.name(), ""),
+            command: command.into(),
+            args: args.iter().map(|a| RString::from(a.as_str())).collect(),
+        };
+        let out = result(&origin, run(call))?;
+        Ok(CommandResult {
+            stdout: out.stdout.into_string(),
+            stderr: out.stderr.into_string(),
+            exit_code: out.exit_code,
+        })
+    }
+
     fn context(&self, plugin: &str, config: &str) -> HostContext {
         let services = HostServicesImpl {
             plugin: plugin.to_string(),
@@ -68,6 +104,17 @@ impl PluginHost {
             work_dir: self.work_dir.to_string_lossy().as_ref().into(),
         }
     }
+}
+
+/// What a plugin's subcommand produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    /// Text for standard output.
+    pub stdout: String,
+    /// Text for standard error.
+    pub stderr: String,
+    /// The exit code the command asks for.
+    pub exit_code: i32,
 }
 
 #[derive(Clone)]

@@ -16,7 +16,9 @@ use std::{
 };
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use atex_plugin_api::{API_VERSION, PREFLIGHT_SYMBOL, PluginKinds, PluginMod_Ref};
+use atex_plugin_api::{
+    API_VERSION, PREFLIGHT_SYMBOL, PluginKinds, PluginMod_Ref, upgrade_v0_1_0, v0_1_0,
+};
 
 /// Why a file could not be used as a plugin. Its `Display` is one line
 /// that names the file.
@@ -40,7 +42,7 @@ pub enum PluginLoadError {
     },
     /// Built against an interface version this host cannot load.
     #[error(
-        "{path}: built against atex-plugin-api {found}, this atex needs {host}-compatible (same 0.minor, patch >= {host}); rebuild the plugin against atex-plugin-api {host}"
+        "{path}: built against atex-plugin-api {found}, this atex needs {host}-compatible (the same 0.minor); rebuild the plugin against atex-plugin-api {host}"
     )]
     IncompatibleVersion {
         /// The file.
@@ -98,6 +100,11 @@ pub struct PluginDescription {
     pub api_version: String,
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// The subcommands it offers (`atex NAME COMMAND`), empty when none.
+    pub commands: Vec<String>,
+    /// Whether it describes its options and commands (plugins built
+    /// against atex-plugin-api 0.1.0 cannot).
+    pub describes: bool,
 }
 
 /// A plugin that passed every check. Plugins are never unloaded.
@@ -133,6 +140,69 @@ impl LoadedPlugin {
     pub fn is_reporter(&self) -> bool {
         self.kinds.contains(PluginKinds::REPORTER) && self.module.new_reporter().is_some()
     }
+    /// Its options and subcommands, as the plugin describes them; `None`
+    /// for a plugin built before the entry point existed (0.1.0).
+    pub fn details(&self) -> Option<PluginDetails> {
+        let describe = self.module.describe()?;
+        let d = describe();
+        Some(PluginDetails {
+            options: d
+                .options
+                .into_iter()
+                .map(|o| OptionDoc {
+                    name: o.name.into_string(),
+                    kind: o.kind.into_string(),
+                    value_type: o.value_type.into_string(),
+                    default: Some(o.default.into_string()).filter(|d| !d.is_empty()),
+                    description: o.description.into_string(),
+                })
+                .collect(),
+            commands: d
+                .commands
+                .into_iter()
+                .map(|c| CommandDoc {
+                    name: c.name.into_string(),
+                    summary: c.summary.into_string(),
+                    help: c.help.into_string(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A plugin's options and subcommands (`atex plugin info`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PluginDetails {
+    /// Its configuration options.
+    pub options: Vec<OptionDoc>,
+    /// Its subcommands.
+    pub commands: Vec<CommandDoc>,
+}
+
+/// One option of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OptionDoc {
+    /// The key.
+    pub name: String,
+    /// `provisioner` or `reporter` for a plugin of both kinds, else empty.
+    pub kind: String,
+    /// Its type in words.
+    pub value_type: String,
+    /// Its default, when it has one.
+    pub default: Option<String>,
+    /// What it does.
+    pub description: String,
+}
+
+/// One subcommand of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandDoc {
+    /// The word after the plugin name.
+    pub name: String,
+    /// One line about it.
+    pub summary: String,
+    /// Its full help text.
+    pub help: String,
 }
 
 /// Checks and loads one plugin file.
@@ -145,8 +215,21 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
             host: API_VERSION.to_string(),
         });
     }
+    // A plugin built against 0.1.0 lacks the entry points added since:
+    // check it against the layout it was built with (abi_stable refuses a
+    // module with fewer fields than the host's), then read it through the
+    // current type, whose newer accessors then say `None`.
+    let before_describe = version_before(&found, (0, 1, 1));
     let module = lib_header_from_path(path)
-        .and_then(|header| header.init_root_module::<PluginMod_Ref>())
+        .and_then(|header| {
+            if before_describe {
+                header
+                    .init_root_module::<v0_1_0::PluginMod_Ref>()
+                    .map(upgrade_v0_1_0)
+            } else {
+                header.init_root_module::<PluginMod_Ref>()
+            }
+        })
         .map_err(|err| {
             let full = err.to_string();
             tracing::debug!(path = %path.display(), "abi_stable refused the plugin:\n{full}");
@@ -157,6 +240,11 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
         })?;
     let info = (module.info())();
     let kinds = info.kinds;
+    let details = module.describe().map(|describe| describe());
+    let commands = details
+        .as_ref()
+        .map(|d| d.commands.iter().map(|c| c.name.to_string()).collect())
+        .unwrap_or_default();
     Ok(LoadedPlugin {
         module,
         kinds,
@@ -167,8 +255,20 @@ pub fn load_plugin(path: &Path) -> Result<LoadedPlugin, PluginLoadError> {
             kinds: kinds.names().into_iter().map(String::from).collect(),
             api_version: found,
             path: path.to_path_buf(),
+            commands,
+            describes: details.is_some(),
         },
     })
+}
+
+/// Whether version `v` is older than `than` (unparsable counts as not).
+fn version_before(v: &str, than: (u64, u64, u64)) -> bool {
+    parse_version(v).is_some_and(|v| v < than)
+}
+
+fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let mut it = v.split(['.', '-', '+']).map(str::parse::<u64>);
+    Some((it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?))
 }
 
 /// Opens the library and reads the API version from the marker symbol.
@@ -217,19 +317,13 @@ fn preflight(path: &Path) -> Result<String, PluginLoadError> {
 }
 
 /// Whether a host built with `host` can load a plugin built with `plugin`:
-/// the same `0.minor` (or major from 1.0), and a patch no older than the
-/// host's (a newer host adds fields an older plugin does not have).
+/// the same `0.minor` (or major from 1.0). Patch releases only add entry
+/// points: an older plugin lacks them (the host treats them as absent), a
+/// newer one has some the host does not see. From 1.0, a plugin built
+/// against an older minor loads the same way.
 pub fn versions_compatible(host: &str, plugin: &str) -> bool {
-    fn parse(v: &str) -> Option<(u64, u64, u64)> {
-        let mut it = v.split(['.', '-', '+']).map(str::parse::<u64>);
-        Some((it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?))
-    }
-    match (parse(host), parse(plugin)) {
-        (Some((hm, hn, hp)), Some((pm, pn, pp))) => {
-            hm == pm
-                && (hm > 0 || hn == pn)
-                && (hm == 0 && pp >= hp || hm > 0 && (pn, pp) >= (hn, hp))
-        }
+    match (parse_version(host), parse_version(plugin)) {
+        (Some((hm, hn, _)), Some((pm, pn, _))) => hm == pm && (hm > 0 || hn == pn),
         _ => false,
     }
 }
@@ -395,12 +489,13 @@ mod tests {
         assert!(versions_compatible("0.1.0", "0.1.0"));
         // A plugin built against a newer additive release loads.
         assert!(versions_compatible("0.1.0", "0.1.3"));
-        // An older plugin lacks fields a newer host expects.
-        assert!(!versions_compatible("0.1.2", "0.1.1"));
+        // An older patch release lacks entry points; they read as absent.
+        assert!(versions_compatible("0.1.2", "0.1.1"));
+        assert!(versions_compatible("0.1.1", "0.1.0"));
         assert!(!versions_compatible("0.1.0", "0.2.0"));
         assert!(!versions_compatible("0.2.0", "0.1.0"));
         assert!(versions_compatible("1.2.0", "1.3.0"));
-        assert!(!versions_compatible("1.3.0", "1.2.9"));
+        assert!(versions_compatible("1.3.0", "1.2.9"));
         assert!(!versions_compatible("1.0.0", "2.0.0"));
         assert!(!versions_compatible("0.1.0", "garbage"));
     }

@@ -15,8 +15,9 @@ pub mod conformance;
 mod load;
 mod spec;
 
-pub use adapter::{ForeignProvisioner, ForeignRemote, ForeignReporter, PluginHost};
+pub use adapter::{CommandResult, ForeignProvisioner, ForeignRemote, ForeignReporter, PluginHost};
 pub use load::{
-    LoadedPlugin, PluginDescription, PluginLoadError, PluginRegistry, load_plugin, search_path,
+    CommandDoc, LoadedPlugin, OptionDoc, PluginDescription, PluginDetails, PluginLoadError,
+    PluginRegistry, load_plugin, search_path,
 };
 pub use spec::{PluginSpec, PluginSpecError};

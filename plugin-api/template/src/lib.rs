@@ -5,6 +5,11 @@
 //! what you need. A provisioner is the same shape: implement
 //! `sdk::ProvisionerImpl` and `sdk::RemoteImpl` (see atex's `local` plugin)
 //! and name the constructor after `provisioner:` in `export_plugin!`.
+//!
+//! The plugin also describes its options (`atex plugin info template`) and
+//! offers a command, `atex template count FILE`, the way a plugin adds
+//! commands of its own (atex's `testing-farm` has `whoami`, `requests`,
+//! `cancel`, ...).
 
 #![deny(clippy::unwrap_used)]
 
@@ -15,8 +20,11 @@ use std::{
 };
 
 use atex_plugin_api::{
-    PluginError, export_plugin, report,
-    sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
+    CommandOutput, PluginError, export_plugin, report,
+    sdk::{
+        CommandContext, CommandSpec, OptionSpec, PluginContext, ReporterImpl, ResultView,
+        SummaryView,
+    },
 };
 use serde::Deserialize;
 
@@ -81,11 +89,64 @@ fn new_reporter(ctx: PluginContext) -> Result<TextReporter, PluginError> {
     })
 }
 
+/// The options `atex plugin info template` shows: one entry per field of
+/// `Config`.
+const OPTIONS: &[OptionSpec] = &[OptionSpec::new(
+    "output",
+    "path",
+    "<results dir>/results.txt",
+    "Where to write the lines.",
+)];
+
+/// The commands: `atex template COMMAND [ARGS]`. `atex template COMMAND
+/// --help` prints `help` without calling the handler.
+const COMMANDS: &[CommandSpec] = &[CommandSpec {
+    name: "count",
+    summary: "count the results of each status in a file this reporter wrote",
+    help: "usage: atex template count FILE
+
+Reads FILE (written by -r template) and prints `STATUS COUNT` for each
+status among its results, most frequent first.",
+}];
+
+/// Runs a command. What it returns is printed by atex, which exits with
+/// its exit code; an error becomes `atex: template COMMAND: message`.
+fn run_command(ctx: &CommandContext) -> Result<CommandOutput, PluginError> {
+    match (ctx.command.as_str(), ctx.args.as_slice()) {
+        ("count", [file]) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| PluginError::io(format!("{file}: {e}")))?;
+            Ok(CommandOutput::text(count(&text)))
+        }
+        ("count", _) => Err(PluginError::config("usage: atex template count FILE")),
+        (other, _) => Err(PluginError::config(format!("no command `{other}`"))),
+    }
+}
+
+/// `STATUS COUNT` lines for the result lines of `text`.
+fn count(text: &str) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with("total: ")) {
+        let Some(status) = line.split(' ').nth(1) else {
+            continue;
+        };
+        match counts.iter_mut().find(|(s, _)| s == status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((status.to_string(), 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts.iter().map(|(s, n)| format!("{s} {n}\n")).collect()
+}
+
 export_plugin! {
     name: "template",
     version: env!("CARGO_PKG_VERSION"),
     description: "writes one line per result into a text file (a template for plugin authors)",
     reporter: new_reporter,
+    options: OPTIONS,
+    commands: COMMANDS,
+    run_command: run_command,
 }
 
 // A plugin's tests construct it with a context that needs no host and feed
@@ -115,6 +176,12 @@ mod tests {
             lines.last().copied(),
             Some("total: 3 pass, 1 info, 1 skip, 1 warn, 3 fail, 1 error, 1 infra, 1 custom-word")
         );
+    }
+
+    #[test]
+    fn count_adds_up_each_status() {
+        let text = "a pass /x (attempt 1)\na fail /y (attempt 1)\na pass /z (attempt 1)\ntotal: 2 pass, 1 fail\n";
+        assert_eq!(count(text), "pass 2\nfail 1\n");
     }
 
     #[test]

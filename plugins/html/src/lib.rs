@@ -120,11 +120,51 @@ pub fn new(ctx: PluginContext) -> Result<HtmlReporter, PluginError> {
     HtmlReporter::with_config(config, ctx.work_dir(), ctx.run_id()).map_err(PluginError::from)
 }
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "output",
+            "path",
+            "<results dir>/report.html",
+            "Where to write; relative to the current directory.",
+        ),
+        OptionSpec::new("title", "string", "atex run <run id>", "Page title."),
+        OptionSpec::new(
+            "max_log_bytes",
+            "integer",
+            "16384",
+            "Log tail bytes per result (0: no tails).",
+        ),
+        OptionSpec::new(
+            "max_total_log_bytes",
+            "integer",
+            "2097152",
+            "Log tail bytes in the whole file.",
+        ),
+        OptionSpec::new(
+            "platform_column",
+            "auto|always|never",
+            "auto",
+            "Auto (when more than one platform), always, never.",
+        ),
+        OptionSpec::new(
+            "system_column",
+            "auto|always|never",
+            "auto",
+            "The same for the system (remote) that ran each test.",
+        ),
+    ]
+};
+
 atex_plugin_api::export_plugin! {
     name: PLUGIN_NAME,
     version: env!("CARGO_PKG_VERSION"),
     description: "writes one self-contained HTML report that works offline",
     reporter: new,
+    options: OPTIONS,
 }
 
 impl HtmlReporter {

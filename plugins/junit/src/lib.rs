@@ -160,11 +160,45 @@ pub fn new(ctx: PluginContext) -> Result<JunitReporter, PluginError> {
     JunitReporter::with_config(config, ctx.work_dir()).map_err(PluginError::from)
 }
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "output",
+            "path",
+            "<results dir>/junit.xml",
+            "Where to write; relative to the current directory.",
+        ),
+        OptionSpec::new(
+            "max_output_bytes",
+            "integer",
+            "65536",
+            "Bytes of log tail per testcase (0: no output).",
+        ),
+        OptionSpec::new(
+            "include_output",
+            "all|failures|none",
+            "all",
+            "All, failures (failure/error testcases only) or none.",
+        ),
+        OptionSpec::new("name", "string", "atex", "The name of <testsuites>."),
+        OptionSpec::new(
+            "status_map",
+            "mapping",
+            "pass, info: pass; skip: skipped; fail: failure; others: error",
+            "E.g. {info: skipped, warn: failure}; values pass, failure, error, skipped.",
+        ),
+    ]
+};
+
 atex_plugin_api::export_plugin! {
     name: PLUGIN_NAME,
     version: env!("CARGO_PKG_VERSION"),
     description: "writes one JUnit XML file (Jenkins junit-10.xsd) for CI systems",
     reporter: new,
+    options: OPTIONS,
 }
 
 struct Counts {

@@ -212,9 +212,25 @@ impl RemoteImpl for LocalRemote {
     }
 }
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new("max", "integer", "no limit", "Slots handed out at once."),
+        OptionSpec::new(
+            "platform",
+            "string",
+            "local",
+            "Platform name results are filed under.",
+        ),
+    ]
+};
+
 export_plugin! {
     name: "local",
     version: env!("CARGO_PKG_VERSION"),
     description: "hands out the local host (commands run as local processes)",
     provisioner: LocalProvisioner::new,
+    options: OPTIONS,
 }

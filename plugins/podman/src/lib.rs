@@ -7,8 +7,9 @@
 //! ready; at most `max` exist at once. Every container carries the labels `atex.run=<run id>` and
 //! `atex.provisioner=<random token of this provisioner>`; `stop` removes
 //! all containers with its token. After a run killed with SIGKILL, remove
-//! what it left with [`remove_leftovers`] or
-//! `podman rm -f -t 0 $(podman ps -aq --filter label=atex.run=RUN_ID)`.
+//! what it left with `atex podman leftovers --run RUN_ID --remove` (the
+//! plugin's command; without `--remove` it lists them), [`remove_leftovers`]
+//! or `podman rm -f -t 0 $(podman ps -aq --filter label=atex.run=RUN_ID)`.
 //!
 //! # Options
 //!
@@ -70,6 +71,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cleanup;
+mod commands;
 mod config;
 mod podman;
 mod prepare;
@@ -89,9 +91,123 @@ pub const RUN_LABEL: &str = "atex.run";
 /// Label carrying a token unique to one provisioner.
 pub const PROVISIONER_LABEL: &str = "atex.provisioner";
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "image",
+            "string",
+            "localhost/atex-test:bookworm",
+            "Image to run (the base of a prepared image).",
+        ),
+        OptionSpec::new(
+            "pull",
+            "never|missing|always",
+            "missing",
+            "Never, missing, always: pull image once in start.",
+        ),
+        OptionSpec::new(
+            "tls_verify",
+            "bool",
+            "true",
+            "False: pull from a plain-HTTP registry.",
+        ),
+        OptionSpec::new(
+            "prepare",
+            "list of strings, or a string",
+            "",
+            "Packages installed into a cached derived image (list, or one string); suite: the selected tests' packages.",
+        ),
+        OptionSpec::new(
+            "prepare_recommend",
+            "list of strings, or a string",
+            "",
+            "Packages also installed into it when they can be (best effort).",
+        ),
+        OptionSpec::new(
+            "containerfile",
+            "path",
+            "",
+            "A Containerfile built once per run; containers start from it.",
+        ),
+        OptionSpec::new(
+            "prepare_timeout",
+            "seconds",
+            "1200",
+            "Seconds a pull or a build may take.",
+        ),
+        OptionSpec::new("max", "integer", "4", "Containers existing at once."),
+        OptionSpec::new(
+            "run_options",
+            "list of strings, or a string",
+            "",
+            "Extra podman run options (list, or one string split at spaces).",
+        ),
+        OptionSpec::new(
+            "command",
+            "list of strings, or a string",
+            "sleep infinity (/sbin/init in systemd mode)",
+            "What keeps the container alive.",
+        ),
+        OptionSpec::new(
+            "runtime",
+            "string",
+            "containers.conf's",
+            "Podman run --runtime.",
+        ),
+        OptionSpec::new(
+            "systemd",
+            "bool",
+            "false",
+            "Systemd as init, --restart=always: reboots work.",
+        ),
+        OptionSpec::new(
+            "label",
+            "string",
+            "the run id",
+            "Value of the atex.run label.",
+        ),
+        OptionSpec::new(
+            "platform",
+            "string",
+            "image name and tag, e.g. atex-test-bookworm",
+            "Platform results are filed under.",
+        ),
+        OptionSpec::new(
+            "boot_timeout",
+            "seconds",
+            "120",
+            "Seconds for systemd to boot / a reboot to finish.",
+        ),
+        OptionSpec::new(
+            "command_timeout",
+            "seconds",
+            "300",
+            "Seconds any podman command may take.",
+        ),
+        OptionSpec::new(
+            "retries",
+            "integer",
+            "3",
+            "Retries of a podman run that failed transiently.",
+        ),
+        OptionSpec::new(
+            "containers_conf",
+            "path",
+            "inherited CONTAINERS_CONF",
+            "Containers.conf(5) for the plugin's podman commands.",
+        ),
+    ]
+};
+
 atex_plugin_api::export_plugin! {
     name: "podman",
     version: env!("CARGO_PKG_VERSION"),
     description: "containers on this machine, started with podman (systemd mode for reboots)",
     provisioner: PodmanProvisioner::new,
+    options: OPTIONS,
+    commands: commands::COMMANDS,
+    run_command: commands::run,
 }

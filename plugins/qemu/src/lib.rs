@@ -137,9 +137,104 @@ pub enum QemuError {
     Stopped(String),
 }
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "image",
+            "path",
+            "~/.cache/atex/vm/bookworm/disk.qcow2",
+            "Base disk image (qcow2 or raw), never written.",
+        ),
+        OptionSpec::new(
+            "kernel",
+            "path",
+            "vmlinuz beside the image",
+            "Kernel for -kernel.",
+        ),
+        OptionSpec::new(
+            "initrd",
+            "path",
+            "initrd.img beside the image, if present",
+            "Initrd for -initrd.",
+        ),
+        OptionSpec::new("append", "string", "", "Extra kernel command line words."),
+        OptionSpec::new("memory", "MiB", "512", "Guest memory, MiB."),
+        OptionSpec::new("cpus", "integer", "1", "Virtual CPUs."),
+        OptionSpec::new("max", "integer", "2", "VMs existing at once."),
+        OptionSpec::new(
+            "accel",
+            "auto|kvm|tcg",
+            "auto",
+            "Auto, kvm or tcg; auto boots a probe under KVM and uses TCG when it makes no progress within 10 s.",
+        ),
+        OptionSpec::new("tb_size", "MiB", "128", "TCG translation cache, MiB."),
+        OptionSpec::new(
+            "platform",
+            "string",
+            "the image's name (its directory's when it is disk.*)",
+            "Platform results are filed under.",
+        ),
+        OptionSpec::new(
+            "snapshot",
+            "bool",
+            "true",
+            "Restore VMs from a saved template instead of booting each.",
+        ),
+        OptionSpec::new(
+            "boot_timeout",
+            "seconds",
+            "300",
+            "Seconds until ssh must work after a boot, restore or guest reboot.",
+        ),
+        OptionSpec::new("user", "string", "root", "User atex logs in as."),
+        OptionSpec::new("label", "string", "the run id", "Value of the run marker."),
+        OptionSpec::new("qemu", "path", "qemu-system-x86_64", "The QEMU binary."),
+        OptionSpec::new(
+            "qemu_options",
+            "list of strings, or a string",
+            "",
+            "Extra QEMU arguments.",
+        ),
+        OptionSpec::new(
+            "state_dir",
+            "path",
+            "$TMPDIR/atex-qemu",
+            "Where overlays, saved states, pid files and sockets go.",
+        ),
+        OptionSpec::new(
+            "prepare",
+            "list of strings, or a string",
+            "",
+            "Packages installed once into a cached prepared disk every VM starts from; suite: the selected tests' packages.",
+        ),
+        OptionSpec::new(
+            "prepare_recommend",
+            "list of strings, or a string",
+            "",
+            "Packages also installed into it when they can be (best effort).",
+        ),
+        OptionSpec::new(
+            "prepare_timeout",
+            "seconds",
+            "1800",
+            "Seconds the installation may take.",
+        ),
+        OptionSpec::new(
+            "prepare_dir",
+            "path",
+            "~/.cache/atex/vm/prepared",
+            "Where prepared disks are kept between runs.",
+        ),
+    ]
+};
+
 atex_plugin_api::export_plugin! {
     name: "qemu",
     version: env!("CARGO_PKG_VERSION"),
     description: "transient QEMU virtual machines, restored from a saved running state",
     provisioner: QemuProvisioner::new,
+    options: OPTIONS,
 }

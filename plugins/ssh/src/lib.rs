@@ -480,9 +480,68 @@ impl RemoteImpl for SshRemote {
     }
 }
 
+/// The options above, for `atex plugin info` (keep the two in step: a
+/// workspace test compares them).
+const OPTIONS: &[atex_plugin_api::sdk::OptionSpec] = {
+    use atex_plugin_api::sdk::OptionSpec;
+    &[
+        OptionSpec::new(
+            "hosts",
+            "list of strings, or a string",
+            "",
+            "Required. [user@]host[:port] entries: space-separated, a list, or @FILE.",
+        ),
+        OptionSpec::new(
+            "user",
+            "string",
+            "root",
+            "Login user of entries without user@.",
+        ),
+        OptionSpec::new("port", "integer", "22", "Port of entries without :port."),
+        OptionSpec::new("key", "path", "ssh's default keys", "Private key file."),
+        OptionSpec::new(
+            "sudo",
+            "bool",
+            "when user is not root",
+            "Run every command through sudo -n.",
+        ),
+        OptionSpec::new(
+            "max_per_host",
+            "integer",
+            "1",
+            "Systems handed out per host at once.",
+        ),
+        OptionSpec::new(
+            "platform",
+            "string",
+            "ssh",
+            "Platform name results are filed under.",
+        ),
+        OptionSpec::new(
+            "connect_timeout",
+            "seconds",
+            "10",
+            "Seconds ssh waits for a host.",
+        ),
+        OptionSpec::new(
+            "host_key_check",
+            "bool",
+            "true",
+            "Check host keys against known_hosts.",
+        ),
+        OptionSpec::new(
+            "known_hosts",
+            "path",
+            "~/.ssh/known_hosts",
+            "The known_hosts file to check against.",
+        ),
+    ]
+};
+
 export_plugin! {
     name: "ssh",
     version: env!("CARGO_PKG_VERSION"),
     description: "hands out existing machines over ssh (never destroys them; a used one is retired)",
     provisioner: SshProvisioner::new,
+    options: OPTIONS,
 }
