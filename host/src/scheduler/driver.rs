@@ -844,6 +844,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         releasing: 0,
         next_rid: 0,
         pending: HashMap::new(),
+        abort_asked: false,
         counts: Counts {
             queued: engine.queued() as u64,
             ..Counts::default()
@@ -950,6 +951,8 @@ struct LoopState<'a> {
     remaining_work: Duration,
     running_since: HashMap<TestId, Instant>,
     peak: usize,
+    /// A test called `tmt-abort`: the run stops after its result.
+    abort_asked: bool,
 }
 
 impl LoopState<'_> {
@@ -1000,6 +1003,11 @@ impl LoopState<'_> {
             };
             if let Some(event) = event {
                 engine.handle(t0.elapsed(), event, out);
+                self.apply(engine, out);
+            }
+            if std::mem::take(&mut self.abort_asked) {
+                // `tmt-abort`: no further test starts, as in tmt.
+                engine.handle(t0.elapsed(), Event::Interrupt, out);
                 self.apply(engine, out);
             }
             self.refresh(engine, false);
@@ -1186,6 +1194,7 @@ impl LoopState<'_> {
                     system_lost: outcome.system_lost,
                 };
                 let lost = outcome.system_lost;
+                self.abort_asked |= outcome.abort_run;
                 if lost {
                     self.emit(RunEvent::SystemLost {
                         system,
