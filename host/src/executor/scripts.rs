@@ -285,10 +285,12 @@ pub struct RunScript<'a> {
     /// The test's invocation directory (`TMT_TEST_INVOCATION_PATH`; the
     /// `BEAKERLIB_DIR` of a BeakerLib test), made when missing.
     pub invocation: &'a str,
-    /// `framework: beakerlib`: the command runs as written (no `set -e`),
-    /// BeakerLib is installed when missing, and its `TestResults` and
-    /// `journal.txt` are sent when the test ends.
-    pub beakerlib: bool,
+    /// `framework: beakerlib`, with the name of the YAML metadata under
+    /// `<workdir>/meta/` that becomes `metadata.yaml` in its directory: the
+    /// command runs as written (no `set -e`), BeakerLib is installed when
+    /// missing, and its `TestResults` and `journal.txt` are sent when the
+    /// test ends.
+    pub beakerlib_metadata_key: Option<&'a str>,
 }
 
 /// Where BeakerLib's main script is once installed.
@@ -340,7 +342,7 @@ impl RunScript<'_> {
             s,
             "T={t}\natex_setup() {{\nmkdir -p \"$T\" {inv}/data || return 1"
         );
-        if self.beakerlib {
+        if self.beakerlib_metadata_key.is_some() {
             // tmt installs the `beakerlib` package for such tests; a
             // system that has BeakerLib some other way is left alone.
             let _ = writeln!(
@@ -362,11 +364,13 @@ impl RunScript<'_> {
             shell_quote(self.metadata_key)
         );
         // BeakerLib reads `metadata.yaml` from its directory (`rlImport --all`).
-        let _ = writeln!(
-            s,
-            "ln -sf {w}/meta/{} {inv}/metadata.yaml || return 1",
-            shell_quote(self.metadata_key)
-        );
+        if let Some(key) = self.beakerlib_metadata_key {
+            let _ = writeln!(
+                s,
+                "ln -sf {w}/meta/{} {inv}/metadata.yaml || return 1",
+                shell_quote(key)
+            );
+        }
         // In-tree libraries are importable where upstream puts them:
         // `libs/<nick>/<name>` inside the tree (a link to the library's
         // directory), unless the tree has something there already.
@@ -397,7 +401,7 @@ impl RunScript<'_> {
             "if [ -d {w}/bin ]; then export PATH={w}/bin:\"$PATH\"; fi"
         );
         // tmt runs a BeakerLib test's command as written.
-        if !self.beakerlib {
+        if self.beakerlib_metadata_key.is_none() {
             body.push_str("set -e -o pipefail\n");
         }
         body.push_str(&self.test.script);
@@ -456,7 +460,7 @@ impl RunScript<'_> {
                 shell_quote(self.agent_pid)
             );
         }
-        if self.beakerlib {
+        if self.beakerlib_metadata_key.is_some() {
             s.push_str(BEAKERLIB_SEND);
             let _ = writeln!(s, "atex_bl_send {inv}");
         }

@@ -340,7 +340,20 @@ struct Metadata {
 
 impl Metadata {
     fn new(metadata: &serde_json::Value) -> serde_json::Result<Metadata> {
-        let data = serde_json::to_vec_pretty(metadata)?;
+        Ok(Metadata::keyed(serde_json::to_vec_pretty(metadata)?))
+    }
+
+    /// The metadata as block-style YAML with the test's `name`, as tmt
+    /// writes it into a BeakerLib test's directory (BeakerLib's own YAML
+    /// reader, behind `rlImport --all` and the journal's test name, takes
+    /// no JSON).
+    fn yaml(name: &str, metadata: &serde_json::Value) -> Result<Metadata, serde_yaml::Error> {
+        let mut map = metadata.as_object().cloned().unwrap_or_default();
+        map.insert("name".into(), name.into());
+        Ok(Metadata::keyed(serde_yaml::to_string(&map)?.into_bytes()))
+    }
+
+    fn keyed(data: Vec<u8>) -> Metadata {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&data, &mut hasher);
         let key = format!(
@@ -348,7 +361,7 @@ impl Metadata {
             std::hash::Hasher::finish(&hasher),
             data.len()
         );
-        Ok(Metadata { key, data })
+        Metadata { key, data }
     }
 }
 
@@ -813,6 +826,16 @@ impl System {
             context: format!("{}: cannot serialise the metadata", test.name),
             error: std::io::Error::other(e),
         })?;
+        let bl_metadata = if beakerlib {
+            Some(
+                Metadata::yaml(&test.name, &test.metadata).map_err(|e| ExecError::Io {
+                    context: format!("{}: cannot serialise the metadata", test.name),
+                    error: std::io::Error::other(e),
+                })?,
+            )
+        } else {
+            None
+        };
         loop {
             let id = {
                 self.runs += 1;
@@ -825,7 +848,13 @@ impl System {
                 restarts: restarts + run.reboots,
             };
             let env = self.environment(test, &id, extra_env, &invocation, counts, beakerlib);
-            if let Err(e) = self.send_metadata(&metadata) {
+            let sent = self
+                .send_metadata(&metadata)
+                .and_then(|()| match &bl_metadata {
+                    Some(m) => self.send_metadata(m),
+                    None => Ok(()),
+                });
+            if let Err(e) = sent {
                 run.abort = Some(format!("connection to the system lost: {e}"));
                 run.system_lost = true;
                 self.agent = None;
@@ -848,7 +877,7 @@ impl System {
                 kill_leftovers: self.options.kill_leftovers && !debug.no_bg_kill,
                 send_exitcode: !debug.no_exitcode,
                 invocation: &invocation,
-                beakerlib,
+                beakerlib_metadata_key: bl_metadata.as_ref().map(|m| m.key.as_str()),
             }
             .render();
             let request = format!("run {id} {}", B64.encode(script.as_bytes()));
