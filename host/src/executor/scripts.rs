@@ -344,10 +344,12 @@ impl RunScript<'_> {
         );
         if self.beakerlib_metadata_key.is_some() {
             // tmt installs the `beakerlib` package for such tests; a
-            // system that has BeakerLib some other way is left alone.
+            // system that has BeakerLib some other way is left alone, and
+            // where no package manager has such a package (Debian, SUSE)
+            // nothing is tried.
             let _ = writeln!(
                 s,
-                "if ! [ -f {BEAKERLIB_SH} ]; then ( set -e\n{} ) || return 1; fi",
+                "if ! [ -f {BEAKERLIB_SH} ]; then\n  if command -v dnf >/dev/null || command -v yum >/dev/null; then ( set -e\n{} ) || return 1\n  else echo 'BeakerLib is not installed ({BEAKERLIB_SH} is missing) and only dnf or yum have a beakerlib package: install it in a prepare step'; return 1; fi\nfi",
                 package_install(&["beakerlib".to_string()], &[])
             );
         }
