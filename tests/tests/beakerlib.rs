@@ -573,6 +573,22 @@ fn reboots_in_a_systemd_container() {
         "{out}"
     );
 
+    // Restart on an exit code with a reboot first: one restart, one reboot.
+    wait_for_systemd(&mut f);
+    let mut t = spec(
+        "/restart-with-reboot",
+        json!({"restart-on-exit-code": [3], "restart-with-reboot": true}),
+        "echo \"counts $TMT_REBOOT_COUNT $TMT_TEST_RESTART_COUNT\"\nif [ \"$TMT_TEST_RESTART_COUNT\" -eq 0 ]; then touch /run/atex-restart-marker; exit 3; fi\n! test -e /run/atex-restart-marker\n",
+    );
+    t.duration = Duration::from_secs(300);
+    let (a, o) = run(&mut f, &t);
+    let out = file(a.path(), "output.txt");
+    assert_eq!((o.status.as_str(), o.reboots), ("pass", 1), "{out}");
+    assert!(
+        out.starts_with("counts 0 0\n") && out.contains("counts 1 1\n"),
+        "{out}"
+    );
+
     // A reboot command that does not reboot: the timeout ends the wait.
     wait_for_systemd(&mut f);
     let started = Instant::now();

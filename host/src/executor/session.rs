@@ -815,6 +815,8 @@ impl System {
             .and_then(serde_json::Value::as_str)
             == Some("beakerlib");
         let restart = RestartKeys::from_metadata(&test.metadata);
+        // Restarts so far, the reboots the test asked for included (tmt's
+        // restart counter); a restart with a reboot counts once.
         let mut restarts = 0u32;
         // tmt's serial number of the invocation: `TESTID`, and the name of
         // its directory (fresh for every attempt and restart).
@@ -845,7 +847,7 @@ impl System {
             let counts = Counts {
                 serial,
                 reboots: run.reboots,
-                restarts: restarts + run.reboots,
+                restarts,
             };
             let env = self.environment(test, &id, extra_env, &invocation, counts, beakerlib);
             let sent = self
@@ -896,8 +898,7 @@ impl System {
                     && !cancel.is_cancelled()
                     && restart.on_exit_code.contains(&code)
                 {
-                    // tmt counts reboots as restarts too.
-                    if restarts + run.reboots >= restart.max_count {
+                    if restarts >= restart.max_count {
                         run.error = Some(format!(
                             "the test ended with exit code {code} (restart-on-exit-code) and restart-max-count {} is reached",
                             restart.max_count
@@ -937,6 +938,8 @@ impl System {
             match self.await_reconnect(&id, &mut run, &mut testout, cancel) {
                 Reconnect::Rebooted => {
                     run.reboots += 1;
+                    // tmt counts reboots as restarts too.
+                    restarts += 1;
                     continue;
                 }
                 Reconnect::Finished => break,
