@@ -432,7 +432,8 @@ fn tmt_abort_stops_the_run() {
     tree.create(".fmf/version", "1\n");
     tree.create(
         "main.fmf",
-        "/a-first:\n  test: echo first\n/b-abort:\n  test: echo aborting; rhts-abort; echo not reached\n/c-after:\n  test: echo after\n/d-after:\n  test: echo after\n",
+        // Longest first: the aborting test starts first on the one system.
+        "/a-after:\n  test: echo after\n  duration: 1m\n/b-abort:\n  test: echo aborting; rhts-abort; echo not reached\n  duration: 10m\n/c-after:\n  test: echo after\n  duration: 1m\n/d-after:\n  test: echo after\n  duration: 1m\n",
     );
     let results = tree.path().join("results");
     let plugins = plugin_dir_with(&["atex_podman"]);
@@ -466,7 +467,6 @@ fn tmt_abort_stops_the_run() {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    assert_eq!(by_test("/a-first")[1], "pass", "{stderr}\n{jsonl}");
     let abort = by_test("/b-abort");
     assert_eq!(abort[1], "fail", "{stderr}\n{jsonl}");
     assert!(
@@ -480,8 +480,18 @@ fn tmt_abort_stops_the_run() {
         output.contains("aborting") && !output.contains("not reached"),
         "{output}"
     );
-    for after in ["/c-after", "/d-after"] {
-        assert_ne!(by_test(after)[1], "pass", "{after} ran: {stderr}\n{jsonl}");
+    // The tests after it never started.
+    for after in ["/a-after", "/c-after", "/d-after"] {
+        assert!(
+            !results
+                .join(format!("files/atex-test-bookworm{after}"))
+                .exists(),
+            "{after} ran: {stderr}\n{jsonl}"
+        );
+        assert!(
+            !matches!(by_test(after)[1].as_str(), Some("pass")),
+            "{after} passed: {stderr}\n{jsonl}"
+        );
     }
     assert!(!out.status.success());
 }

@@ -1001,13 +1001,14 @@ impl LoopState<'_> {
                 }
                 other => self.translate(engine, other),
             };
-            if let Some(event) = event {
-                engine.handle(t0.elapsed(), event, out);
+            if std::mem::take(&mut self.abort_asked) {
+                // `tmt-abort`: no further test starts, as in tmt (before the
+                // test's end frees its system for the next one).
+                engine.handle(t0.elapsed(), Event::Interrupt, out);
                 self.apply(engine, out);
             }
-            if std::mem::take(&mut self.abort_asked) {
-                // `tmt-abort`: no further test starts, as in tmt.
-                engine.handle(t0.elapsed(), Event::Interrupt, out);
+            if let Some(event) = event {
+                engine.handle(t0.elapsed(), event, out);
                 self.apply(engine, out);
             }
             self.refresh(engine, false);
