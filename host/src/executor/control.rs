@@ -765,6 +765,69 @@ mod tests {
     }
 
     #[test]
+    fn disconnect_takes_an_optional_reboot_timeout() {
+        let (_d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let events = p
+            .feed(b"disconnect 300\ndisconnect\ndisconnect soon\n", &mut w)
+            .expect("ok");
+        assert_eq!(
+            events,
+            vec![
+                ControlEvent::Disconnect(Some(Duration::from_secs(300))),
+                ControlEvent::Disconnect(None),
+                ControlEvent::Disconnect(None),
+            ]
+        );
+    }
+
+    #[test]
+    fn helper_keys_are_taken_out_and_remembered() {
+        let (d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let mut input = Vec::new();
+        for json in [
+            r#"{"name":"/a","status":"pass","atex-report-result":true}"#,
+            r#"{"name":"/b","status":"fail","atex-report-result":true}"#,
+            r#"{"name":"/c","status":"warn","atex-report-result":true}"#,
+            r#"{"name":"/d","status":"error"}"#,
+            r#"{"partial":true,"atex-abort":true}"#,
+            r#"{"partial":true,"atex-beakerlib":{"found":true,"state":"complete","result":"WARN"}}"#,
+        ] {
+            input.extend(result_msg(json, b""));
+        }
+        p.feed(&input, &mut w).expect("ok");
+        // Only the helpers' results count, and the worst one wins.
+        assert_eq!(w.reported_worst(), Some("fail"));
+        assert!(w.abort_requested());
+        assert_eq!(
+            w.beakerlib().and_then(|m| m.get("result")),
+            Some(&Value::from("WARN"))
+        );
+        w.finish(Some(0), None).expect("finish");
+        let text = std::fs::read_to_string(d.path().join("results")).expect("results");
+        assert!(!text.contains("atex-"), "{text}");
+        assert_eq!(lines(d.path()).len(), 5);
+    }
+
+    #[test]
+    fn reset_forgets_results_and_files() {
+        let (d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let json = r#"{"name":"/a","status":"fail","atex-report-result":true,"files":[{"name":"x.log","length":3}]}"#;
+        p.feed(&result_msg(json, b"abc"), &mut w).expect("ok");
+        assert!(d.path().join("files/a/x.log").exists());
+        w.reset().expect("reset");
+        assert_eq!(w.reported_worst(), None);
+        assert!(!d.path().join("files/a").exists());
+        w.finish(Some(0), None).expect("finish");
+        assert_eq!(
+            lines(d.path()),
+            vec![serde_json::json!({"status": "pass", "files": ["output.txt"]})]
+        );
+    }
+
+    #[test]
     fn words_are_parsed_byte_by_byte() {
         let (_d, mut w) = setup();
         let mut p = ControlParser::new();

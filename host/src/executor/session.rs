@@ -1607,3 +1607,70 @@ fn kill_group(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn restart_keys_as_tmt_reads_them() {
+        let keys = RestartKeys::from_metadata(&json!({"restart-on-exit-code": 3}));
+        assert_eq!(
+            keys,
+            RestartKeys {
+                on_exit_code: vec![3],
+                max_count: 1,
+                with_reboot: false
+            }
+        );
+        let keys = RestartKeys::from_metadata(&json!({
+            "restart-on-exit-code": [3, 79],
+            "restart-max-count": 4,
+            "restart-with-reboot": true
+        }));
+        assert_eq!(
+            (keys.on_exit_code, keys.max_count, keys.with_reboot),
+            (vec![3, 79], 4, true)
+        );
+        assert!(
+            RestartKeys::from_metadata(&json!({}))
+                .on_exit_code
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn beakerlib_verdicts_as_tmt_gives_them() {
+        let summary = |v: serde_json::Value| v.as_object().cloned();
+        let verdict = |v: Option<serde_json::Map<String, serde_json::Value>>| {
+            let (status, note) = beakerlib_verdict(v.as_ref());
+            (status, note.unwrap_or_default())
+        };
+        assert_eq!(
+            verdict(summary(
+                json!({"found": true, "state": "complete", "result": "WARN"})
+            )),
+            ("warn".to_string(), String::new())
+        );
+        let (status, note) = verdict(summary(
+            json!({"found": true, "state": "incomplete", "result": "PASS"}),
+        ));
+        assert_eq!(status, "error");
+        assert!(note.starts_with("beakerlib: State 'incomplete'"), "{note}");
+        let (status, note) = verdict(summary(
+            json!({"found": true, "state": "", "result": "PASS"}),
+        ));
+        assert_eq!(status, "error");
+        assert!(note.contains("Result/State missing"), "{note}");
+        for missing in [
+            None,
+            summary(json!({"found": false, "state": "", "result": ""})),
+        ] {
+            let (status, note) = verdict(missing);
+            assert_eq!(status, "error");
+            assert!(note.contains("TestResults FileError"), "{note}");
+        }
+    }
+}
