@@ -353,6 +353,17 @@ fn helpers_on_a_minimal_system() {
     );
     assert_eq!((o.status.as_str(), o.exit_code), ("pass", Some(1)));
 
+    // Earlier tests' invocation directories are gone.
+    let (a, o) = run(
+        &mut f,
+        &spec(
+            "/one-invocation",
+            json!({}),
+            "ls -d \"$(dirname \"$TMT_TEST_INVOCATION_PATH\")\"/inv-*\ntest \"$(ls -d \"$(dirname \"$TMT_TEST_INVOCATION_PATH\")\"/inv-* | wc -l)\" = 1\n",
+        ),
+    );
+    assert_eq!(o.status, "pass", "{}", file(a.path(), "output.txt"));
+
     // Outside a test the helpers refuse.
     let out = f
         .system

@@ -342,6 +342,12 @@ impl RunScript<'_> {
             s,
             "T={t}\natex_setup() {{\nmkdir -p \"$T\" {inv}/data || return 1"
         );
+        // The invocation directories of earlier tests go (this one's stays
+        // across the reboots of its test).
+        let _ = writeln!(
+            s,
+            "for d in {w}/inv-*; do [ -e \"$d\" ] && [ \"$d\" != {inv} ] && rm -rf \"$d\"; done"
+        );
         if self.beakerlib_metadata_key.is_some() {
             // tmt installs the `beakerlib` package for such tests; a
             // system that has BeakerLib some other way is left alone, and
