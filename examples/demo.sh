@@ -11,8 +11,9 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/tests/containers.conf}
 
 provisioner=(-p local:max=3)
 if command -v podman >/dev/null && command -v mmdebstrap >/dev/null && podman info >/dev/null 2>&1 &&
-    tests/images/build.sh base; then
-    provisioner=(-p podman:image=localhost/atex-test:bookworm,max=3)
+    tests/images/build.sh beakerlib; then
+    # Debian with BeakerLib (for the demo's BeakerLib test).
+    provisioner=(-p podman:image=localhost/atex-test-beakerlib:bookworm,max=3)
 else
     echo "demo: podman is not usable here; running on the local host" >&2
 fi

@@ -19,6 +19,8 @@ command -v chromium >/dev/null || need+=(chromium)
 # The qemu provisioner's tests and their VM image (tests/images/build-vm.sh).
 command -v mke2fs >/dev/null || need+=(e2fsprogs)
 command -v make >/dev/null || need+=(make)
+# BeakerLib's `make install` (test images) builds its man pages.
+command -v pod2man >/dev/null || need+=(perl)
 command -v patch >/dev/null || need+=(patch)
 # The podman plugin's pull tests serve images from a local registry.
 command -v docker-registry >/dev/null || need+=(docker-registry)

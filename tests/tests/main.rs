@@ -1,5 +1,6 @@
 //! Workspace integration tests, one binary with a module per concern.
 
+mod beakerlib;
 mod compat;
 mod discover;
 mod executor;

@@ -208,6 +208,7 @@ impl ExecSystem for FakeSystem {
             duration: t0.elapsed(),
             reboots: 0,
             system_lost: false,
+            abort_run: false,
         })
     }
     fn close(self: Box<Self>) {}

@@ -261,7 +261,7 @@ fn the_in_process_provisioner_example_runs_the_demo_suite() {
         &dir,
     );
     let statuses = final_statuses(&dir);
-    assert_eq!(statuses.len(), 12, "{statuses:?}");
+    assert_eq!(statuses.len(), 13, "{statuses:?}");
     assert_eq!(statuses["/tests/basics/pass"], "pass");
     assert_eq!(statuses["/tests/basics/fails"], "fail");
     assert_eq!(statuses["/tests/basics/skipped"], "skip");
@@ -303,7 +303,7 @@ fn the_event_sink_example_prints_one_json_line_per_event_matching_the_results() 
         .collect();
     assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
-    assert_eq!(events[0]["tests"], 12);
+    assert_eq!(events[0]["tests"], 13);
     // Every test started at least once and finished exactly once, with the
     // status results.jsonl has for it.
     let statuses = final_statuses(&dir);
@@ -337,7 +337,7 @@ fn the_event_sink_example_prints_one_json_line_per_event_matching_the_results() 
     assert_eq!(stored, lines.lines().count());
     assert!(kinds.contains(&"system_ready"), "{kinds:?}");
     assert!(
-        stderr(&out).contains("12 tests finished"),
+        stderr(&out).contains("13 tests finished"),
         "the closure sink counted: {}",
         stderr(&out)
     );

@@ -21,6 +21,8 @@ use std::{
 
 use serde_json::{Map, Value};
 
+use super::helpers::{ABORT_KEY, BEAKERLIB_KEY, REPORTED_KEY};
+
 /// Longest control line, newline included.
 pub const MAX_LINE: usize = 4096;
 
@@ -46,8 +48,10 @@ pub enum ControlEvent {
     ExitCode(i32),
     /// `duration ...`.
     Duration(DurationChange),
-    /// `disconnect`: the system is about to reboot.
-    Disconnect,
+    /// `disconnect [SECONDS]`: the system is about to reboot; the optional
+    /// argument (an extension of atex's helpers) is how long to wait for
+    /// it to come back.
+    Disconnect(Option<Duration>),
 }
 
 /// Bad input on the control channel.
@@ -283,7 +287,8 @@ impl ControlParser {
         match word {
             "noop" => Ok(()),
             "disconnect" => {
-                events.push(ControlEvent::Disconnect);
+                // Anything else after the word is ignored, as before.
+                events.push(ControlEvent::Disconnect(parse_simple_duration(arg.trim())));
                 Ok(())
             }
             "exitcode" => {
@@ -395,6 +400,25 @@ pub struct ResultWriter {
     nameless_seen: bool,
     /// The test's own final result, once written.
     own: Option<Map<String, Value>>,
+    /// The worst status sent by a report-result helper.
+    reported_worst: Option<String>,
+    /// A `tmt-abort` arrived.
+    abort_requested: bool,
+    /// BeakerLib's `TestResults`, as the run script summarised it.
+    beakerlib: Option<Map<String, Value>>,
+}
+
+/// How bad a status a report-result helper sent is, as tmt orders them
+/// for a shell test's verdict (skip < pass < warn < fail; error above).
+fn reported_rank(status: &str) -> u8 {
+    match status {
+        "skip" => 0,
+        "pass" | "info" => 1,
+        "warn" => 2,
+        "fail" => 3,
+        "error" => 4,
+        _ => 2,
+    }
 }
 
 impl ResultWriter {
@@ -416,7 +440,46 @@ impl ResultWriter {
             partial: Vec::new(),
             nameless_seen: false,
             own: None,
+            reported_worst: None,
+            abort_requested: false,
+            beakerlib: None,
         })
+    }
+
+    /// Forgets every result and file of the attempt so far (a restart:
+    /// tmt collects nothing from the attempt it restarts); the test
+    /// output goes on.
+    pub fn reset(&mut self) -> std::io::Result<()> {
+        self.results.set_len(0)?;
+        std::fs::remove_dir_all(self.files_dir())?;
+        std::fs::create_dir(self.files_dir())?;
+        self.partial.clear();
+        self.nameless_seen = false;
+        self.own = None;
+        self.reported_worst = None;
+        self.abort_requested = false;
+        self.beakerlib = None;
+        Ok(())
+    }
+
+    /// The worst status the test sent with a report-result helper.
+    pub fn reported_worst(&self) -> Option<&str> {
+        self.reported_worst.as_deref()
+    }
+
+    /// Whether the test called `tmt-abort`.
+    pub fn abort_requested(&self) -> bool {
+        self.abort_requested
+    }
+
+    /// BeakerLib's `TestResults` summary (`found`, `state`, `result`).
+    pub fn beakerlib(&self) -> Option<&Map<String, Value>> {
+        self.beakerlib.as_ref()
+    }
+
+    /// Whether the test's own final result was written.
+    pub fn own_written(&self) -> bool {
+        self.nameless_seen
     }
 
     /// `<artifacts>/files`.
@@ -466,6 +529,21 @@ impl ResultWriter {
     /// Reports one result (as received, with `files` as `[{name, length}]`
     /// or a list of names).
     pub fn report(&mut self, mut result: Map<String, Value>) -> Result<(), ControlError> {
+        if matches!(result.remove(REPORTED_KEY), Some(Value::Bool(true)))
+            && let Some(status) = result.get("status").and_then(Value::as_str)
+            && self
+                .reported_worst
+                .as_deref()
+                .is_none_or(|w| reported_rank(status) >= reported_rank(w))
+        {
+            self.reported_worst = Some(status.to_string());
+        }
+        if matches!(result.remove(ABORT_KEY), Some(Value::Bool(true))) {
+            self.abort_requested = true;
+        }
+        if let Some(Value::Object(summary)) = result.remove(BEAKERLIB_KEY) {
+            self.beakerlib = Some(summary);
+        }
         // Upstream keeps an empty list: `"files": []` is written as sent.
         let had_files = matches!(result.get("files"), Some(Value::Array(_)));
         let names: BTreeSet<String> = match result.remove("files") {
@@ -687,6 +765,69 @@ mod tests {
     }
 
     #[test]
+    fn disconnect_takes_an_optional_reboot_timeout() {
+        let (_d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let events = p
+            .feed(b"disconnect 300\ndisconnect\ndisconnect soon\n", &mut w)
+            .expect("ok");
+        assert_eq!(
+            events,
+            vec![
+                ControlEvent::Disconnect(Some(Duration::from_secs(300))),
+                ControlEvent::Disconnect(None),
+                ControlEvent::Disconnect(None),
+            ]
+        );
+    }
+
+    #[test]
+    fn helper_keys_are_taken_out_and_remembered() {
+        let (d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let mut input = Vec::new();
+        for json in [
+            r#"{"name":"/a","status":"pass","atex-report-result":true}"#,
+            r#"{"name":"/b","status":"fail","atex-report-result":true}"#,
+            r#"{"name":"/c","status":"warn","atex-report-result":true}"#,
+            r#"{"name":"/d","status":"error"}"#,
+            r#"{"partial":true,"atex-abort":true}"#,
+            r#"{"partial":true,"atex-beakerlib":{"found":true,"state":"complete","result":"WARN"}}"#,
+        ] {
+            input.extend(result_msg(json, b""));
+        }
+        p.feed(&input, &mut w).expect("ok");
+        // Only the helpers' results count, and the worst one wins.
+        assert_eq!(w.reported_worst(), Some("fail"));
+        assert!(w.abort_requested());
+        assert_eq!(
+            w.beakerlib().and_then(|m| m.get("result")),
+            Some(&Value::from("WARN"))
+        );
+        w.finish(Some(0), None).expect("finish");
+        let text = std::fs::read_to_string(d.path().join("results")).expect("results");
+        assert!(!text.contains("atex-"), "{text}");
+        assert_eq!(lines(d.path()).len(), 5);
+    }
+
+    #[test]
+    fn reset_forgets_results_and_files() {
+        let (d, mut w) = setup();
+        let mut p = ControlParser::new();
+        let json = r#"{"name":"/a","status":"fail","atex-report-result":true,"files":[{"name":"x.log","length":3}]}"#;
+        p.feed(&result_msg(json, b"abc"), &mut w).expect("ok");
+        assert!(d.path().join("files/a/x.log").exists());
+        w.reset().expect("reset");
+        assert_eq!(w.reported_worst(), None);
+        assert!(!d.path().join("files/a").exists());
+        w.finish(Some(0), None).expect("finish");
+        assert_eq!(
+            lines(d.path()),
+            vec![serde_json::json!({"status": "pass", "files": ["output.txt"]})]
+        );
+    }
+
+    #[test]
     fn words_are_parsed_byte_by_byte() {
         let (_d, mut w) = setup();
         let mut p = ControlParser::new();
@@ -700,7 +841,7 @@ mod tests {
                 ControlEvent::Duration(DurationChange::Extend(Duration::from_secs(300))),
                 ControlEvent::Duration(DurationChange::Save),
                 ControlEvent::ExitCode(3),
-                ControlEvent::Disconnect,
+                ControlEvent::Disconnect(None),
             ]
         );
     }

@@ -20,6 +20,7 @@
 
 #[doc(hidden)]
 pub mod control;
+mod helpers;
 mod scripts;
 mod session;
 #[doc(hidden)]
@@ -127,6 +128,8 @@ pub struct TestOutcome {
     pub reboots: u32,
     /// The system stopped answering or was found dead: do not reuse it.
     pub system_lost: bool,
+    /// The test called `tmt-abort`: no further test of the run starts.
+    pub abort_run: bool,
 }
 
 /// What a command run with [`System::run_command`] did.

@@ -30,7 +30,9 @@ use std::fmt::Write as _;
 use super::{TestSpec, transport::shell_quote};
 use crate::fmf::{LocalLibrary, local_libraries};
 
-/// The agent: `bash -c AGENT atex-agent WORKDIR` (WORKDIR empty at first).
+/// The agent: `bash -c AGENT atex-agent WORKDIR [HELPER VERSION NAMES]`
+/// (WORKDIR empty at first). With HELPER, it writes the test helpers to
+/// `WORKDIR/bin` (see [`super::helpers`]) unless that VERSION is there.
 pub const AGENT: &str = r#"
 set -u
 W=${1:-}
@@ -40,6 +42,13 @@ if [ -z "$W" ]; then
   done
 fi
 mkdir -p "$W/bin" || exit 1
+cur=
+{ read -r cur < "$W/bin/.version"; } 2>/dev/null
+if [ -n "${2:-}" ] && [ "$cur" != "${3:-}" ]; then
+  printf '%s' "$2" > "$W/bin/atex-helper" && chmod 755 "$W/bin/atex-helper" &&
+    for n in ${4:-}; do ln -sfn atex-helper "$W/bin/$n"; done &&
+    echo "${3:-}" > "$W/bin/.version"
+fi
 for r in /run /dev/shm /tmp; do
   if [ -w "$r" ]; then
     tok="$r/atex-boot-token.$(id -u)"
@@ -273,7 +282,47 @@ pub struct RunScript<'a> {
     /// Send `exitcode` when the test exits (upstream's
     /// `ATEX_DEBUG_NO_EXITCODE` turns this off).
     pub send_exitcode: bool,
+    /// The test's invocation directory (`TMT_TEST_INVOCATION_PATH`; the
+    /// `BEAKERLIB_DIR` of a BeakerLib test), made when missing.
+    pub invocation: &'a str,
+    /// `framework: beakerlib`, with the name of the YAML metadata under
+    /// `<workdir>/meta/` that becomes `metadata.yaml` in its directory: the
+    /// command runs as written (no `set -e`), BeakerLib is installed when
+    /// missing, and its `TestResults` and `journal.txt` are sent when the
+    /// test ends.
+    pub beakerlib_metadata_key: Option<&'a str>,
 }
+
+/// Where BeakerLib's main script is once installed.
+pub const BEAKERLIB_SH: &str = "/usr/share/beakerlib/beakerlib.sh";
+
+/// `atex_bl_send DIR`: sends BeakerLib's verdict (`TESTRESULT_STATE` and
+/// `TESTRESULT_RESULT_STRING` from `DIR/TestResults`) and `journal.txt`
+/// as a partial result of the test on fd 3.
+const BEAKERLIB_SEND: &str = r#"
+atex_bl_send() {
+  local d=$1 l state= result= found=false j n
+  if [ -r "$d/TestResults" ]; then
+    found=true
+    while IFS= read -r l; do
+      case $l in
+        TESTRESULT_STATE=*) state=${l#*=} ;;
+        TESTRESULT_RESULT_STRING=*) result=${l#*=} ;;
+      esac
+    done < "$d/TestResults"
+  fi
+  state=${state//[^A-Za-z0-9_-]/}; result=${result//[^A-Za-z0-9_-]/}
+  j="{\"partial\":true,\"atex-beakerlib\":{\"found\":$found,\"state\":\"$state\",\"result\":\"$result\"}"
+  if [ -f "$d/journal.txt" ] && cp -f "$d/journal.txt" "$d/.journal.sent"; then
+    read -r n < <(wc -c < "$d/.journal.sent")
+    j="$j,\"files\":[{\"name\":\"journal.txt\",\"length\":$n}]}"
+    { printf 'result %d\n%s' "${#j}" "$j"; cat "$d/.journal.sent"; } 2>/dev/null >&3
+  else
+    j="$j}"
+    printf 'result %d\n%s' "${#j}" "$j" 2>/dev/null >&3
+  fi
+}
+"#;
 
 impl RunScript<'_> {
     /// The bash script the agent runs for one test attempt. Its stdout and
@@ -288,7 +337,28 @@ impl RunScript<'_> {
         s.push_str("trap : PIPE\n");
         // Setup: a fresh test dir, packages, metadata, test.sh. Its output
         // is kept apart and shown only when it fails.
-        let _ = writeln!(s, "T={t}\natex_setup() {{\nmkdir -p \"$T\" || return 1");
+        let inv = shell_quote(self.invocation);
+        let _ = writeln!(
+            s,
+            "T={t}\natex_setup() {{\nmkdir -p \"$T\" {inv}/data || return 1"
+        );
+        // The invocation directories of earlier tests go (this one's stays
+        // across the reboots of its test).
+        let _ = writeln!(
+            s,
+            "for d in {w}/inv-*; do [ -e \"$d\" ] && [ \"$d\" != {inv} ] && rm -rf \"$d\"; done"
+        );
+        if self.beakerlib_metadata_key.is_some() {
+            // tmt installs the `beakerlib` package for such tests; a
+            // system that has BeakerLib some other way is left alone, and
+            // where no package manager has such a package (Debian, SUSE)
+            // nothing is tried.
+            let _ = writeln!(
+                s,
+                "if ! [ -f {BEAKERLIB_SH} ]; then\n  if command -v dnf >/dev/null || command -v yum >/dev/null; then ( set -e\n{} ) || return 1\n  else echo 'BeakerLib is not installed ({BEAKERLIB_SH} is missing) and only dnf or yum have a beakerlib package: install it in a prepare step'; return 1; fi\nfi",
+                package_install(&["beakerlib".to_string()], &[])
+            );
+        }
         if !self.test.require.is_empty() || !self.test.recommend.is_empty() {
             let _ = writeln!(
                 s,
@@ -301,6 +371,14 @@ impl RunScript<'_> {
             "ln -sf {w}/meta/{} \"$T/metadata.yaml\" && test -s \"$T/metadata.yaml\" || {{ echo 'the test metadata did not arrive'; return 1; }}",
             shell_quote(self.metadata_key)
         );
+        // BeakerLib reads `metadata.yaml` from its directory (`rlImport --all`).
+        if let Some(key) = self.beakerlib_metadata_key {
+            let _ = writeln!(
+                s,
+                "ln -sf {w}/meta/{} {inv}/metadata.yaml || return 1",
+                shell_quote(key)
+            );
+        }
         // In-tree libraries are importable where upstream puts them:
         // `libs/<nick>/<name>` inside the tree (a link to the library's
         // directory), unless the tree has something there already.
@@ -330,7 +408,10 @@ impl RunScript<'_> {
             body,
             "if [ -d {w}/bin ]; then export PATH={w}/bin:\"$PATH\"; fi"
         );
-        body.push_str("set -e -o pipefail\n");
+        // tmt runs a BeakerLib test's command as written.
+        if self.beakerlib_metadata_key.is_none() {
+            body.push_str("set -e -o pipefail\n");
+        }
         body.push_str(&self.test.script);
         let _ = writeln!(
             s,
@@ -386,6 +467,10 @@ impl RunScript<'_> {
                 shell_quote(self.mark),
                 shell_quote(self.agent_pid)
             );
+        }
+        if self.beakerlib_metadata_key.is_some() {
+            s.push_str(BEAKERLIB_SEND);
+            let _ = writeln!(s, "atex_bl_send {inv}");
         }
         let _ = writeln!(s, "echo \"$rc\" > {w}/status-{}", self.id);
         if self.send_exitcode {

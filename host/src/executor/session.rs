@@ -29,6 +29,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::{
     CancelToken, CommandOutput, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
     control::{ControlEvent, ControlParser, DurationChange, ResultWriter},
+    helpers,
     scripts::{self, RunScript},
     transport::Transport,
 };
@@ -43,6 +44,86 @@ const AGENT_START_LIMIT: Duration = Duration::from_secs(60);
 const GONE_GRACE: Duration = Duration::from_secs(60);
 /// How long a killed test may take to be reported as ended.
 const KILL_GRACE: Duration = Duration::from_secs(15);
+/// How long a system may take to come back from a reboot the test asked
+/// for without a timeout of its own (tmt's `TMT_REBOOT_TIMEOUT` default).
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// tmt's restart keys of a test (`restart-on-exit-code`,
+/// `restart-max-count`, `restart-with-reboot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RestartKeys {
+    on_exit_code: Vec<i32>,
+    max_count: u32,
+    with_reboot: bool,
+}
+
+impl RestartKeys {
+    fn from_metadata(metadata: &serde_json::Value) -> RestartKeys {
+        let codes = match metadata.get("restart-on-exit-code") {
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(|v| v.as_i64().and_then(|n| i32::try_from(n).ok()))
+                .collect(),
+            Some(v) => v
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
+        RestartKeys {
+            on_exit_code: codes,
+            max_count: metadata
+                .get("restart-max-count")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            with_reboot: metadata
+                .get("restart-with-reboot")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// tmt's verdict of a BeakerLib test from its `TestResults` summary:
+/// status and note.
+fn beakerlib_verdict(
+    summary: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> (String, Option<String>) {
+    let text = |key: &str| {
+        summary
+            .and_then(|m| m.get(key))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let found = summary
+        .and_then(|m| m.get("found"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if !found {
+        return (
+            "error".into(),
+            Some("beakerlib: TestResults FileError (no TestResults in BEAKERLIB_DIR: the test never started a BeakerLib journal)".into()),
+        );
+    }
+    let (state, result) = (text("state"), text("result"));
+    if state.is_empty() || result.is_empty() {
+        return (
+            "error".into(),
+            Some("beakerlib: Result/State missing in TestResults (BeakerLib 1.23 or later is needed)".into()),
+        );
+    }
+    if state != "complete" {
+        return (
+            "error".into(),
+            Some(format!(
+                "beakerlib: State '{state}': the test never completed its journal (rlJournalEnd was not reached)"
+            )),
+        );
+    }
+    (result.to_lowercase(), None)
+}
 
 /// Options for opening a system.
 #[derive(Debug, Clone)]
@@ -85,8 +166,18 @@ struct Agent {
 
 impl Agent {
     fn start(transport: &Transport, workdir: &str) -> Result<(Agent, String, String), String> {
+        let (version, names) = (helpers::version(), helpers::names());
         let mut child = transport
-            .command(&["bash", "-c", scripts::AGENT, "atex-agent", workdir])
+            .command(&[
+                "bash",
+                "-c",
+                scripts::AGENT,
+                "atex-agent",
+                workdir,
+                helpers::HELPER,
+                &version,
+                &names,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -249,7 +340,20 @@ struct Metadata {
 
 impl Metadata {
     fn new(metadata: &serde_json::Value) -> serde_json::Result<Metadata> {
-        let data = serde_json::to_vec_pretty(metadata)?;
+        Ok(Metadata::keyed(serde_json::to_vec_pretty(metadata)?))
+    }
+
+    /// The metadata as block-style YAML with the test's `name`, as tmt
+    /// writes it into a BeakerLib test's directory (BeakerLib's own YAML
+    /// reader, behind `rlImport --all` and the journal's test name, takes
+    /// no JSON).
+    fn yaml(name: &str, metadata: &serde_json::Value) -> Result<Metadata, serde_yaml::Error> {
+        let mut map = metadata.as_object().cloned().unwrap_or_default();
+        map.insert("name".into(), name.into());
+        Ok(Metadata::keyed(serde_yaml::to_string(&map)?.into_bytes()))
+    }
+
+    fn keyed(data: Vec<u8>) -> Metadata {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&data, &mut hasher);
         let key = format!(
@@ -257,7 +361,7 @@ impl Metadata {
             std::hash::Hasher::finish(&hasher),
             data.len()
         );
-        Ok(Metadata { key, data })
+        Metadata { key, data }
     }
 }
 
@@ -700,9 +804,23 @@ impl System {
             saved: Vec::new(),
             exit_code: None,
             abort: None,
+            error: None,
             reboots: 0,
+            reboot_timeout: None,
             system_lost: false,
         };
+        let beakerlib = test
+            .metadata
+            .get("framework")
+            .and_then(serde_json::Value::as_str)
+            == Some("beakerlib");
+        let restart = RestartKeys::from_metadata(&test.metadata);
+        // Restarts so far, the reboots the test asked for included (tmt's
+        // restart counter); a restart with a reboot counts once.
+        let mut restarts = 0u32;
+        // tmt's serial number of the invocation: `TESTID`, and the name of
+        // its directory (fresh for every attempt and restart).
+        let mut serial = self.runs + 1;
         if let Err(e) = self.ensure_agent() {
             return Err(unreachable(&self.name, e));
         }
@@ -710,13 +828,35 @@ impl System {
             context: format!("{}: cannot serialise the metadata", test.name),
             error: std::io::Error::other(e),
         })?;
+        let bl_metadata = if beakerlib {
+            Some(
+                Metadata::yaml(&test.name, &test.metadata).map_err(|e| ExecError::Io {
+                    context: format!("{}: cannot serialise the metadata", test.name),
+                    error: std::io::Error::other(e),
+                })?,
+            )
+        } else {
+            None
+        };
         loop {
             let id = {
                 self.runs += 1;
                 format!("{}-{}", std::process::id(), self.runs)
             };
-            let env = self.environment(test, &id, extra_env, run.reboots);
-            if let Err(e) = self.send_metadata(&metadata) {
+            let invocation = format!("{}/inv-{serial}", self.workdir);
+            let counts = Counts {
+                serial,
+                reboots: run.reboots,
+                restarts,
+            };
+            let env = self.environment(test, &id, extra_env, &invocation, counts, beakerlib);
+            let sent = self
+                .send_metadata(&metadata)
+                .and_then(|()| match &bl_metadata {
+                    Some(m) => self.send_metadata(m),
+                    None => Ok(()),
+                });
+            if let Err(e) = sent {
                 run.abort = Some(format!("connection to the system lost: {e}"));
                 run.system_lost = true;
                 self.agent = None;
@@ -738,6 +878,8 @@ impl System {
                 agent_pid: &agent_pid,
                 kill_leftovers: self.options.kill_leftovers && !debug.no_bg_kill,
                 send_exitcode: !debug.no_exitcode,
+                invocation: &invocation,
+                beakerlib_metadata_key: bl_metadata.as_ref().map(|m| m.key.as_str()),
             }
             .render();
             let request = format!("run {id} {}", B64.encode(script.as_bytes()));
@@ -751,16 +893,90 @@ impl System {
                 cancel,
             );
             if !disconnected {
+                if let Some(code) = run.exit_code
+                    && run.abort.is_none()
+                    && !cancel.is_cancelled()
+                    && restart.on_exit_code.contains(&code)
+                {
+                    if restarts >= restart.max_count {
+                        run.error = Some(format!(
+                            "the test ended with exit code {code} (restart-on-exit-code) and restart-max-count {} is reached",
+                            restart.max_count
+                        ));
+                        break;
+                    }
+                    restarts += 1;
+                    let _ = testout.write_all(
+                        format!(
+                            "\n[atex] exit code {code}: restarting the test ({restarts} of {}){}\n",
+                            restart.max_count,
+                            if restart.with_reboot {
+                                " after a reboot"
+                            } else {
+                                ""
+                            }
+                        )
+                        .as_bytes(),
+                    );
+                    if let Err(e) = writer.reset() {
+                        run.abort = Some(format!("cannot restart the test: {e}"));
+                        break;
+                    }
+                    run.exit_code = None;
+                    serial = self.runs + 1;
+                    if restart.with_reboot {
+                        if !self.reboot_for_restart(&mut run, cancel) {
+                            break;
+                        }
+                        run.reboots += 1;
+                    }
+                    continue;
+                }
                 break;
             }
             // The test announced a reboot: wait for the system to come back.
             match self.await_reconnect(&id, &mut run, &mut testout, cancel) {
                 Reconnect::Rebooted => {
                     run.reboots += 1;
+                    // tmt counts reboots as restarts too.
+                    restarts += 1;
                     continue;
                 }
                 Reconnect::Finished => break,
                 Reconnect::Failed => break,
+            }
+        }
+        let abort = run.abort.clone();
+        let abort_run = writer.abort_requested();
+        if abort.is_none() {
+            // The test's own verdict, when something other than its exit
+            // code decides it (as in tmt).
+            let mut verdict = serde_json::Map::new();
+            if let Some(error) = &run.error {
+                verdict.insert("status".into(), "error".into());
+                verdict.insert("note".into(), error.as_str().into());
+            } else if beakerlib {
+                let (status, note) = beakerlib_verdict(writer.beakerlib());
+                verdict.insert("status".into(), status.into());
+                if let Some(note) = note {
+                    verdict.insert("note".into(), note.into());
+                }
+            } else if let Some(worst) = writer.reported_worst()
+                && !writer.own_written()
+            {
+                verdict.insert("status".into(), worst.into());
+            }
+            if abort_run {
+                verdict.insert(
+                    "note".into(),
+                    "the test called tmt-abort: the rest of the run is not run".into(),
+                );
+            }
+            if !verdict.is_empty() {
+                verdict.insert("partial".into(), true.into());
+                if let Err(e) = writer.report(verdict) {
+                    run.abort = Some(e.to_string());
+                }
             }
         }
         let abort = run.abort.clone();
@@ -784,6 +1000,7 @@ impl System {
             duration: start.elapsed(),
             reboots: run.reboots,
             system_lost: run.system_lost,
+            abort_run,
         })
     }
 
@@ -792,7 +1009,9 @@ impl System {
         test: &TestSpec,
         id: &str,
         extra: &[(String, String)],
-        reboots: u32,
+        invocation: &str,
+        counts: Counts,
+        beakerlib: bool,
     ) -> Vec<(String, String)> {
         let w = &self.workdir;
         let mut env: Vec<(String, String)> = Vec::new();
@@ -813,8 +1032,36 @@ impl System {
         env.extend(test.environment.iter().cloned());
         env.push(("TMT_TREE".into(), format!("{w}/tests")));
         env.extend(extra.iter().cloned());
-        env.push(("TMT_REBOOT_COUNT".into(), reboots.to_string()));
-        env.push(("TMT_TEST_RESTART_COUNT".into(), reboots.to_string()));
+        let reboots = counts.reboots.to_string();
+        for key in ["TMT_REBOOT_COUNT", "REBOOTCOUNT", "RSTRNT_REBOOTCOUNT"] {
+            env.push((key.into(), reboots.clone()));
+        }
+        env.push(("TMT_TEST_RESTART_COUNT".into(), counts.restarts.to_string()));
+        env.push(("TMT_TEST_SERIAL_NUMBER".into(), counts.serial.to_string()));
+        env.push((
+            "TMT_TEST_ITERATION_ID".into(),
+            format!(
+                "{}-{}",
+                w.rsplit('/').next().unwrap_or_default(),
+                counts.serial
+            ),
+        ));
+        env.push(("TMT_TEST_INVOCATION_PATH".into(), invocation.into()));
+        env.push(("TMT_TEST_DATA".into(), format!("{invocation}/data")));
+        env.push(("TMT_RESTRAINT_COMPATIBLE".into(), "0".into()));
+        if beakerlib {
+            // The framework's variables come last and win, as in tmt.
+            env.push(("BEAKERLIB_DIR".into(), invocation.into()));
+            env.push(("TESTID".into(), counts.serial.to_string()));
+            env.push((
+                "BEAKERLIB_COMMAND_REPORT_RESULT".into(),
+                format!("{w}/bin/rhts-report-result"),
+            ));
+            env.push((
+                "BEAKERLIB_COMMAND_SUBMIT_LOG".into(),
+                format!("{w}/bin/tmt-file-submit"),
+            ));
+        }
         env.retain(|(k, _)| {
             !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         });
@@ -878,7 +1125,8 @@ impl System {
                                         match event {
                                             ControlEvent::ExitCode(c) => run.exit_code = Some(c),
                                             ControlEvent::Duration(d) => run.change_duration(d),
-                                            ControlEvent::Disconnect => {
+                                            ControlEvent::Disconnect(timeout) => {
+                                                run.reboot_timeout = timeout;
                                                 // Stop reading: once the agent
                                                 // is gone, the test's next
                                                 // control write fails, then it
@@ -1070,9 +1318,19 @@ impl System {
         let old_boot = self.boot.clone();
         let mut gone_since: Option<Instant> = None;
         let mut failed_since: Option<Instant> = None;
+        let timeout = run.reboot_timeout.take().unwrap_or(REBOOT_TIMEOUT);
+        let limit = Instant::now() + timeout;
         loop {
             if cancel.is_cancelled() {
                 run.abort = Some("cancel requested".into());
+                return Reconnect::Failed;
+            }
+            if Instant::now() >= limit {
+                run.abort = Some(format!(
+                    "the system did not come back within {} s of the reboot the test asked for",
+                    timeout.as_secs()
+                ));
+                run.system_lost = true;
                 return Reconnect::Failed;
             }
             if Instant::now() >= run.deadline {
@@ -1131,6 +1389,47 @@ impl System {
                     std::thread::sleep(Duration::from_millis(300));
                 }
             }
+        }
+    }
+
+    /// Reboots the system before a restart (`restart-with-reboot`) and
+    /// waits for it to come back with a new boot. False (with the reason
+    /// in `run.abort`) when it does not.
+    fn reboot_for_restart(&mut self, run: &mut TestRun, cancel: &CancelToken) -> bool {
+        let old_boot = self.boot.clone();
+        let _ = self.oneoff(
+            &[
+                "bash",
+                "-c",
+                "sync; if [ -d /run/systemd/system ]; then systemctl reboot; else reboot; fi",
+            ],
+            None,
+            Some(Duration::from_secs(30)),
+            &CancelToken::new(),
+        );
+        self.agent = None;
+        self.transport.disconnect();
+        let limit = Instant::now() + REBOOT_TIMEOUT;
+        loop {
+            if cancel.is_cancelled() {
+                run.abort = Some("cancel requested".into());
+                return false;
+            }
+            let now = Instant::now();
+            if now >= limit || now >= run.deadline {
+                run.abort = Some(
+                    "the system did not come back from the reboot before the restart (restart-with-reboot)"
+                        .into(),
+                );
+                run.system_lost = true;
+                return false;
+            }
+            if self.ensure_agent().is_ok() && self.boot != old_boot {
+                return true;
+            }
+            self.agent = None;
+            self.transport.disconnect();
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -1221,12 +1520,27 @@ enum Reconnect {
     Failed,
 }
 
+/// The counters of one start of a test.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    /// tmt's serial number of the invocation.
+    serial: u64,
+    /// Reboots so far (`TMT_REBOOT_COUNT`).
+    reboots: u32,
+    /// Restarts so far, reboots included (`TMT_TEST_RESTART_COUNT`).
+    restarts: u32,
+}
+
 struct TestRun {
     deadline: Instant,
     saved: Vec<Duration>,
     exit_code: Option<i32>,
     abort: Option<String>,
+    /// The test's own result is an error with this note (the system is fine).
+    error: Option<String>,
     reboots: u32,
+    /// How long the reboot the test announced may take.
+    reboot_timeout: Option<Duration>,
     system_lost: bool,
 }
 
@@ -1292,4 +1606,71 @@ fn kill_group(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn restart_keys_as_tmt_reads_them() {
+        let keys = RestartKeys::from_metadata(&json!({"restart-on-exit-code": 3}));
+        assert_eq!(
+            keys,
+            RestartKeys {
+                on_exit_code: vec![3],
+                max_count: 1,
+                with_reboot: false
+            }
+        );
+        let keys = RestartKeys::from_metadata(&json!({
+            "restart-on-exit-code": [3, 79],
+            "restart-max-count": 4,
+            "restart-with-reboot": true
+        }));
+        assert_eq!(
+            (keys.on_exit_code, keys.max_count, keys.with_reboot),
+            (vec![3, 79], 4, true)
+        );
+        assert!(
+            RestartKeys::from_metadata(&json!({}))
+                .on_exit_code
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn beakerlib_verdicts_as_tmt_gives_them() {
+        let summary = |v: serde_json::Value| v.as_object().cloned();
+        let verdict = |v: Option<serde_json::Map<String, serde_json::Value>>| {
+            let (status, note) = beakerlib_verdict(v.as_ref());
+            (status, note.unwrap_or_default())
+        };
+        assert_eq!(
+            verdict(summary(
+                json!({"found": true, "state": "complete", "result": "WARN"})
+            )),
+            ("warn".to_string(), String::new())
+        );
+        let (status, note) = verdict(summary(
+            json!({"found": true, "state": "incomplete", "result": "PASS"}),
+        ));
+        assert_eq!(status, "error");
+        assert!(note.starts_with("beakerlib: State 'incomplete'"), "{note}");
+        let (status, note) = verdict(summary(
+            json!({"found": true, "state": "", "result": "PASS"}),
+        ));
+        assert_eq!(status, "error");
+        assert!(note.contains("Result/State missing"), "{note}");
+        for missing in [
+            None,
+            summary(json!({"found": false, "state": "", "result": ""})),
+        ] {
+            let (status, note) = verdict(missing);
+            assert_eq!(status, "error");
+            assert!(note.contains("TestResults FileError"), "{note}");
+        }
+    }
 }

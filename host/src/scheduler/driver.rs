@@ -848,6 +848,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         releasing: 0,
         next_rid: 0,
         pending: HashMap::new(),
+        abort_asked: false,
         counts: Counts {
             queued: engine.queued() as u64,
             ..Counts::default()
@@ -969,6 +970,8 @@ struct LoopState<'a> {
     eta: EtaBasis,
     running_since: HashMap<TestId, Instant>,
     peak: usize,
+    /// A test called `tmt-abort`: the run stops after its result.
+    abort_asked: bool,
 }
 
 impl LoopState<'_> {
@@ -1017,6 +1020,12 @@ impl LoopState<'_> {
                 }
                 other => self.translate(engine, other),
             };
+            if std::mem::take(&mut self.abort_asked) {
+                // `tmt-abort`: no further test starts, as in tmt (before the
+                // test's end frees its system for the next one).
+                engine.handle(t0.elapsed(), Event::Interrupt, out);
+                self.apply(engine, out);
+            }
             if let Some(event) = event {
                 engine.handle(t0.elapsed(), event, out);
                 self.apply(engine, out);
@@ -1205,6 +1214,7 @@ impl LoopState<'_> {
                     system_lost: outcome.system_lost,
                 };
                 let lost = outcome.system_lost;
+                self.abort_asked |= outcome.abort_run;
                 if lost {
                     self.emit(RunEvent::SystemLost {
                         system,
