@@ -77,7 +77,8 @@ pub use files::{
     pick_log, read_tail, relative_path, write_atomically,
 };
 pub use text::{
-    clean, html_text, iso_utc, seconds, truncate_chars, xml_allowed, xml_attr, xml_text,
+    clean, html_text, iso_utc, natural_cmp, seconds, truncate_chars, xml_allowed, xml_attr,
+    xml_text,
 };
 
 use crate::PluginError;
