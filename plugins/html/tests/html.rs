@@ -32,14 +32,41 @@ fn render(config: &str) -> (SyntheticRun, PathBuf, String) {
     PLUGIN.render(SyntheticRun::golden(), config)
 }
 
-/// The embedded data, parsed.
+/// The embedded data, parsed: the head object, with the tests of every
+/// chunk, in file order, as `tests`.
 fn data(html: &str) -> serde_json::Value {
-    let start = html
-        .find("<script type=\"application/json\" id=\"atex-data\">")
-        .expect("data script")
-        + "<script type=\"application/json\" id=\"atex-data\">".len();
-    let end = start + html[start..].find("</script>").expect("end of data");
-    serde_json::from_str(&html[start..end]).expect("data is JSON")
+    let json_in = |open: &str, from: usize| -> Option<(serde_json::Value, usize)> {
+        let start = from + html[from..].find(open)? + open.len();
+        let end = start + html[start..].find("</script>").expect("end of data");
+        Some((
+            serde_json::from_str(&html[start..end]).expect("data is JSON"),
+            end,
+        ))
+    };
+    let (mut head, mut at) =
+        json_in("<script type=\"application/json\" id=\"atex-data\">", 0).expect("head");
+    let mut tests = Vec::new();
+    while let Some((chunk, end)) = json_in(
+        "<script type=\"application/json\" class=\"atex-chunk\">",
+        at,
+    ) {
+        tests.extend(
+            chunk
+                .as_array()
+                .expect("a chunk is an array")
+                .iter()
+                .cloned(),
+        );
+        at = end;
+    }
+    head["tests"] = serde_json::Value::Array(tests);
+    head
+}
+
+/// How many data chunks the file has.
+fn chunks(html: &str) -> usize {
+    html.matches("<script type=\"application/json\" class=\"atex-chunk\">")
+        .count()
 }
 
 #[test]
@@ -67,9 +94,11 @@ fn self_contained_and_safe() {
     ] {
         assert!(!text.contains(bad), "the report contains {bad:?}");
     }
-    // Exactly two scripts: the data and the code; no `</script>` inside.
-    assert_eq!(text.matches("<script").count(), 2);
-    assert_eq!(text.matches("</script>").count(), 2);
+    // The head, the code, one chunk of data with its decoder, the end;
+    // no `</script>` inside any of them.
+    assert_eq!(chunks(&text), 1);
+    assert_eq!(text.matches("<script").count(), 5);
+    assert_eq!(text.matches("</script>").count(), 5);
     assert!(!text.contains('\x1b') && !text.contains('\0'));
     let d = data(&text);
     let tests = d["tests"].as_array().expect("tests");
@@ -258,8 +287,27 @@ fn chromium_renders_filters_searches_and_screenshots() {
     assert_eq!(r["total"], 12);
     assert_eq!(r["rows"], 12, "every row is drawn");
     assert_eq!(r["firstStatus"], "infra", "the worst first");
-    // Failures are opened: warn and worse (8 tests), a skip is not.
-    assert_eq!(r["opened"], 8, "{r}");
+    // Failures are listed compactly above the table (warn and worse, 8
+    // tests, each with why it ended), not opened as tall panels.
+    assert_eq!(r["opened"], 0, "{r}");
+    let fails = r["fails"].as_array().expect("failure list");
+    assert_eq!(fails.len(), 8, "{fails:?}");
+    assert_eq!(
+        fails[0],
+        serde_json::json!([
+            "debian-12/tests/storage/nfs",
+            "TestAbortedError(test duration timeout reached)"
+        ])
+    );
+    assert!(fails.contains(&serde_json::json!([
+        "debian-12/tests/suite/multi",
+        "sub-result check-a: fail (mismatch in /etc/passwd)"
+    ])));
+    assert_eq!(r["subTags"]["debian-12/tests/suite/multi"], "1 sub fail");
+    assert_eq!(r["emptyButtons"], 0, "no button without a label");
+    // Expand all opens every test shown, collapse all closes them.
+    assert_eq!(r["expanded"], 12);
+    assert_eq!(r["collapsed"], 0);
     let fails = r["failFilter"].as_array().expect("fail filter");
     assert_eq!(fails.len(), 4, "{fails:?}");
     assert!(fails.iter().all(|k| k != "debian-12/tests/login/basic"));
@@ -278,10 +326,14 @@ fn chromium_renders_filters_searches_and_screenshots() {
         serde_json::json!(["debian-12/tests/login/bad-password"])
     );
     assert_eq!(r["longest"], "rhel-9.6@x86_64/tests/custom/status");
-    assert_eq!(r["firstByName"], "debian-12/tests/broken/always");
+    assert_eq!(r["byName"][0], "debian-12/tests/broken/always");
+    // Filter, search and sort are kept in the URL.
+    assert_eq!(r["hashAfterFilter"], "#!only=fail");
+    assert_eq!(r["hashAfterSearch"], "#!q=login");
+    assert_eq!(r["hashAfterSort"], "#!sort=name");
     assert_eq!(r["deepLinkShown"], r["deepLink"]);
     assert_eq!(r["deepLinkOpen"], true);
-    assert!(r["logs"].as_u64().expect("logs") >= 5);
+    assert_eq!(r["logs"], 1, "only the opened test's log is in the page");
     let links: Vec<&str> = r["links"]
         .as_array()
         .expect("links")
@@ -289,7 +341,7 @@ fn chromium_renders_filters_searches_and_screenshots() {
         .filter_map(|l| l.as_str())
         .collect();
     assert!(
-        links.contains(&"files/debian-12/tests/storage/nfs/output.txt"),
+        links.contains(&"files/debian-12/tests/login/basic/output.txt"),
         "{links:?}"
     );
 
@@ -413,8 +465,8 @@ fn bench_10k() {
 #[test]
 fn nasty_run_stays_inside_its_script_and_keeps_statuses() {
     let (_run, path, text) = PLUGIN.render(SyntheticRun::nasty(), "");
-    assert_eq!(text.matches("<script").count(), 2);
-    assert_eq!(text.matches("</script>").count(), 2);
+    assert_eq!(text.matches("<script").count(), 5);
+    assert_eq!(text.matches("</script>").count(), 5);
     for c in ['\0', '\x01', '\x1b', '\u{9b}'] {
         assert!(!text.contains(c), "raw {c:?} in the file");
     }
