@@ -403,7 +403,10 @@
   function extras(parent, a) {
     if (!a.e) return;
     var d = el("div", { class: "kv" });
-    Object.keys(a.e).forEach(function (k, i) {
+    // The reason is shown on its own line above.
+    var ks = Object.keys(a.e).filter(function (k) { return k !== "reason" && k !== "not_run"; });
+    if (!ks.length) return;
+    ks.forEach(function (k, i) {
       if (i) d.appendChild(document.createTextNode(" · "));
       d.appendChild(document.createTextNode(k + ": "));
       var v = a.e[k];
@@ -714,7 +717,7 @@
 
   // ---- self test (report.html#selftest[:KEY]), used by the test suite ------------
   function selftest() {
-    var S0 = performance.now();
+    var S0 = performance.now(), H0 = location.hash;
     var paint = performance.getEntriesByType ? performance.getEntriesByType("paint") : [];
     var fcp = null;
     paint.forEach(function (p) { if (p.name === "first-contentful-paint") fcp = Math.round(p.startTime); });
@@ -743,7 +746,7 @@
       var st = r.querySelector(".tag.subfail"); if (st) R.subTags[k] = st.textContent;
     });
     if (state.view === "matrix" || location.hash.indexOf("#selftest") !== 0) {
-      R.matrixRows = Array.prototype.map.call(mwin.querySelectorAll(".mrow"), function (r) {
+      R.matrixRows = !mwin ? [] : Array.prototype.map.call(mwin.querySelectorAll(".mrow"), function (r) {
         return [r.getAttribute("data-name")].concat(Array.prototype.map.call(r.querySelectorAll(".cell"), function (c) { return c.textContent; }));
       }).slice(0, 50);
       R.selftestMs = Math.round(performance.now() - S0);
@@ -778,7 +781,7 @@
       R.hashMatrix = location.hash;
       click(viewBtn); lap("matrix");
     }
-    var target = location.hash.indexOf("#selftest:") === 0 ? decodeURIComponent(location.hash.slice(10)) : null;
+    var target = H0.indexOf("#selftest:") === 0 ? decodeURIComponent(H0.slice(10)) : null;
     var last = view.length ? view[view.length - 1] : null;
     var key = target || (last && last.key);
     if (key) {

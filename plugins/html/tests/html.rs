@@ -256,10 +256,19 @@ fn file_url(path: &Path, hash: &str) -> String {
 /// Opens `report#selftest`, which filters, searches, sorts and follows a
 /// deep link, and returns what it wrote into the page.
 fn selftest(chromium: &Path, report: &Path) -> serde_json::Value {
+    selftest_at(chromium, report, "selftest")
+}
+
+/// Opens `report#HASH` and returns what the self-test wrote into the page:
+/// `selftest` runs every step, `selftest:KEY` follows a deep link to KEY
+/// at the end, and a state hash with `selftest=1` (`!q=x&selftest=1`) only
+/// records what the page shows for that state.
+fn selftest_at(chromium: &Path, report: &Path, hash: &str) -> serde_json::Value {
     let profile = tempfile::tempdir().expect("profile");
     let (ok, dom, err) = run(browser(chromium, profile.path())
+        .arg("--window-size=1280,1400")
         .arg("--dump-dom")
-        .arg(file_url(report, "selftest")));
+        .arg(file_url(report, hash)));
     assert!(ok, "chromium --dump-dom failed: {err}");
     let start = dom.find("<pre id=\"selftest-result\">").unwrap_or_else(|| {
         panic!(
@@ -361,6 +370,213 @@ fn chromium_renders_filters_searches_and_screenshots() {
         png.len()
     );
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// A screenshot of `report#hash` into the target directory.
+fn screenshot(chromium: &Path, report: &Path, hash: &str, name: &str) -> PathBuf {
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let profile = tempfile::tempdir().expect("profile");
+    let (ok, _, err) = run(browser(chromium, profile.path())
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1280,900")
+        .arg(file_url(report, hash)));
+    assert!(ok, "screenshot failed: {err}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot is {} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
+    shot
+}
+
+fn position(keys: &serde_json::Value, key: &str) -> usize {
+    keys.as_array()
+        .expect("keys")
+        .iter()
+        .position(|k| k == key)
+        .unwrap_or_else(|| panic!("{key} not in {keys}"))
+}
+
+/// The run that says why tests ended: reasons in the failure list, rows and
+/// details; tests that did not run listed by name; natural order; a log
+/// opened at its end; search in logs; a sub-result's warn on its parent;
+/// the tests × platforms matrix.
+#[test]
+fn chromium_shows_reasons_not_run_matrix_and_log_ends() {
+    let (_run, path, text) = PLUGIN.render(SyntheticRun::ended(), "");
+    let d = data(&text);
+    assert_eq!(d["notRun"], testkit::ENDED_NOT_RUN);
+    assert_eq!(d["total"], testkit::ENDED_JOBS);
+    let tests = d["tests"].as_array().expect("tests");
+    let exit3 = tests
+        .iter()
+        .find(|t| t["n"] == "/tests/basics/exit-code")
+        .expect("exit-code");
+    assert_eq!(exit3["y"], "exit code 3");
+    assert_eq!(exit3["l"], "");
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let r = selftest_at(&chromium, &path, "selftest:debian-12/tests/slow/hang");
+    eprintln!("self-test: {r}");
+    assert_eq!(r["total"], testkit::ENDED_JOBS);
+    // Failures first, each with why it ended.
+    let fails = &r["fails"];
+    for (key, why) in [
+        ("debian-12/tests/slow/hang", "timed out after 5m"),
+        ("debian-12/tests/basics/exit-code", "exit code 3"),
+        ("fedora-41/tests/basics/exit-code", "exit code 3"),
+        (
+            "fedora-41/tests/signal/killed",
+            "killed by signal 9 (SIGKILL)",
+        ),
+        ("debian-12/tests/legacy/noted", "assertion failed: 2 == 3"),
+    ] {
+        assert!(
+            fails
+                .as_array()
+                .expect("fails")
+                .contains(&serde_json::json!([key, why])),
+            "{key}: {fails}"
+        );
+    }
+    assert_eq!(fails.as_array().expect("fails").len(), 5);
+    assert_eq!(
+        r["rowWhy"]["debian-12/tests/basics/exit-code"],
+        "exit code 3"
+    );
+    // Tests that did not run, by name, with the reason.
+    assert_eq!(
+        r["notRun"],
+        serde_json::json!([
+            "debian-12/tests/late/one",
+            "fedora-41/tests/late/one",
+            "debian-12/tests/late/two"
+        ])
+    );
+    assert!(
+        r["notRunText"]
+            .as_str()
+            .expect("not-run section")
+            .contains(testkit::ENDED_NOT_RUN_REASON)
+    );
+    // A passing test with a warning sub-result says so on its row.
+    assert_eq!(
+        r["subTags"]["debian-12/tests/parent/with-subs"],
+        "1 sub warn"
+    );
+    // Natural order: t1, t2, t10.
+    let by_name = &r["byName"];
+    let t = |n: &str| position(by_name, &format!("debian-12/tests/num/{n}"));
+    assert!(t("t1") < t("t2") && t("t2") < t("t10"), "{by_name}");
+    // Search covers log text.
+    assert_eq!(
+        r["searchLog"],
+        serde_json::json!(["fedora-41/tests/signal/killed"])
+    );
+    assert_eq!(r["searchNone"], 0);
+    // The matrix: a row per test, a column per platform.
+    assert_eq!(
+        r["matrixHead"],
+        serde_json::json!(["Test", "debian-12", "fedora-41"])
+    );
+    let rows = r["matrixRows"].as_array().expect("matrix rows");
+    assert!(rows.contains(&serde_json::json!([
+        "/tests/basics/exit-code",
+        "fail",
+        "fail"
+    ])));
+    assert!(rows.contains(&serde_json::json!(["/tests/signal/killed", "–", "fail"])));
+    assert!(rows.contains(&serde_json::json!(["/tests/late/two", "not run", "–"])));
+    let m = |n: &str| {
+        rows.iter()
+            .position(|r| r[0] == format!("/tests/num/{n}"))
+            .expect("num row")
+    };
+    assert!(m("t1") < m("t2") && m("t2") < m("t10"));
+    assert_eq!(r["hashMatrix"], "#!view=matrix");
+    // The deep link opens the hung test with its long log at the end.
+    assert_eq!(r["deepLinkShown"], "debian-12/tests/slow/hang");
+    assert_eq!(r["detailWhy"], "Reason: timed out after 5m");
+    let log = &r["log"];
+    assert_eq!(log["atEnd"], true, "{log}");
+    assert!(
+        log["scrollTop"].as_f64().expect("scrollTop") > 100.0,
+        "{log}"
+    );
+    assert_eq!(r["emptyButtons"], 0);
+
+    screenshot(&chromium, &path, "", "atex-html-ended-list.png");
+    screenshot(
+        &chromium,
+        &path,
+        "!view=matrix",
+        "atex-html-ended-matrix.png",
+    );
+    screenshot(
+        &chromium,
+        &path,
+        "debian-12/tests/slow/hang",
+        "atex-html-ended-log-end.png",
+    );
+}
+
+/// Filter, search, sort and view come back from the URL.
+#[test]
+fn chromium_restores_state_from_the_url() {
+    let (_run, path, _) = PLUGIN.render(SyntheticRun::ended(), "");
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("atex-html-ended.html");
+    std::fs::copy(&path, &keep).expect("keep a copy");
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let r = selftest_at(&chromium, &path, "!q=T1&only=pass&sort=name&selftest=1");
+    let initial = &r["initial"];
+    assert_eq!(initial["q"], "t1", "{r}");
+    assert_eq!(initial["pressed"], serde_json::json!(["pass"]));
+    assert_eq!(
+        initial["visible"],
+        serde_json::json!([
+            "debian-12/tests/num/t1",
+            "fedora-41/tests/num/t1",
+            "debian-12/tests/num/t10",
+            "fedora-41/tests/num/t10"
+        ])
+    );
+    let r = selftest_at(
+        &chromium,
+        &path,
+        "!only=not%20run&sort=name&dir=desc&selftest=1",
+    );
+    assert_eq!(
+        r["initial"]["visible"],
+        serde_json::json!([
+            "debian-12/tests/late/two",
+            "fedora-41/tests/late/one",
+            "debian-12/tests/late/one"
+        ]),
+        "{r}"
+    );
+    let r = selftest_at(
+        &chromium,
+        &path,
+        "!view=matrix&q=exit%20code%203&selftest=1",
+    );
+    assert_eq!(r["initial"]["view"], "matrix");
+    assert_eq!(
+        r["matrixRows"],
+        serde_json::json!([["/tests/basics/exit-code", "fail", "fail"]])
+    );
+    screenshot(
+        &chromium,
+        &path,
+        "!q=exit&only=fail",
+        "atex-html-ended-url-state.png",
+    );
 }
 
 /// 10,000 results with 1 MB of logs in total: file size and the time
