@@ -278,12 +278,6 @@ impl HtmlReporter {
         }
         let p = self.pending.remove(&key).unwrap_or_default();
         let not_run = r.not_run();
-        if let Some(reason) = r.reason() {
-            o.insert("y".into(), json!(cleaned(&reason)));
-        }
-        if not_run {
-            o.insert("nr".into(), json!(1));
-        }
         let log = report::pick_log(&r.files).map(str::to_string);
         self.finish_test(&r.platform, &r.test, status, o, p, log, not_run)
     }
@@ -303,7 +297,7 @@ impl HtmlReporter {
         let flaky = !p.earlier.is_empty() && status.severity() <= Status::Info.severity();
         // Offsets from the run's start are filled in at finish; keep the
         // absolute start for now.
-        o.insert("p".into(), json!(clean(platform)));
+        // The platform is written at finish, as an index into the list.
         o.insert("n".into(), json!(clean(test)));
         if !p.subs.is_empty() {
             o.insert("u".into(), Value::Array(p.subs));
@@ -368,7 +362,7 @@ impl HtmlReporter {
                 let s = last
                     .get("s")
                     .and_then(Value::as_str)
-                    .map_or(Status::Error, Status::parse);
+                    .map_or(Status::Pass, Status::parse);
                 p.subs.clear();
                 (s, last)
             } else {
@@ -389,7 +383,9 @@ fn test_prefix(platform: &str, test: &str) -> String {
 /// is its log. `t` is the absolute start here, made relative at finish.
 fn attempt_json(r: &ResultView, status: &Status, prefix: &str) -> Map<String, Value> {
     let mut o = Map::new();
-    o.insert("s".into(), json!(status.as_str()));
+    if *status != Status::Pass {
+        o.insert("s".into(), json!(status.as_str()));
+    }
     if let Some(note) = &r.note {
         o.insert("o".into(), json!(cleaned(note)));
     }
@@ -410,9 +406,18 @@ fn attempt_json(r: &ResultView, status: &Status, prefix: &str) -> Map<String, Va
     let extra = r.extra_json.trim();
     if !extra.is_empty()
         && extra != "{}"
-        && let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(extra)
+        && let Ok(Value::Object(mut extra)) = serde_json::from_str::<Value>(extra)
     {
-        o.insert("e".into(), Value::Object(extra));
+        // The reason is `y`, not-run `nr`: no need to say them twice.
+        if let Some(Value::String(reason)) = extra.remove("reason") {
+            o.insert("y".into(), json!(cleaned(&reason)));
+        }
+        if extra.remove("not_run") == Some(Value::Bool(true)) {
+            o.insert("nr".into(), json!(1));
+        }
+        if !extra.is_empty() {
+            o.insert("e".into(), Value::Object(extra));
+        }
     }
     o
 }
@@ -462,21 +467,6 @@ fn script_safe(json: &str) -> String {
     json.replace('<', "\\u003c")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029")
-}
-
-/// Makes the absolute `t` (start) of a record and its earlier attempts
-/// relative to the run's start.
-fn relative_starts(o: &mut Map<String, Value>, run_start: u64) {
-    if let Some(t) = o.get("t").and_then(Value::as_u64) {
-        o.insert("t".into(), json!(t as i64 - run_start as i64));
-    }
-    if let Some(Value::Array(xs)) = o.get_mut("x") {
-        for x in xs {
-            if let Value::Object(x) = x {
-                relative_starts(x, run_start);
-            }
-        }
-    }
 }
 
 impl HtmlReporter {
@@ -539,12 +529,17 @@ impl HtmlReporter {
                 format!("{}/", s.trim_end_matches('/'))
             }
         };
-        let mut plat_names: Vec<String> = self
-            .platforms
+        // Platforms in natural order; records name theirs by position.
+        let mut plat_order: Vec<usize> = (0..self.platforms.len()).collect();
+        plat_order.sort_by(|&a, &b| natural_cmp(&self.platforms[a], &self.platforms[b]));
+        let mut plat_pos = vec![0usize; self.platforms.len()];
+        for (pos, &i) in plat_order.iter().enumerate() {
+            plat_pos[i] = pos;
+        }
+        let plat_names: Vec<String> = plat_order
             .iter()
-            .map(|p| clean(p).into_owned())
+            .map(|&i| clean(&self.platforms[i]).into_owned())
             .collect();
-        plat_names.sort_by(|a, b| natural_cmp(a, b));
         let head = json!({
             "title": title,
             "run": {
@@ -579,7 +574,6 @@ impl HtmlReporter {
 
         let mut budget = self.config.max_total_log_bytes;
         let limit = self.config.max_log_bytes;
-        let run_start = summary.started_unix_ms;
         let mut spool = match self.spool.take() {
             Some(s) => Some(s.into_inner().map_err(|e| e.into_error())?),
             None => None,
@@ -594,20 +588,25 @@ impl HtmlReporter {
             file.seek(SeekFrom::Start(e.offset))?;
             file.read_exact(&mut buf)?;
             let (rec, log) = buf.split_at(e.len as usize);
-            let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(rec) else {
-                continue;
-            };
-            relative_starts(&mut o, run_start);
-            o.insert("k".into(), json!(rank[i as usize]));
+            // The record is an object: `{"k":RANK,"p":PLATFORM,` + its keys
+            // + the log's keys + `}`.
+            let keys = rec
+                .strip_prefix(b"{")
+                .and_then(|r| r.strip_suffix(b"}"))
+                .unwrap_or_default();
+            let mut more = Map::new();
             budget = budget.saturating_sub(u64::from(e.early_log_bytes));
             if !log.is_empty() {
                 let allowed = limit.min(budget);
                 if allowed == 0 {
-                    o.insert("lx".into(), json!(1));
+                    more.insert("lx".into(), json!(1));
                 } else {
                     let log = String::from_utf8_lossy(log);
-                    budget =
-                        budget.saturating_sub(log_json(&mut o, &results_dir.join(&*log), allowed));
+                    budget = budget.saturating_sub(log_json(
+                        &mut more,
+                        &results_dir.join(&*log),
+                        allowed,
+                    ));
                 }
             }
             if in_chunk == 0 {
@@ -615,7 +614,20 @@ impl HtmlReporter {
             } else {
                 w.write_all(b",\n")?;
             }
-            w.write_all(script_safe(&Value::Object(o).to_string()).as_bytes())?;
+            write!(
+                w,
+                "{{\"k\":{},\"p\":{}{}",
+                rank[i as usize],
+                plat_pos[e.platform as usize],
+                if keys.is_empty() { "" } else { "," }
+            )?;
+            w.write_all(keys)?;
+            if !more.is_empty() {
+                let more = script_safe(&Value::Object(more).to_string());
+                w.write_all(b",")?;
+                w.write_all(more[1..more.len() - 1].as_bytes())?;
+            }
+            w.write_all(b"}")?;
             in_chunk += 1;
             if in_chunk == chunk_size {
                 w.write_all(b"]</script>\n<script>atexChunk()</script>\n")?;

@@ -86,16 +86,22 @@
   }
   function hay(t) {
     if (t.h === undefined) {
-      t.h = (t.n + "\n" + (t.o || "") + "\n" + (t.y || "") + "\n" + (t.l || "")).toLowerCase();
+      var s = t.n;
+      if (t.o) s += "\n" + t.o;
+      if (t.y) s += "\n" + t.y;
+      if (t.l) s += "\n" + t.l;
+      t.h = s.toLowerCase();
     }
     return t.h;
   }
 
   var PLAT = {};
   D.platforms.forEach(function (p, i) { PLAT[p] = i; });
-  var counts = {}, flakyCount = 0, byKey = {};
+  var counts = {}, flakyCount = 0, byKey = new Map(), byRank = [];
   function prep(t) {
     t.i = TESTS.length;
+    if (t.s === undefined) t.s = "pass";
+    t.p = D.platforms[t.p];
     t.key = keyOf(t);
     t.st = t.nr ? NOT_RUN : t.s;
     t.flaky = !!(t.x && t.x.length && sev(t.s) <= SEV.info);
@@ -106,7 +112,8 @@
       for (var j = 0; j < t.u.length; j++) if (failure(t.u[j].s) && (!worst || sev(t.u[j].s) > sev(worst))) worst = t.u[j].s;
       t.uw = worst;
     }
-    byKey[t.key] = t;
+    byKey.set(t.key, t);
+    byRank[t.k] = t;
     TESTS.push(t);
   }
 
@@ -255,13 +262,20 @@
     dur: function (a, b) { return (a.d - b.d) || (a.k - b.k); }
   };
   function compute() {
-    var q = state.q, only = anyOnly() ? state.only : null;
+    var q = state.q, only = anyOnly() ? state.only : null, i, t;
     view = [];
-    for (var i = 0; i < TESTS.length; i++) if (matches(TESTS[i], only, q)) view.push(TESTS[i]);
-    // The data comes worst first: the status order needs no sorting.
-    if (state.sort !== "status") {
-      var f = SORTS[state.sort];
-      view.sort(f);
+    // The data comes worst first, and each test knows its rank by name:
+    // those orders need no sorting.
+    if (state.sort === "name" || state.sort === "platform") {
+      var byPlat = state.sort === "platform" ? D.platforms.map(function () { return []; }) : null;
+      for (i = 0; i < byRank.length; i++) {
+        t = byRank[i];
+        if (t && matches(t, only, q)) { if (byPlat) byPlat[PLAT[t.p]].push(t); else view.push(t); }
+      }
+      if (byPlat) view = Array.prototype.concat.apply([], byPlat);
+    } else {
+      for (i = 0; i < TESTS.length; i++) if (matches(TESTS[i], only, q)) view.push(TESTS[i]);
+      if (state.sort !== "status") view.sort(SORTS[state.sort]);
     }
     if (state.desc) view.reverse();
     dirty = true;
@@ -417,7 +431,7 @@
   function details(t) {
     var det = el("div", { class: "det", "data-key": t.key });
     var info = el("div", { class: "kv" });
-    info.textContent = (t.nr ? "did not run" : "started " + iso(D.run.start + t.t) + " · took " + dur(t.d)) +
+    info.textContent = (t.nr ? "did not run" : "started " + iso(t.t) + " · took " + dur(t.d)) +
       (t.r ? " · on " + t.r : "") + " · platform " + t.p + (t.a ? " · attempt " + t.a : "");
     det.appendChild(info);
     var w = why(t);
@@ -455,7 +469,7 @@
         s.appendChild(document.createTextNode(" attempt " + (a.a || 1) + " · " + dur(a.d) + (a.r ? " · on " + a.r : "") +
           (a.y || a.o ? " · " + (a.y || firstLine(a.o)) : "")));
         d.appendChild(s);
-        d.appendChild(el("div", { class: "kv" }, "started " + iso(D.run.start + a.t)));
+        d.appendChild(el("div", { class: "kv" }, "started " + iso(a.t)));
         if (a.o) d.appendChild(el("div", { class: "note-full" }, a.o));
         extras(d, a);
         logBlock(d, t, a);
@@ -531,12 +545,17 @@
   var MROW = 28, matrixRows = null, matrixView = [], matrixDirty = true;
   var mhead = null, mspacer = null, mwin = null;
   function buildMatrix() {
-    var byName = {}, rows = [];
-    TESTS.slice().sort(function (a, b) { return a.k - b.k; }).forEach(function (t) {
-      var r = byName[t.n];
-      if (!r) { r = byName[t.n] = { n: t.n, c: new Array(D.platforms.length) }; rows.push(r); }
+    var byName = new Map(), rows = [];
+    var last = null;
+    for (var i = 0; i < byRank.length; i++) {
+      var t = byRank[i];
+      if (!t) continue;
+      // By rank, a test's platforms are next to each other.
+      var r = last && last.n === t.n ? last : byName.get(t.n);
+      if (!r) { r = { n: t.n, c: new Array(D.platforms.length) }; byName.set(t.n, r); rows.push(r); }
       r.c[PLAT[t.p]] = t;
-    });
+      last = r;
+    }
     rows.forEach(function (r) {
       var seen = null; r.mixed = false;
       for (var i = 0; i < r.c.length; i++) {
@@ -557,9 +576,12 @@
   function drawMatrix() {
     if (!matrixRows) buildMatrix();
     if (matrixDirty) {
-      var set = {};
-      view.forEach(function (t) { set[t.n] = 1; });
-      matrixView = matrixRows.filter(function (r) { return set[r.n]; });
+      if (view.length === TESTS.length) matrixView = matrixRows;
+      else {
+        var set = new Set();
+        view.forEach(function (t) { set.add(t.n); });
+        matrixView = matrixRows.filter(function (r) { return set.has(r.n); });
+      }
       mspacer.style.height = matrixView.length * MROW + "px";
       matrixDirty = false;
     }
@@ -650,7 +672,7 @@
   // ---- deep links (#PLATFORM/TEST) and state links (#!...) -------------------
   var hlKey = null;
   function goTo(key) {
-    var t = byKey[key];
+    var t = byKey.get(key);
     if (!t) return false;
     state.view = "list";
     state.open[key] = true;
@@ -678,10 +700,11 @@
   window.addEventListener("hashchange", onHash);
 
   // ---- loading ------------------------------------------------------------------
-  var loaded = false, firstDrawMs = null;
+  var loaded = false, firstDrawMs = null, decodeMs = 0, doneMs = 0, screenFull = false;
   if (location.hash.indexOf("#!") === 0) { readState(location.hash); search.value = state.q; }
   var needsSort = state.sort !== "status" || state.desc;
   window.atexChunk = function () {
+    var c0 = performance.now();
     var s = document.currentScript.previousElementSibling;
     var arr = JSON.parse(s.textContent);
     s.textContent = "";
@@ -691,15 +714,17 @@
       if (!needsSort && matches(arr[i], only, state.q)) view.push(arr[i]);
     }
     dirty = true;
-    if (firstDrawMs === null && state.view === "list" && !needsSort) {
-      draw(); status(); firstDrawMs = performance.now();
-    } else if (drawn < 40 && state.view === "list" && !needsSort) {
-      draw(); status();
-    } else {
-      status();
+    if (state.view === "list" && !needsSort && !screenFull) {
+      // Until the screen is full, draw what came; then only the count.
+      draw();
+      screenFull = offsets[view.length] > window.innerHeight + window.scrollY;
+      if (firstDrawMs === null) firstDrawMs = performance.now();
     }
+    status();
+    decodeMs += performance.now() - c0;
   };
   window.atexDone = function () {
+    var d0 = performance.now();
     loaded = true;
     if (flakyCount) { flakyPill.hidden = false; flakyN.textContent = String(flakyCount); }
     buildSummaries();
@@ -710,6 +735,7 @@
     if (firstDrawMs === null) firstDrawMs = performance.now();
     if (location.hash.indexOf("#!") !== 0) onHash();
     window.atexRenderMs = performance.now();
+    doneMs = window.atexRenderMs - d0;
     document.body.setAttribute("data-render-ms", String(Math.round(window.atexRenderMs)));
     document.body.setAttribute("data-first-draw-ms", String(Math.round(firstDrawMs)));
     if (/^#selftest|[#&]selftest=1/.test(location.hash)) selftest();
@@ -728,7 +754,8 @@
     function click(e) { e.dispatchEvent(new MouseEvent("click", { bubbles: true })); }
     function type(q) { search.value = q; search.dispatchEvent(new Event("input", { bubbles: true })); applySearch(); }
     var R = { renderMs: Math.round(window.atexRenderMs), firstDrawMs: Math.round(firstDrawMs), fcpMs: fcp,
-      scriptMs: Math.round(window.atexRenderMs - T0), total: TESTS.length, rows: win.querySelectorAll(".row").length,
+      scriptMs: Math.round(window.atexRenderMs - T0), decodeMs: Math.round(decodeMs), doneMs: Math.round(doneMs),
+      total: TESTS.length, rows: win.querySelectorAll(".row").length,
       opened: win.querySelectorAll(".det").length, firstStatus: view.length ? view[0].st : null,
       initial: { hash: location.hash, q: search.value, visible: visible().slice(0, 50), count: view.length, view: state.view,
         pressed: pills.filter(function (p) { return p.getAttribute("aria-pressed") === "true"; })
