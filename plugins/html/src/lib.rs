@@ -625,7 +625,7 @@ impl HtmlReporter {
             if !more.is_empty() {
                 let more = script_safe(&Value::Object(more).to_string());
                 w.write_all(b",")?;
-                w.write_all(more[1..more.len() - 1].as_bytes())?;
+                w.write_all(&more.as_bytes()[1..more.len() - 1])?;
             }
             w.write_all(b"}")?;
             in_chunk += 1;
