@@ -84,17 +84,6 @@
     }
     return "";
   }
-  function hay(t) {
-    if (t.h === undefined) {
-      var s = t.n;
-      if (t.o) s += "\n" + t.o;
-      if (t.y) s += "\n" + t.y;
-      if (t.l) s += "\n" + t.l;
-      t.h = s.toLowerCase();
-    }
-    return t.h;
-  }
-
   var PLAT = {};
   D.platforms.forEach(function (p, i) { PLAT[p] = i; });
   var counts = {}, flakyCount = 0, byKey = new Map(), byRank = [];
@@ -119,7 +108,8 @@
 
   // ---- state, kept in the URL (#!q=...&only=fail,error&sort=name) ---------
   var DEFAULT_DESC = { status: false, name: false, platform: false, system: false, dur: true };
-  var state = { only: {}, flaky: false, q: "", sort: "status", desc: false, view: "list", open: {} };
+  var state = { only: {}, flaky: false, q: "", sort: "status", desc: false, view: "list" };
+  var opened = new Set();  // keys of the tests shown opened
   function stateHash() {
     var p = [];
     if (state.q) p.push("q=" + encodeURIComponent(state.q));
@@ -249,10 +239,14 @@
   // ---- filtering and sorting ------------------------------------------------
   var view = [];
   function anyOnly() { for (var k in state.only) return true; return false; }
+  var qre = null, qfor = null;
   function matches(t, only, q) {
     if (only && !only[t.st]) return false;
     if (state.flaky && !t.flaky) return false;
-    return !q || hay(t).indexOf(q) >= 0;
+    if (!q) return true;
+    if (qfor !== q) { qfor = q; qre = new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), "i"); }
+    return qre.test(t.n) || (t.o !== undefined && qre.test(t.o)) || (t.y !== undefined && qre.test(t.y)) ||
+      (t.l !== undefined && qre.test(t.l));
   }
   var SORTS = {
     status: function (a, b) { return a.i - b.i; },
@@ -286,12 +280,13 @@
   var offsets = null;     // offsets[i]: top of view[i] in the spacer
   var dirty = true;
   function layout() {
-    var n = view.length, off = new Float64Array(n + 1), y = 0;
+    var n = view.length, off = new Float64Array(n + 1), y = 0, any = opened.size > 0;
     for (var i = 0; i < n; i++) {
       off[i] = y;
       y += ROW;
+      if (!any) continue;
       var k = view[i].key;
-      if (state.open[k]) y += heights[k] || DET_GUESS;
+      if (any && opened.has(k)) y += heights[k] || DET_GUESS;
     }
     off[n] = y;
     offsets = off;
@@ -308,11 +303,11 @@
   function tag(text, klass, title) { return el("span", { class: "tag " + (klass || ""), title: title || "" }, text); }
   function row(t) {
     var r = el("div", { class: "row row-grid", role: "row", "data-key": t.key, tabindex: "0",
-      "aria-expanded": state.open[t.key] ? "true" : "false" });
+      "aria-expanded": opened.has(t.key) ? "true" : "false" });
     r.style.gridTemplateColumns = grid;
     var s = el("div", { class: "c" }); s.appendChild(el("span", { class: "badge " + cls(t.st) }, t.st)); r.appendChild(s);
     var name = el("div", { class: "c name", title: t.n });
-    name.appendChild(el("span", { class: "tw" }, state.open[t.key] ? "▾" : "▸"));
+    name.appendChild(el("span", { class: "tw" }, opened.has(t.key) ? "▾" : "▸"));
     name.appendChild(el("span", { class: "nm" }, t.n));
     if (t.flaky) name.appendChild(tag("flaky", "", "passed after " + t.x.length + " failed attempt(s)"));
     else if (t.x) name.appendChild(tag("attempt " + (t.a || 1)));
@@ -328,7 +323,7 @@
     var w = why(t);
     r.appendChild(el("div", { class: "c note" + (t.y ? " reason" : ""), title: t.o || w }, w));
     if (t.key === hlKey) r.classList.add("hl");
-    if (state.open[t.key]) r.classList.add("open");
+    if (opened.has(t.key)) r.classList.add("open");
     return r;
   }
 
@@ -342,7 +337,7 @@
     for (var i = first; i < last; i++) {
       var t = view[i];
       frag.appendChild(row(t));
-      if (state.open[t.key]) { var d = details(t); dets.push([t.key, d]); frag.appendChild(d); }
+      if (opened.has(t.key)) { var d = details(t); dets.push([t.key, d]); frag.appendChild(d); }
     }
     win.style.transform = "translateY(" + (view.length ? offsets[first] : 0) + "px)";
     win.textContent = "";
@@ -615,8 +610,8 @@
     var b = ev.target.closest ? ev.target.closest("button") : null;
     if (!b) return;
     var act = b.getAttribute("data-act");
-    if (act === "expand") { view.forEach(function (t) { state.open[t.key] = true; }); dirty = true; draw(); return; }
-    if (act === "collapse") { state.open = {}; dirty = true; draw(); return; }
+    if (act === "expand") { view.forEach(function (t) { opened.add(t.key); }); dirty = true; draw(); return; }
+    if (act === "collapse") { opened.clear(); dirty = true; draw(); return; }
     if (act === "view") { state.view = state.view === "matrix" ? "list" : "matrix"; matrixDirty = true; window.scrollTo(0, 0); draw(); status(); saveState(); return; }
     var s = b.getAttribute("data-status");
     if (s === null) return;
@@ -653,7 +648,7 @@
     update();
   });
   function toggle(key) {
-    if (state.open[key]) delete state.open[key]; else state.open[key] = true;
+    if (opened.has(key)) opened.delete(key); else opened.add(key);
     dirty = true;
     draw();
   }
@@ -675,7 +670,7 @@
     var t = byKey.get(key);
     if (!t) return false;
     state.view = "list";
-    state.open[key] = true;
+    opened.add(key);
     var pos = view.indexOf(t);
     if (pos < 0) { state.only = {}; state.flaky = false; state.q = ""; search.value = ""; compute(); pos = view.indexOf(t); }
     hlKey = key;

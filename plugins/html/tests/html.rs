@@ -818,11 +818,23 @@ fn bench_300k() {
         let t = Instant::now();
         let r = selftest(&chromium, &paths[0]);
         let wall = t.elapsed().as_millis();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
             "bench_300k: open {round}: first rows drawn {} ms, all {} results decoded and drawn {} ms \
-             after navigation start; rows in the page {}; steps (ms) {}; chromium wall time {wall} ms \
-             (includes browser start-up and the self-test)",
-            r["firstDrawMs"], r["total"], r["renderMs"], r["rows"], r["laps"]
+             after navigation start (decoding chunks {} ms, finishing {} ms); rows in the page {}; \
+             steps (ms) {}; chromium wall time {wall} ms (includes browser start-up and the \
+             self-test); load average {}",
+            r["firstDrawMs"],
+            r["total"],
+            r["renderMs"],
+            r["decodeMs"],
+            r["doneMs"],
+            r["rows"],
+            r["laps"],
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         assert_eq!(r["total"], n);
         assert!(
