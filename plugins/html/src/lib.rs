@@ -181,10 +181,6 @@ atex_plugin_api::export_plugin! {
     reporter: new,
 }
 
-fn spool_error(source: io::Error) -> PluginError {
-    PluginError::from(report::Error::Spool { source })
-}
-
 fn cleaned(s: &str) -> String {
     truncate_chars(&clean(s), report::MAX_NOTE_BYTES).into_owned()
 }
@@ -644,7 +640,13 @@ impl HtmlReporter {
 
 impl ReporterImpl for HtmlReporter {
     fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
-        self.add(result).map_err(spool_error)
+        // The spool lives beside the report: a failure is the report's.
+        self.add(result).map_err(|source| {
+            PluginError::from(report::Error::Unwritable {
+                path: self.path.clone(),
+                source,
+            })
+        })
     }
 
     fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {

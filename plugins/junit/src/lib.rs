@@ -766,8 +766,13 @@ fn message_for(status: &Status, reason: Option<&str>, note: Option<&str>) -> Str
 
 impl ReporterImpl for JunitReporter {
     fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
-        self.add(result)
-            .map_err(|source| PluginError::from(report::Error::Spool { source }))
+        // The spool lives beside the report: a failure is the report's.
+        self.add(result).map_err(|source| {
+            PluginError::from(report::Error::Unwritable {
+                path: self.path.clone(),
+                source,
+            })
+        })
     }
 
     fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
