@@ -820,11 +820,12 @@ fn bench_300k() {
         let wall = t.elapsed().as_millis();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "bench_300k: open {round}: first rows drawn {} ms, all {} results decoded and drawn {} ms \
-             after navigation start (decoding chunks {} ms, finishing {} ms); rows in the page {}; \
-             steps (ms) {}; chromium wall time {wall} ms (includes browser start-up and the \
-             self-test); load average {}",
+            "bench_300k: open {round}: first rows drawn {} ms, first frame after them {} ms, all {} \
+             results decoded and drawn {} ms after navigation start (decoding chunks {} ms, \
+             finishing {} ms); rows in the page {}; steps (ms) {}; chromium wall time {wall} ms \
+             (includes browser start-up and the self-test); load average {}",
             r["firstDrawMs"],
+            r["firstFrameMs"],
             r["total"],
             r["renderMs"],
             r["decodeMs"],
