@@ -220,6 +220,9 @@ fn counts_outcomes_and_reruns() {
 fn reasons_and_tests_that_did_not_run() {
     let (run, path, text) = PLUGIN.render(SyntheticRun::ended(), "");
     validate(&path);
+    // A copy to look at.
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("atex-junit-ended.xml");
+    std::fs::copy(&path, &keep).expect("keep a copy");
     // Every job is a testcase, plus the sub-results of one test.
     let subs = 2;
     assert!(
