@@ -684,6 +684,64 @@ fn bench_10k() {
     }
 }
 
+/// 20,000 results: the data comes in several chunks, the page holds only
+/// the rows on screen, and filter, search and sort still see every result.
+#[test]
+fn chromium_draws_only_the_rows_on_screen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut rep = reporter("", d).expect("construct");
+    for i in 0..20_000u32 {
+        let test = format!("/tests/t{i}");
+        let status = if i % 10 == 3 { "fail" } else { "pass" };
+        rep.on_result(&result(
+            d,
+            ResultSpec {
+                platform: ["a", "b"][(i % 2) as usize],
+                test: &test,
+                status,
+                dur_ms: u64::from(i),
+                ..ResultSpec::default()
+            },
+        ))
+        .expect("on_result");
+    }
+    let summary = SummaryView {
+        run_id: "many".into(),
+        results_dir: d.to_path_buf(),
+        started_unix_ms: RUN_START_MS,
+        duration_ms: 1000,
+        tests_total: 20_000,
+        counts: vec![(Status::Pass, 18_000), (Status::Fail, 2_000)],
+        interrupted: false,
+        extra_json: "{}".into(),
+    };
+    let paths = rep.finish(&summary).expect("finish");
+    let text = std::fs::read_to_string(&paths[0]).expect("read");
+    assert!(chunks(&text) >= 4, "{} chunks", chunks(&text));
+    let tests = data(&text)["tests"].as_array().expect("tests").len();
+    assert_eq!(tests, 20_000);
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium not installed (apt-get install chromium)");
+        return;
+    };
+    let r = selftest(&chromium, &paths[0]);
+    assert_eq!(r["total"], 20_000);
+    let rows = r["rows"].as_u64().expect("rows");
+    assert!(rows > 5 && rows < 200, "{rows} rows in the page");
+    assert_eq!(r["failCount"], 2_000);
+    // Natural order over every result: /tests/t0, t1, t2 ... not t10.
+    assert_eq!(r["byName"][0], "a/tests/t0");
+    assert_eq!(r["byName"][1], "b/tests/t1");
+    assert_eq!(r["byName"][2], "a/tests/t2");
+    assert_eq!(r["longest"], "b/tests/t19999");
+    assert!(r["expanded"].as_u64().expect("expanded") < 200);
+    // The compact failure list is bounded, with a way to the rest.
+    assert_eq!(r["fails"].as_array().expect("fails").len(), 100);
+    // The deep link to the last test reaches it.
+    assert_eq!(r["deepLinkShown"], r["deepLink"]);
+}
+
 /// CPU time (user + system) of this process's waited-for children so far,
 /// in ms (Linux, from /proc/self/stat; assumes 100 ticks a second).
 fn children_cpu_ms() -> u64 {
