@@ -679,6 +679,9 @@
     layout();
     window.scrollTo(0, Math.max(0, listTop() + offsets[pos] - 80));
     draw();
+    // Its details are measured now: the page may have grown below it.
+    window.scrollTo(0, Math.max(0, listTop() + offsets[pos] - 80));
+    draw();
     return !!win.querySelector('.row[data-key="' + CSS.escape(key) + '"]');
   }
   function onHash() {

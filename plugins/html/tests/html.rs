@@ -383,11 +383,16 @@ fn chromium_renders_filters_searches_and_screenshots() {
 
 /// A screenshot of `report#hash` into the target directory.
 fn screenshot(chromium: &Path, report: &Path, hash: &str, name: &str) -> PathBuf {
+    screenshot_sized(chromium, report, hash, name, "1280,900")
+}
+
+/// The same in a window of `size` (`W,H`).
+fn screenshot_sized(chromium: &Path, report: &Path, hash: &str, name: &str, size: &str) -> PathBuf {
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let profile = tempfile::tempdir().expect("profile");
     let (ok, _, err) = run(browser(chromium, profile.path())
         .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1280,900")
+        .arg(format!("--window-size={size}"))
         .arg(file_url(report, hash)));
     assert!(ok, "screenshot failed: {err}");
     let png = std::fs::read(&shot).expect("screenshot written");
@@ -525,11 +530,13 @@ fn chromium_shows_reasons_not_run_matrix_and_log_ends() {
         "!view=matrix",
         "atex-html-ended-matrix.png",
     );
-    screenshot(
+    // Tall enough that the whole opened test is on screen.
+    screenshot_sized(
         &chromium,
         &path,
         "debian-12/tests/slow/hang",
         "atex-html-ended-log-end.png",
+        "1280,1500",
     );
 }
 
