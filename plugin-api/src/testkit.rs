@@ -15,7 +15,9 @@
 //!   [`feed`](SyntheticRun::feed) into a reporter.
 //!   [`SyntheticRun::golden`] is the run atex's own golden files are made
 //!   from; [`SyntheticRun::nasty`] has every status and every character a
-//!   report format can choke on, in names, notes, systems and logs.
+//!   report format can choke on, in names, notes, systems and logs;
+//!   [`SyntheticRun::ended`] says why tests ended (`reason`) and has tests
+//!   that never ran (`not_run`).
 //! - [`ReporterHarness`]: a reporter's constructor with option text, a
 //!   run fed into it, and the refusal of bad options.
 //! - [`check_golden`]: compares output with a golden file, or rewrites it
@@ -319,6 +321,29 @@ impl SyntheticRun {
         }
     }
 
+    /// A run that says why tests ended, on two platforms (`debian-12`,
+    /// `fedora-41`): `reason` keys (`exit code 3` on a test that printed
+    /// nothing, `timed out after 5m` with a long log, `killed by signal 9
+    /// (SIGKILL)`), a failure from an older atex with only a note, tests
+    /// named `/t1`, `/t2`, `/t10` (natural order), a passing test with a
+    /// `warn` sub-result, and [`ENDED_NOT_RUN`] tests that never ran
+    /// (`skip`, attempt 0, `"not_run": true`, `not run: --max-fail 3
+    /// reached`). [`ENDED_JOBS`] jobs in all.
+    pub fn ended() -> SyntheticRun {
+        let (dir, steps) = Self::build(ended_steps);
+        let summary = Self::summary(
+            dir.path(),
+            321_000,
+            ENDED_JOBS,
+            &[("fail", 4), ("infra", 1), ("pass", 7)],
+        );
+        SyntheticRun {
+            dir,
+            steps,
+            summary,
+        }
+    }
+
     /// The results directory.
     pub fn results_dir(&self) -> &Path {
         self.dir.path()
@@ -586,6 +611,142 @@ fn golden_steps(b: &mut Builder) {
     });
 }
 
+/// How many jobs (test × platform) [`SyntheticRun::ended`] has, those
+/// that never ran included.
+pub const ENDED_JOBS: u64 = 15;
+
+/// How many of [`SyntheticRun::ended`]'s jobs never ran.
+pub const ENDED_NOT_RUN: u64 = 3;
+
+/// The reason of the tests [`SyntheticRun::ended`] did not run.
+pub const ENDED_NOT_RUN_REASON: &str = "not run: --max-fail 3 reached";
+
+/// The last line of the long log of `/tests/slow/hang` in
+/// [`SyntheticRun::ended`] (a view scrolled to the end shows it).
+pub const ENDED_LAST_LOG_LINE: &str = "still waiting for the lock (300 s)";
+
+fn ended_steps(b: &mut Builder) {
+    let (p1, p2) = ("debian-12", "fedora-41");
+    let out = |p: &str, t: &str| format!("files/{p}{t}/output.txt");
+    // Exits 3 without a word, on both platforms.
+    for p in [p1, p2] {
+        let f = out(p, "/tests/basics/exit-code");
+        b.file(&f, b"");
+        b.result(ResultSpec {
+            platform: p,
+            test: "/tests/basics/exit-code",
+            status: "fail",
+            files: &[f.as_str()],
+            start_s: 1,
+            dur_ms: 15,
+            extra: r#"{"reason": "exit code 3", "exit_code": 3}"#,
+            ..ResultSpec::default()
+        });
+    }
+    // Runs out of time after a long log; the end of the log matters.
+    let f = out(p1, "/tests/slow/hang");
+    let mut log = String::new();
+    for i in 1..300 {
+        log.push_str(&format!("waiting for the lock ({i} s)\n"));
+    }
+    log.push_str(ENDED_LAST_LOG_LINE);
+    log.push('\n');
+    b.file(&f, log.as_bytes());
+    b.result(ResultSpec {
+        platform: p1,
+        test: "/tests/slow/hang",
+        status: "infra",
+        note: Some("test duration timeout reached"),
+        files: &[f.as_str()],
+        start_s: 2,
+        dur_ms: 300_000,
+        remote: "local-2",
+        extra: r#"{"reason": "timed out after 5m"}"#,
+        ..ResultSpec::default()
+    });
+    // Killed, with an error line in the middle of its log.
+    let f = out(p2, "/tests/signal/killed");
+    b.file(
+        &f,
+        b"allocating\nERROR: cannot allocate 8 GiB\nretrying\nstill retrying\n",
+    );
+    b.result(ResultSpec {
+        platform: p2,
+        test: "/tests/signal/killed",
+        status: "fail",
+        files: &[f.as_str()],
+        start_s: 3,
+        dur_ms: 900,
+        remote: "local-3",
+        extra: r#"{"reason": "killed by signal 9 (SIGKILL)", "exit_code": 137}"#,
+        ..ResultSpec::default()
+    });
+    // From an older atex: a note and no reason.
+    b.result(ResultSpec {
+        platform: p1,
+        test: "/tests/legacy/noted",
+        status: "fail",
+        note: Some("assertion failed: 2 == 3\nat line 4"),
+        start_s: 4,
+        dur_ms: 30,
+        ..ResultSpec::default()
+    });
+    // Numbered tests, landing out of order, on both platforms.
+    for (i, n) in [10, 2, 1].into_iter().enumerate() {
+        for p in [p1, p2] {
+            let t = format!("/tests/num/t{n}");
+            b.result(ResultSpec {
+                platform: p,
+                test: &t,
+                start_s: 5 + i as u64,
+                dur_ms: 100 * n,
+                extra: r#"{"reason": "exit code 0", "exit_code": 0}"#,
+                ..ResultSpec::default()
+            });
+        }
+    }
+    // Passes, with a sub-result that warns.
+    for (sub, status) in [("prepare", "pass"), ("check-x", "warn")] {
+        b.result(ResultSpec {
+            platform: p1,
+            test: "/tests/parent/with-subs",
+            sub: Some(sub),
+            status,
+            note: (status == "warn").then_some("x is deprecated"),
+            start_s: 9,
+            dur_ms: 10,
+            ..ResultSpec::default()
+        });
+    }
+    b.result(ResultSpec {
+        platform: p1,
+        test: "/tests/parent/with-subs",
+        start_s: 9,
+        dur_ms: 40,
+        extra: r#"{"reason": "reported pass by the test"}"#,
+        ..ResultSpec::default()
+    });
+    // Never ran: the run stopped early.
+    let extra = format!(r#"{{"not_run": true, "reason": "{ENDED_NOT_RUN_REASON}"}}"#);
+    for (p, t) in [
+        (p1, "/tests/late/one"),
+        (p1, "/tests/late/two"),
+        (p2, "/tests/late/one"),
+    ] {
+        b.result(ResultSpec {
+            platform: p,
+            test: t,
+            status: "skip",
+            start_s: 20,
+            dur_ms: 0,
+            attempt: 0,
+            remote: "",
+            extra: &extra,
+            ..ResultSpec::default()
+        });
+    }
+}
+
 /// Markup, quotes, a CDATA end, C0 and C1 controls, an ANSI colour, XML
 /// non-characters and non-ASCII text, all in one string.
 pub const NASTY_TEXT: &str =
@@ -775,6 +936,31 @@ mod tests {
         let counted: u64 = run.summary.counts.iter().map(|(_, n)| n).sum();
         assert_eq!(counted, NASTY_TESTS);
         assert!(run.results().any(|r| r.attempt == 3));
+    }
+
+    #[test]
+    fn ended_run_has_reasons_and_not_run_jobs() {
+        let run = SyntheticRun::ended();
+        let finals: Vec<&ResultView> = run
+            .results()
+            .filter(|r| r.subtest.is_none() && r.final_attempt)
+            .collect();
+        assert_eq!(finals.len() as u64, ENDED_JOBS);
+        let not_run: Vec<&&ResultView> = finals.iter().filter(|r| r.not_run()).collect();
+        assert_eq!(not_run.len() as u64, ENDED_NOT_RUN);
+        assert!(not_run.iter().all(|r| r.status == Status::Skip
+            && r.attempt == 0
+            && r.files.is_empty()
+            && r.reason().as_deref() == Some(ENDED_NOT_RUN_REASON)));
+        let counted: u64 = run.summary.counts.iter().map(|(_, n)| n).sum();
+        assert_eq!(counted + ENDED_NOT_RUN, ENDED_JOBS);
+        let exit3 = finals
+            .iter()
+            .find(|r| r.test == "/tests/basics/exit-code")
+            .expect("exit-code");
+        assert_eq!(exit3.reason().as_deref(), Some("exit code 3"));
+        assert_eq!(exit3.exit_code(), Some(3));
+        assert_eq!(exit3.note, None);
     }
 
     #[test]

@@ -56,6 +56,68 @@ impl ResultView {
     pub fn file_paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.files.iter().map(|f| self.results_dir.join(f))
     }
+
+    /// Why the test ended, in one line (`exit code 3`, `timed out after
+    /// 5m`, `not run: run interrupted`): the `reason` key of
+    /// [`ResultView::extra_json`], which atex sets on a test's own result.
+    /// `None` when absent or empty (results of older runs: use the note).
+    pub fn reason(&self) -> Option<String> {
+        EndKeys::of(&self.extra_json)
+            .reason
+            .filter(|r| !r.trim().is_empty())
+    }
+
+    /// Whether this stands for a test that never ran (the run was
+    /// interrupted or stopped early): `"not_run": true` in
+    /// [`ResultView::extra_json`]. Such a result is a `skip` of attempt 0
+    /// without files; its [`reason`](ResultView::reason) says why.
+    pub fn not_run(&self) -> bool {
+        EndKeys::of(&self.extra_json).not_run == Some(true)
+    }
+
+    /// The test's exit code, when atex knew it (`exit_code` in
+    /// [`ResultView::extra_json`]).
+    pub fn exit_code(&self) -> Option<i64> {
+        EndKeys::of(&self.extra_json).exit_code
+    }
+}
+
+/// The keys of `extra_json` that say how a test ended.
+#[derive(Default, serde::Deserialize)]
+struct EndKeys {
+    reason: Option<String>,
+    not_run: Option<bool>,
+    exit_code: Option<i64>,
+}
+
+impl EndKeys {
+    /// Reads the keys; anything unreadable counts as absent. JSON is read
+    /// as YAML (a superset of it), which this crate parses already.
+    fn of(extra_json: &str) -> EndKeys {
+        let t = extra_json.trim();
+        if t.len() < 3
+            || !(t.contains("reason") || t.contains("not_run") || t.contains("exit_code"))
+        {
+            return EndKeys::default();
+        }
+        #[derive(serde::Deserialize)]
+        struct Loose {
+            #[serde(default)]
+            reason: Option<serde_yaml::Value>,
+            #[serde(default)]
+            not_run: Option<serde_yaml::Value>,
+            #[serde(default)]
+            exit_code: Option<serde_yaml::Value>,
+        }
+        let Ok(l) = serde_yaml::from_str::<Loose>(t) else {
+            return EndKeys::default();
+        };
+        EndKeys {
+            reason: l.reason.and_then(|v| v.as_str().map(str::to_string)),
+            not_run: l.not_run.and_then(|v| v.as_bool()),
+            exit_code: l.exit_code.and_then(|v| v.as_i64()),
+        }
+    }
 }
 
 fn opt(o: &ROption<RString>) -> Option<String> {
@@ -205,6 +267,36 @@ mod tests {
             [PathBuf::from("/results/files/debian-12/t/output.txt")]
         );
         assert_eq!((view.attempt, view.final_attempt), (2, false));
+    }
+
+    #[test]
+    fn reason_not_run_and_exit_code_come_from_extra_json() {
+        let mut view = ResultView::from(&abi_result());
+        assert_eq!(
+            (view.reason(), view.not_run(), view.exit_code()),
+            (None, false, None)
+        );
+        view.extra_json = r#"{"tmt_id": "x", "reason": "exit code 3", "exit_code": 3}"#.into();
+        assert_eq!(view.reason().as_deref(), Some("exit code 3"));
+        assert_eq!(view.exit_code(), Some(3));
+        assert!(!view.not_run());
+        view.extra_json =
+            r#"{"not_run": true, "reason": "not run: run interrupted \u00e9 <&>"}"#.into();
+        assert!(view.not_run());
+        assert_eq!(
+            view.reason().as_deref(),
+            Some("not run: run interrupted é <&>")
+        );
+        // Wrong types and broken text are absent, not errors.
+        view.extra_json = r#"{"not_run": "yes", "reason": 5, "exit_code": "3"}"#.into();
+        assert_eq!(
+            (view.reason(), view.not_run(), view.exit_code()),
+            (None, false, None)
+        );
+        view.extra_json = r#"{"reason": "#.into();
+        assert_eq!(view.reason(), None);
+        view.extra_json = r#"{"reason": "  "}"#.into();
+        assert_eq!(view.reason(), None);
     }
 
     #[test]

@@ -16,7 +16,12 @@
 //!   test itself reported nothing.
 //! - **Text** ([`clean`], [`xml_text`], [`xml_attr`], [`html_text`],
 //!   [`truncate_chars`]): ANSI escapes and characters XML 1.0 forbids are
-//!   removed, then the markup characters escaped.
+//!   removed, then the markup characters escaped. [`natural_cmp`] orders
+//!   names as people count (`/t2` before `/t10`).
+//! - **Why a test ended**: [`ResultView::reason`](crate::view::ResultView::reason),
+//!   [`ResultView::not_run`](crate::view::ResultView::not_run) and
+//!   [`ResultView::exit_code`](crate::view::ResultView::exit_code) read the
+//!   keys atex puts in a result's `extra_json`.
 //! - **Logs** ([`read_tail`], [`pick_log`]): the last bytes of a log file,
 //!   cut at a line and a character boundary.
 //! - **Files** ([`ReportFile`], or its parts [`output_path`],
@@ -77,7 +82,8 @@ pub use files::{
     pick_log, read_tail, relative_path, write_atomically,
 };
 pub use text::{
-    clean, html_text, iso_utc, seconds, truncate_chars, xml_allowed, xml_attr, xml_text,
+    clean, html_text, iso_utc, natural_cmp, seconds, truncate_chars, xml_allowed, xml_attr,
+    xml_text,
 };
 
 use crate::PluginError;

@@ -17,6 +17,46 @@ pub fn xml_allowed(c: char) -> bool {
     }
 }
 
+/// Compares names the way people count: runs of digits by their value, so
+/// `/t2` comes before `/t10`; everything else byte by byte. Equal values
+/// with different digits (`t01`, `t1`) fall back to the plain order, so the
+/// order is total.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
+            let si = i;
+            while i < x.len() && x[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < y.len() && y[j].is_ascii_digit() {
+                j += 1;
+            }
+            // Compare the numbers without leading zeros: longer is larger.
+            let (na, nb) = (trim_zeros(&x[si..i]), trim_zeros(&y[sj..j]));
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        } else {
+            if x[i] != y[j] {
+                return x[i].cmp(&y[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| a.cmp(b))
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|&&c| c == b'0').count();
+    &d[n..]
+}
+
 /// Removes ANSI escape sequences (CSI, OSC and friends, two- and
 /// three-character escapes) and characters XML 1.0 does not allow
 /// ([`xml_allowed`]). Borrows when there is nothing to remove.
@@ -163,6 +203,21 @@ pub fn seconds(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_order_counts_numbers() {
+        let mut v = vec!["/t10", "/t2", "/t1", "/a/t010", "/a/t9", "/t02", "/b", "/t"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            ["/a/t9", "/a/t010", "/b", "/t", "/t1", "/t02", "/t2", "/t10"]
+        );
+        assert_eq!(natural_cmp("x1y", "x1y"), std::cmp::Ordering::Equal);
+        assert_eq!(
+            natural_cmp("v99999999999999999999999", "v100000000000000000000000"),
+            std::cmp::Ordering::Less
+        );
+    }
 
     #[test]
     fn iso_dates() {

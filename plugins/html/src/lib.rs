@@ -1,25 +1,37 @@
 //! The `html` reporter: one self-contained HTML file people enjoy reading.
 //!
 //! The file works from `file://` with no network and no side files: the
-//! results are embedded as JSON (`<script type="application/json">`), and
-//! inline vanilla JavaScript renders them. What it offers:
+//! results are embedded as JSON (`<script type="application/json">`) in
+//! chunks of a few thousand tests, each decoded by a one-line script as the
+//! browser reads the file, so the first screen is drawn before the rest is
+//! read; inline vanilla JavaScript renders them. What it offers:
 //!
-//! - summary counts per status that double as filters (plus a `flaky` one
-//!   for tests that passed after a rerun);
-//! - failures and errors first (the default sort is by severity), the first
-//!   of them opened, passes collapsed;
-//! - search over name and note as you type, sort by status, name, platform
-//!   and duration, a platform and a system column when there is more than
-//!   one of either;
-//! - per test: its log tail inline (ANSI escapes stripped), relative links
-//!   to its full files, sub-results and earlier attempts nested, extra keys,
-//!   and a deep link (`report.html#PLATFORM/TEST`);
-//! - rendering in pages of rows, so 10,000 results open quickly.
+//! - summary counts per status that double as filters (plus `flaky` for
+//!   tests that passed after a rerun, and `not run`);
+//! - failures first: a compact list of them (status, name and why it
+//!   ended: the `reason`, else the note, else the first error line of the
+//!   log) above the table, and the table sorted by severity;
+//! - tests that did not run (interrupt, `--max-fail`), listed by name;
+//! - search over name, note, reason and log text as you type; sort by
+//!   status, name (natural order: `/t2` before `/t10`), platform and
+//!   duration; expand or collapse all; filter, search and sort kept in the
+//!   URL (`#!q=...&only=fail&sort=name`), so a link shows the same view;
+//! - a platform and a system column when there is more than one of either,
+//!   and with several platforms a tests × platforms matrix;
+//! - per test: why it ended, its log tail inline and scrolled to the end,
+//!   relative links to its full files, sub-results (a failing one is marked
+//!   on its parent's row) and earlier attempts nested, extra keys, and a
+//!   deep link (`report.html#PLATFORM/TEST`);
+//! - only the rows on screen are in the page (a virtual list), so 300,000
+//!   results open in a few seconds and filter quickly.
 //!
 //! Log tails are bounded twice: `max_log_bytes` per result and
 //! `max_total_log_bytes` for the whole file, spent on failures first. The
-//! final attempts' logs are read at finish; earlier attempts' tails are kept
-//! in a temporary spool file as they land (a rerun may overwrite them).
+//! reporter keeps little per test in memory: each test's record is written
+//! to a temporary file in the report's directory as its final result lands
+//! (earlier attempts' tails with it, as a rerun may overwrite them), and
+//! the file is assembled from it at finish, with the final attempts' logs
+//! read then.
 //!
 //! Options (all optional):
 //!
@@ -35,14 +47,16 @@
 #![deny(clippy::unwrap_used)]
 
 use std::{
-    collections::BTreeSet,
-    io::{self, Write},
+    cmp::Reverse,
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::{self, BufWriter, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
 };
 
 use atex_plugin_api::{
-    PluginError,
-    report::{self, Attempt, CollectedTest, Collector, LogReader, ReportFile, clean, html_text},
+    PluginError, Status,
+    report::{self, clean, html_text, natural_cmp, truncate_chars},
     sdk::{PluginContext, ReporterImpl, ResultView, SummaryView},
 };
 use serde::Deserialize;
@@ -107,11 +121,51 @@ impl Column {
     }
 }
 
+/// Tests per data chunk in the file; the first chunk is smaller, so the
+/// first screen is drawn soon.
+const CHUNK: usize = 5000;
+const FIRST_CHUNK: usize = 500;
+
 /// The reporter.
 pub struct HtmlReporter {
     config: Config,
     run_id: String,
-    file: ReportFile,
+    path: PathBuf,
+    report_dir: PathBuf,
+    results_dir: Option<PathBuf>,
+    /// Tests whose final result has not landed yet.
+    pending: HashMap<(String, String), Pending>,
+    /// Finished tests' records, as JSON text followed by their log's path.
+    spool: Option<BufWriter<File>>,
+    spool_end: u64,
+    index: Vec<Entry>,
+    platforms: Vec<String>,
+    platform_of: HashMap<String, u32>,
+    first_remote: Option<String>,
+    many_remotes: bool,
+    counts: BTreeMap<String, u64>,
+    not_run: u64,
+}
+
+/// What is kept in memory per finished test: enough to sort it.
+struct Entry {
+    name: Box<str>,
+    offset: u64,
+    len: u32,
+    log_len: u32,
+    platform: u32,
+    severity: u8,
+    flaky: bool,
+    /// Bytes of earlier attempts' log tails in the record.
+    early_log_bytes: u32,
+}
+
+#[derive(Default)]
+struct Pending {
+    subs: Vec<Value>,
+    worst_sub: Option<Status>,
+    earlier: Vec<Value>,
+    early_log_bytes: u64,
 }
 
 /// The constructor the plugin exports.
@@ -167,6 +221,10 @@ atex_plugin_api::export_plugin! {
     options: OPTIONS,
 }
 
+fn cleaned(s: &str) -> String {
+    truncate_chars(&clean(s), report::MAX_NOTE_BYTES).into_owned()
+}
+
 impl HtmlReporter {
     /// A reporter writing to `config.output`, else `work_dir/report.html`.
     /// Fails when that path cannot be written.
@@ -175,244 +233,249 @@ impl HtmlReporter {
         work_dir: &Path,
         run_id: &str,
     ) -> Result<Self, report::Error> {
-        let file = ReportFile::new(
-            config.output.as_deref(),
-            work_dir,
-            "report.html",
-            config.max_log_bytes,
-        )?;
+        let path = report::output_path(config.output.as_deref(), work_dir, "report.html");
+        report::check_writable(&path)?;
+        let report_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         Ok(HtmlReporter {
             config,
             run_id: run_id.to_string(),
-            file,
+            path,
+            report_dir,
+            results_dir: None,
+            pending: HashMap::new(),
+            spool: None,
+            spool_end: 0,
+            index: Vec::new(),
+            platforms: Vec::new(),
+            platform_of: HashMap::new(),
+            first_remote: None,
+            many_remotes: false,
+            counts: BTreeMap::new(),
+            not_run: 0,
         })
     }
 
     /// Where the file goes.
     pub fn output(&self) -> &Path {
-        self.file.path()
+        &self.path
     }
-}
 
-/// What the report needs besides the collected tests.
-struct Page<'a> {
-    config: &'a Config,
-    /// The run id from the constructor, used when the summary has none.
-    run_id: &'a str,
-    summary: &'a SummaryView,
-}
+    fn add(&mut self, r: &ResultView) -> io::Result<()> {
+        if self.results_dir.is_none() {
+            self.results_dir = Some(r.results_dir.clone());
+        }
+        let remote = clean(&r.remote);
+        if !remote.is_empty() {
+            match &self.first_remote {
+                None => self.first_remote = Some(remote.into_owned()),
+                Some(f) if *f != remote => self.many_remotes = true,
+                Some(_) => {}
+            }
+        }
+        let prefix = test_prefix(&r.platform, &r.test);
+        let key = (r.platform.clone(), r.test.clone());
+        let status = Status::parse(&clean(r.status.as_str()));
+        if let Some(sub) = &r.subtest {
+            let mut o = Map::new();
+            o.insert("n".into(), json!(clean(sub)));
+            o.insert("s".into(), json!(status.as_str()));
+            if let Some(note) = &r.note {
+                o.insert("o".into(), json!(cleaned(note)));
+            }
+            o.insert("d".into(), json!(r.duration_ms));
+            files_json(&mut o, &r.files, &prefix);
+            let p = self.pending.entry(key).or_default();
+            p.worst_sub = Some(match p.worst_sub.take() {
+                Some(w) => w.worst(status),
+                None => status,
+            });
+            p.subs.push(Value::Object(o));
+            return Ok(());
+        }
+        let mut o = attempt_json(r, &status, &prefix);
+        if !r.final_attempt {
+            // A rerun may overwrite the files: keep this attempt's tail now.
+            let mut bytes = 0;
+            if self.config.max_log_bytes > 0
+                && let Some(log) = report::pick_log(&r.files)
+            {
+                bytes = log_json(&mut o, &r.results_dir.join(log), self.config.max_log_bytes);
+            }
+            let p = self.pending.entry(key).or_default();
+            p.subs.clear();
+            p.worst_sub = None;
+            p.earlier.push(Value::Object(o));
+            p.early_log_bytes += bytes;
+            return Ok(());
+        }
+        let p = self.pending.remove(&key).unwrap_or_default();
+        let not_run = r.not_run();
+        let log = report::pick_log(&r.files).map(str::to_string);
+        self.finish_test(&r.platform, &r.test, status, o, p, log, not_run)
+    }
 
-impl Page<'_> {
-    fn write(
-        &self,
-        collector: &mut Collector,
-        report_dir: &Path,
-        w: &mut dyn Write,
+    /// Writes a finished test's record to the spool and indexes it.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_test(
+        &mut self,
+        platform: &str,
+        test: &str,
+        status: Status,
+        mut o: Map<String, Value>,
+        p: Pending,
+        log: Option<String>,
+        not_run: bool,
     ) -> io::Result<()> {
-        let summary = self.summary;
-        let results_dir = &summary.results_dir;
-        let run_id = if summary.run_id.is_empty() {
-            self.run_id.to_string()
-        } else {
-            summary.run_id.clone()
-        };
-        let title = self
-            .config
-            .title
-            .clone()
-            .unwrap_or_else(|| format!("atex run {run_id}"));
-        let (tests, mut logs) = collector.parts();
-
-        let platforms: BTreeSet<&str> = tests.iter().map(|t| t.platform.as_str()).collect();
-        let systems: BTreeSet<&str> = tests
-            .iter()
-            .flat_map(|t| t.attempts.iter().map(|a| a.remote.as_str()))
-            .filter(|r| !r.is_empty())
-            .collect();
-        // Failures first (they get the log budget first), then by name.
-        let mut order: Vec<usize> = (0..tests.len()).collect();
-        let sev = |t: &CollectedTest| t.last().map_or(0, |a| a.effective_status().severity());
-        order.sort_by(|&a, &b| {
-            let (ta, tb) = (&tests[a], &tests[b]);
-            sev(tb)
-                .cmp(&sev(ta))
-                .then_with(|| (&ta.platform, &ta.name).cmp(&(&tb.platform, &tb.name)))
-        });
-
-        let base = {
-            let rel = report::relative_path(report_dir, results_dir);
-            let s = rel.to_string_lossy().replace('\\', "/");
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("{}/", s.trim_end_matches('/'))
-            }
-        };
-        let head = json!({
-            "title": title,
-            "run": {
-                "id": run_id,
-                "start": summary.started_unix_ms,
-                "dur": summary.duration_ms,
-                "selected": summary.tests_total,
-                "interrupted": summary.interrupted,
-            },
-            "base": base,
-            "cols": {
-                "platform": self.config.platform_column.show(platforms.len()),
-                "system": self.config.system_column.show(systems.len()),
-            },
-        });
-
-        write!(
-            w,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <meta name=\"generator\" content=\"atex-html {}\">\n<title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n\
-             <noscript><p class=\"noscript\">This report is drawn by JavaScript; please enable it to see the results.</p></noscript>\n\
-             <div id=\"app\"></div>\n<script type=\"application/json\" id=\"atex-data\">",
-            env!("CARGO_PKG_VERSION"),
-            html_text(&title),
-        )?;
-        // The head object, left open for the tests array.
-        let head_text = script_safe(&head.to_string());
-        let head_open = head_text.strip_suffix('}').unwrap_or(&head_text);
-        write!(w, "{head_open},\"tests\":[")?;
-
-        let mut budget = self.config.max_total_log_bytes;
-        let limit = self.config.max_log_bytes;
-        let run_start = summary.started_unix_ms;
-        for (n, &i) in order.iter().enumerate() {
-            let test = &tests[i];
-            let Some(last) = test.last() else { continue };
-            let prefix = format!(
-                "files/{}/{}/",
-                test.platform,
-                test.name.trim_start_matches('/')
-            );
-            let mut obj = attempt_json(
-                &mut logs,
-                test,
-                last,
-                &prefix,
-                limit,
-                &mut budget,
-                run_start,
-            );
-            // Names are kept as the test gave them (they locate its
-            // files); what is shown is cleaned, as every other text is.
-            obj.insert("p".into(), json!(clean(&test.platform)));
-            obj.insert("n".into(), json!(clean(&test.name)));
-            if !last.subs.is_empty() {
-                let subs: Vec<Value> = last
-                    .subs
-                    .iter()
-                    .map(|s| {
-                        let mut o = Map::new();
-                        o.insert("n".into(), json!(s.name));
-                        o.insert("s".into(), json!(s.status.as_str()));
-                        if let Some(note) = &s.note {
-                            o.insert("o".into(), json!(note));
-                        }
-                        o.insert("d".into(), json!(s.duration_ms));
-                        files_json(&mut o, &s.files, &prefix);
-                        Value::Object(o)
-                    })
-                    .collect();
-                obj.insert("u".into(), Value::Array(subs));
-            }
-            let earlier = test.earlier();
-            if !earlier.is_empty() {
-                let xs: Vec<Value> = earlier
-                    .iter()
-                    .map(|a| {
-                        Value::Object(attempt_json(
-                            &mut logs,
-                            test,
-                            a,
-                            &prefix,
-                            limit,
-                            &mut budget,
-                            run_start,
-                        ))
-                    })
-                    .collect();
-                obj.insert("x".into(), Value::Array(xs));
-            }
-            if n > 0 {
-                w.write_all(b",\n")?;
-            }
-            w.write_all(script_safe(&Value::Object(obj).to_string()).as_bytes())?;
+        let flaky = !p.earlier.is_empty() && status.severity() <= Status::Info.severity();
+        // Offsets from the run's start are filled in at finish; keep the
+        // absolute start for now.
+        // The platform is written at finish, as an index into the list.
+        o.insert("n".into(), json!(clean(test)));
+        if !p.subs.is_empty() {
+            o.insert("u".into(), Value::Array(p.subs));
         }
-        write!(
-            w,
-            "]}}</script>\n<script>\n{JS}</script>\n</body>\n</html>\n"
-        )
+        if !p.earlier.is_empty() {
+            o.insert("x".into(), Value::Array(p.earlier));
+        }
+        if not_run {
+            self.not_run += 1;
+        } else {
+            *self.counts.entry(status.as_str().to_string()).or_default() += 1;
+        }
+        let plat = match self.platform_of.get(platform) {
+            Some(&i) => i,
+            None => {
+                self.platforms.push(platform.to_string());
+                let i = (self.platforms.len() - 1) as u32;
+                self.platform_of.insert(platform.to_string(), i);
+                i
+            }
+        };
+        let record = script_safe(&Value::Object(o).to_string());
+        let log = log.unwrap_or_default();
+        let spool = match &mut self.spool {
+            Some(s) => s,
+            None => {
+                std::fs::create_dir_all(&self.report_dir)?;
+                self.spool
+                    .insert(BufWriter::new(tempfile::tempfile_in(&self.report_dir)?))
+            }
+        };
+        spool.write_all(record.as_bytes())?;
+        spool.write_all(log.as_bytes())?;
+        let len = u32::try_from(record.len()).map_err(io::Error::other)?;
+        let log_len = u32::try_from(log.len()).map_err(io::Error::other)?;
+        self.index.push(Entry {
+            name: clean(test).into(),
+            offset: self.spool_end,
+            len,
+            log_len,
+            platform: plat,
+            severity: status.severity(),
+            flaky,
+            early_log_bytes: u32::try_from(p.early_log_bytes).unwrap_or(u32::MAX),
+        });
+        self.spool_end += u64::from(len) + u64::from(log_len);
+        Ok(())
+    }
+
+    /// Tests that never got a final result: only sub-results came, or a
+    /// rerun was cut short (its last attempt is what it is).
+    fn flush_pending(&mut self) -> io::Result<()> {
+        let mut rest: Vec<((String, String), Pending)> = self.pending.drain().collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((platform, test), mut p) in rest {
+            let (status, o) = if let Some(worst) = p.worst_sub.take() {
+                let mut o = Map::new();
+                o.insert("s".into(), json!(worst.as_str()));
+                o.insert("d".into(), json!(0));
+                (worst, o)
+            } else if let Some(Value::Object(last)) = p.earlier.pop() {
+                let s = last
+                    .get("s")
+                    .and_then(Value::as_str)
+                    .map_or(Status::Pass, Status::parse);
+                p.subs.clear();
+                (s, last)
+            } else {
+                continue;
+            };
+            self.finish_test(&platform, &test, status, o, p, None, false)?;
+        }
+        Ok(())
     }
 }
 
-/// One attempt as JSON: status, note, timing, remote, files and log tail.
-fn attempt_json(
-    logs: &mut LogReader<'_>,
-    test: &CollectedTest,
-    a: &Attempt,
-    prefix: &str,
-    limit: u64,
-    budget: &mut u64,
-    run_start: u64,
-) -> Map<String, Value> {
+/// `files/PLATFORM/TEST/`, where a test's files usually are.
+fn test_prefix(platform: &str, test: &str) -> String {
+    format!("files/{}/{}/", platform, test.trim_start_matches('/'))
+}
+
+/// One attempt as JSON: status, note, timing, remote, files and which file
+/// is its log. `t` is the absolute start here, made relative at finish.
+fn attempt_json(r: &ResultView, status: &Status, prefix: &str) -> Map<String, Value> {
     let mut o = Map::new();
-    o.insert("s".into(), json!(a.effective_status().as_str()));
-    if let Some(note) = &a.note {
-        o.insert("o".into(), json!(note));
+    if *status != Status::Pass {
+        o.insert("s".into(), json!(status.as_str()));
     }
-    o.insert("d".into(), json!(a.duration_ms));
-    o.insert("t".into(), json!(a.started_ms as i64 - run_start as i64));
-    if !a.remote.is_empty() {
-        o.insert("r".into(), json!(a.remote));
+    if let Some(note) = &r.note {
+        o.insert("o".into(), json!(cleaned(note)));
     }
-    if a.number != 1 {
-        o.insert("a".into(), json!(a.number));
+    o.insert("d".into(), json!(r.duration_ms));
+    o.insert("t".into(), json!(r.started_unix_ms));
+    let remote = clean(&r.remote);
+    if !remote.is_empty() {
+        o.insert("r".into(), json!(remote));
     }
-    files_json(&mut o, &a.files, prefix);
-    if let Some(log) = report::pick_log(&a.files) {
-        let idx = a.files.iter().position(|f| f == log).unwrap_or(0);
+    if r.attempt != 1 {
+        o.insert("a".into(), json!(r.attempt));
+    }
+    files_json(&mut o, &r.files, prefix);
+    if let Some(log) = report::pick_log(&r.files) {
+        let idx = r.files.iter().position(|f| f == log).unwrap_or(0);
         o.insert("li".into(), json!(idx));
-        let allowed = limit.min(*budget);
-        if allowed == 0 {
-            o.insert("lx".into(), json!(1));
-        } else if let Some((_, tail)) = logs.attempt_log(test, a, allowed) {
-            match tail {
-                Ok(mut t) => {
-                    // A spooled tail was cut to `limit`; the budget may be less.
-                    if t.text.len() as u64 > allowed {
-                        let cut = t.text.len() - allowed as usize;
-                        let mut start = cut;
-                        while !t.text.is_char_boundary(start) {
-                            start += 1;
-                        }
-                        t.text.drain(..start);
-                        t.truncated = true;
-                    }
-                    *budget = budget.saturating_sub(t.text.len() as u64);
-                    o.insert("l".into(), json!(t.text));
-                    o.insert("lb".into(), json!(t.total_bytes));
-                    if t.truncated {
-                        o.insert("lt".into(), json!(1));
-                    }
-                }
-                Err(e) => {
-                    o.insert("le".into(), json!(e.to_string()));
-                }
-            }
-        }
     }
-    if !a.extra_json.is_empty()
-        && let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(&a.extra_json)
+    let extra = r.extra_json.trim();
+    if !extra.is_empty()
+        && extra != "{}"
+        && let Ok(Value::Object(mut extra)) = serde_json::from_str::<Value>(extra)
     {
-        o.insert("e".into(), Value::Object(extra));
+        // The reason is `y`, not-run `nr`: no need to say them twice.
+        if let Some(Value::String(reason)) = extra.remove("reason") {
+            o.insert("y".into(), json!(cleaned(&reason)));
+        }
+        if extra.remove("not_run") == Some(Value::Bool(true)) {
+            o.insert("nr".into(), json!(1));
+        }
+        if !extra.is_empty() {
+            o.insert("e".into(), Value::Object(extra));
+        }
     }
     o
+}
+
+/// Adds the tail of `path` (at most `max` bytes) as `l`, `lb`, `lt`, or
+/// the error as `le`; returns the bytes of text added.
+fn log_json(o: &mut Map<String, Value>, path: &Path, max: u64) -> u64 {
+    match report::read_tail(path, max) {
+        Ok(t) => {
+            let n = t.text.len() as u64;
+            o.insert("l".into(), json!(t.text));
+            o.insert("lb".into(), json!(t.total_bytes));
+            if t.truncated {
+                o.insert("lt".into(), json!(1));
+            }
+            n
+        }
+        Err(e) => {
+            o.insert("le".into(), json!(e.to_string()));
+            0
+        }
+    }
 }
 
 /// Files relative to the test's conventional directory (`f`), or, when one
@@ -442,20 +505,195 @@ fn script_safe(json: &str) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
+impl HtmlReporter {
+    fn write_page(&mut self, summary: &SummaryView, w: &mut dyn Write) -> io::Result<()> {
+        self.flush_pending()?;
+        let results_dir = self
+            .results_dir
+            .clone()
+            .unwrap_or_else(|| summary.results_dir.clone());
+        let run_id = if summary.run_id.is_empty() {
+            self.run_id.clone()
+        } else {
+            summary.run_id.clone()
+        };
+        let title = self
+            .config
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("atex run {run_id}"));
+        // Worst first (the order logs are budgeted in and the page shows),
+        // then by name as people count.
+        let platforms = &self.platforms;
+        let mut order: Vec<u32> = (0..self.index.len() as u32).collect();
+        let index = &self.index;
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&index[a as usize], &index[b as usize]);
+            (Reverse(x.severity), Reverse(x.flaky))
+                .cmp(&(Reverse(y.severity), Reverse(y.flaky)))
+                .then_with(|| natural_cmp(&x.name, &y.name))
+                .then_with(|| {
+                    natural_cmp(
+                        &platforms[x.platform as usize],
+                        &platforms[y.platform as usize],
+                    )
+                })
+        });
+        // The rank of each test by name, for sorting by name in the page.
+        let mut by_name: Vec<u32> = (0..self.index.len() as u32).collect();
+        by_name.sort_by(|&a, &b| {
+            let (x, y) = (&index[a as usize], &index[b as usize]);
+            natural_cmp(&x.name, &y.name).then_with(|| {
+                natural_cmp(
+                    &platforms[x.platform as usize],
+                    &platforms[y.platform as usize],
+                )
+            })
+        });
+        let mut rank = vec![0u32; self.index.len()];
+        for (r, &i) in by_name.iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        drop(by_name);
+
+        let base = {
+            let rel = report::relative_path(&self.report_dir, &results_dir);
+            let s = rel.to_string_lossy().replace('\\', "/");
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", s.trim_end_matches('/'))
+            }
+        };
+        // Platforms in natural order; records name theirs by position.
+        let mut plat_order: Vec<usize> = (0..self.platforms.len()).collect();
+        plat_order.sort_by(|&a, &b| natural_cmp(&self.platforms[a], &self.platforms[b]));
+        let mut plat_pos = vec![0usize; self.platforms.len()];
+        for (pos, &i) in plat_order.iter().enumerate() {
+            plat_pos[i] = pos;
+        }
+        let plat_names: Vec<String> = plat_order
+            .iter()
+            .map(|&i| clean(&self.platforms[i]).into_owned())
+            .collect();
+        let head = json!({
+            "title": title,
+            "run": {
+                "id": run_id,
+                "start": summary.started_unix_ms,
+                "dur": summary.duration_ms,
+                "selected": summary.tests_total,
+                "interrupted": summary.interrupted,
+            },
+            "base": base,
+            "total": self.index.len(),
+            "counts": self.counts,
+            "notRun": self.not_run,
+            "platforms": plat_names,
+            "cols": {
+                "platform": self.config.platform_column.show(self.platforms.len()),
+                "system": self.config.system_column.show(if self.many_remotes { 2 } else { usize::from(self.first_remote.is_some()) }),
+            },
+        });
+
+        write!(
+            w,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <meta name=\"generator\" content=\"atex-html {}\">\n<title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n\
+             <noscript><p class=\"noscript\">This report is drawn by JavaScript; please enable it to see the results.</p></noscript>\n\
+             <div id=\"app\"></div>\n<script type=\"application/json\" id=\"atex-data\">{}</script>\n<script>\n{JS}</script>\n",
+            env!("CARGO_PKG_VERSION"),
+            html_text(&title),
+            script_safe(&head.to_string()),
+        )?;
+
+        let mut budget = self.config.max_total_log_bytes;
+        let limit = self.config.max_log_bytes;
+        let mut spool = match self.spool.take() {
+            Some(s) => Some(s.into_inner().map_err(|e| e.into_error())?),
+            None => None,
+        };
+        let mut buf = Vec::new();
+        let mut in_chunk = 0;
+        let mut chunk_size = FIRST_CHUNK;
+        for &i in &order {
+            let e = &self.index[i as usize];
+            let Some(file) = spool.as_mut() else { break };
+            buf.resize((e.len + e.log_len) as usize, 0);
+            file.seek(SeekFrom::Start(e.offset))?;
+            file.read_exact(&mut buf)?;
+            let (rec, log) = buf.split_at(e.len as usize);
+            // The record is an object: `{"k":RANK,"p":PLATFORM,` + its keys
+            // + the log's keys + `}`.
+            let keys = rec
+                .strip_prefix(b"{")
+                .and_then(|r| r.strip_suffix(b"}"))
+                .unwrap_or_default();
+            let mut more = Map::new();
+            budget = budget.saturating_sub(u64::from(e.early_log_bytes));
+            if !log.is_empty() {
+                let allowed = limit.min(budget);
+                if allowed == 0 {
+                    more.insert("lx".into(), json!(1));
+                } else {
+                    let log = String::from_utf8_lossy(log);
+                    budget = budget.saturating_sub(log_json(
+                        &mut more,
+                        &results_dir.join(&*log),
+                        allowed,
+                    ));
+                }
+            }
+            if in_chunk == 0 {
+                w.write_all(b"<script type=\"application/json\" class=\"atex-chunk\">[")?;
+            } else {
+                w.write_all(b",\n")?;
+            }
+            write!(
+                w,
+                "{{\"k\":{},\"p\":{}{}",
+                rank[i as usize],
+                plat_pos[e.platform as usize],
+                if keys.is_empty() { "" } else { "," }
+            )?;
+            w.write_all(keys)?;
+            if !more.is_empty() {
+                let more = script_safe(&Value::Object(more).to_string());
+                w.write_all(b",")?;
+                w.write_all(&more.as_bytes()[1..more.len() - 1])?;
+            }
+            w.write_all(b"}")?;
+            in_chunk += 1;
+            if in_chunk == chunk_size {
+                w.write_all(b"]</script>\n<script>atexChunk()</script>\n")?;
+                in_chunk = 0;
+                chunk_size = CHUNK;
+            }
+        }
+        if in_chunk > 0 {
+            w.write_all(b"]</script>\n<script>atexChunk()</script>\n")?;
+        }
+        w.write_all(b"<script>atexDone()</script>\n</body>\n</html>\n")
+    }
+}
+
 impl ReporterImpl for HtmlReporter {
     fn on_result(&mut self, result: &ResultView) -> Result<(), PluginError> {
-        Ok(self.file.add(result)?)
+        // The spool lives beside the report: a failure is the report's.
+        self.add(result).map_err(|source| {
+            PluginError::from(report::Error::Unwritable {
+                path: self.path.clone(),
+                source,
+            })
+        })
     }
 
     fn finish(&mut self, summary: &SummaryView) -> Result<Vec<PathBuf>, PluginError> {
-        let page = Page {
-            config: &self.config,
-            run_id: &self.run_id,
-            summary,
-        };
-        Ok(self
-            .file
-            .write(|collector, dir, w| page.write(collector, dir, w))?)
+        let path = self.path.clone();
+        Ok(report::finish_report(&path, |w| {
+            self.write_page(summary, w)
+        })?)
     }
 }
 

@@ -110,7 +110,7 @@ fn default_options_validate_and_cap_output() {
     validate(&path);
     assert!(path.ends_with("junit.xml"));
     // The 1 MiB log is cut to its last 64 KiB, with the full file named.
-    let case = case_of(&text, "/tests/huge/log");
+    let case = case_of(&text, "log");
     assert!(case.contains("[atex: last "), "no truncation header");
     let total = big_log(1 << 20).len();
     assert!(case.contains(&format!(
@@ -150,35 +150,36 @@ fn counts_outcomes_and_reruns() {
         xpath(&path, "count(//testcase/skipped)").as_deref(),
         Some("1")
     );
-    // Flaky: passed on attempt 2 after a failure.
-    let flaky = "//testsuite[@name='debian-12/tests/flaky/network']";
+    // One suite per platform, with its counts.
+    assert_eq!(xpath(&path, "count(//testsuite)").as_deref(), Some("2"));
+    let deb = "//testsuite[@name='debian-12']";
     assert_eq!(
-        xpath(&path, &format!("count({flaky}/testcase/flakyFailure)")).as_deref(),
+        xpath(&path, &format!("string({deb}/@tests)")).as_deref(),
+        Some("13")
+    );
+    assert_eq!(
+        xpath(&path, &format!("count({deb}/testcase)")).as_deref(),
+        Some("13")
+    );
+    // Flaky: passed on attempt 2 after a failure.
+    let flaky = "//testcase[@classname='tests.flaky'][@name='network']";
+    assert_eq!(
+        xpath(&path, &format!("count({flaky}/flakyFailure)")).as_deref(),
         Some("1")
     );
     assert_eq!(
-        xpath(&path, &format!("count({flaky}/testcase/failure)")).as_deref(),
+        xpath(&path, &format!("count({flaky}/failure)")).as_deref(),
         Some("0")
-    );
-    assert_eq!(
-        xpath(
-            &path,
-            &format!("string({flaky}/properties/property[@name='attempt.1.status']/@value)")
-        )
-        .as_deref(),
-        Some("fail")
     );
     // The earlier attempt's own output survived the rerun overwriting it.
     assert!(
-        xpath(
-            &path,
-            &format!("string({flaky}/testcase/flakyFailure/system-out)")
-        )
-        .expect("xpath")
-        .contains("attempt 1: connection reset by peer")
+        xpath(&path, &format!("string({flaky}/flakyFailure/system-out)"))
+            .expect("xpath")
+            .contains("attempt 1: connection reset by peer")
     );
-    // Failed every time: rerunError for attempt 1, failure for attempt 2.
-    let broken = "//testsuite[@name='debian-12/tests/broken/always']/testcase";
+    // Failed every time: rerunError for attempt 1, failure for attempt 2,
+    // whose body is the output tail.
+    let broken = "//testcase[@classname='tests.broken'][@name='always']";
     assert_eq!(
         xpath(&path, &format!("count({broken}/rerunError)")).as_deref(),
         Some("1")
@@ -187,33 +188,113 @@ fn counts_outcomes_and_reruns() {
         xpath(&path, &format!("string({broken}/failure/@message)")).as_deref(),
         Some("assertion failed")
     );
-    // Sub-results are testcases named after their test, same classname.
-    assert_eq!(
-        xpath(
-            &path,
-            "string(//testcase[@name='/tests/suite/multi/check-a']/@classname)"
-        )
-        .as_deref(),
-        Some("debian-12/tests/suite/multi")
+    assert!(
+        xpath(&path, &format!("string({broken}/failure)"))
+            .expect("xpath")
+            .ends_with("attempt 2 broke differently")
     );
-    // Dots in the platform would make Jenkins see a package.
+    // Sub-results are testcases whose classname is their test's path.
+    assert_eq!(
+        xpath(&path, "count(//testcase[@classname='tests.suite.multi'])").as_deref(),
+        Some("4")
+    );
+    // The test itself: classname from its path, named by its last part.
     assert_eq!(
         xpath(
             &path,
-            "string(//testsuite[@name='rhel-9.6@x86_64/tests/login/basic']/testcase/@classname)"
+            "string(//testsuite[@name='rhel-9.6@x86_64']/testcase[@name='basic']/@classname)"
         )
         .as_deref(),
-        Some("rhel-9_6@x86_64/tests/login/basic")
+        Some("tests.login")
     );
     // Timestamps carry a zone.
     assert_eq!(
-        xpath(
-            &path,
-            "string(//testsuite[@name='debian-12/tests/login/basic']/@timestamp)"
-        )
-        .as_deref(),
+        xpath(&path, &format!("string({deb}/@timestamp)")).as_deref(),
         Some("2026-01-02T03:04:06Z")
     );
+}
+
+/// Why tests ended: the reason is the message, the output tail the body;
+/// tests that did not run are skipped with their reason.
+#[test]
+fn reasons_and_tests_that_did_not_run() {
+    let (run, path, text) = PLUGIN.render(SyntheticRun::ended(), "");
+    validate(&path);
+    // A copy to look at.
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("atex-junit-ended.xml");
+    std::fs::copy(&path, &keep).expect("keep a copy");
+    // Every job is a testcase, plus the sub-results of one test.
+    let subs = 2;
+    assert!(
+        text.contains(&format!(
+            "<testsuites name=\"atex\" tests=\"{}\" failures=\"4\" errors=\"2\"",
+            testkit::ENDED_JOBS + subs
+        )),
+        "{}",
+        &text[..300]
+    );
+    // A test that exits 3 without output.
+    let exit3 = case_of(&text, "exit-code");
+    assert!(
+        exit3.contains("<failure type=\"fail\" message=\"exit code 3\">"),
+        "{exit3}"
+    );
+    assert!(
+        exit3.contains("[atex: no output; files/debian-12/tests/basics/exit-code/output.txt]"),
+        "{exit3}"
+    );
+    let Some(msg) = xpath(
+        &path,
+        "string(//testsuite[@name='fedora-41']/testcase[@name='exit-code']/failure/@message)",
+    ) else {
+        return;
+    };
+    assert_eq!(msg, "exit code 3");
+    let hang = "//testcase[@classname='tests.slow'][@name='hang']/error";
+    assert_eq!(
+        xpath(&path, &format!("string({hang}/@message)")).as_deref(),
+        Some("timed out after 5m")
+    );
+    let body = xpath(&path, &format!("string({hang})")).expect("xpath");
+    assert!(body.starts_with("test duration timeout reached\n[atex: full output: files/debian-12/tests/slow/hang/output.txt]"), "{body}");
+    assert!(
+        body.trim_end().ends_with(testkit::ENDED_LAST_LOG_LINE),
+        "{body}"
+    );
+    // An older result without a reason: the note's first line.
+    assert_eq!(
+        xpath(&path, "string(//testcase[@name='noted']/failure/@message)").as_deref(),
+        Some("assertion failed: 2 == 3")
+    );
+    // Not run: skipped, with the reason, counted per platform.
+    assert_eq!(
+        xpath(
+            &path,
+            "count(//testcase/skipped[@message='not run: --max-fail 3 reached'])"
+        )
+        .as_deref(),
+        Some(testkit::ENDED_NOT_RUN.to_string().as_str())
+    );
+    for (platform, n) in [("debian-12", "2"), ("fedora-41", "1")] {
+        let suite = format!("//testsuite[@name='{platform}']");
+        assert_eq!(
+            xpath(&path, &format!("string({suite}/@skipped)")).as_deref(),
+            Some(n)
+        );
+        assert_eq!(
+            xpath(
+                &path,
+                &format!("string({suite}/properties/property[@name='not_run']/@value)")
+            )
+            .as_deref(),
+            Some(n)
+        );
+    }
+    assert_eq!(
+        xpath(&path, "count(//testsuite[@name='debian-12']/testcase)").as_deref(),
+        Some("11")
+    );
+    drop(run);
 }
 
 #[test]
@@ -228,10 +309,7 @@ fn strips_characters_xml_forbids() {
     assert!(text.contains("]]&gt; &lt;![CDATA[x]]&gt; &lt;/script&gt;&lt;b&gt;&amp;amp;"));
     assert!(text.contains("message=\"bad &quot;quoted&quot; &lt;tag&gt; &amp; ]]&gt;  done\""));
     assert!(text.contains("ümlaut ✓"));
-    if let Some(v) = xpath(
-        &path,
-        "string(//testcase[@name='/tests/weird/chars']/failure/@message)",
-    ) {
+    if let Some(v) = xpath(&path, "string(//testcase[@name='chars']/failure/@message)") {
         assert_eq!(v, "bad \"quoted\" <tag> & ]]>  done");
     }
 }
@@ -270,7 +348,7 @@ fn output_option_and_relative_links() {
         "full output: {rel}/files/debian-12/tests/login/bad-password/output.txt"
     )));
     // Passing testcases carry no output with include_output: failures.
-    let case = case_of(&text, "/tests/login/basic");
+    let case = case_of(&text, "basic");
     assert!(!case.contains("system-out"));
     validate(&out);
     // Nothing but the report is left in its directory (atomic write).
@@ -368,68 +446,51 @@ fn nasty_run_is_valid_and_maps_every_status() {
     );
     // The names, cleaned and escaped, and legible again to an XML reader.
     let shown = "&lt;&amp;&gt;&quot;' ]]&gt; red  ümlaut ✓ 日本";
-    assert!(text.contains(&format!("<testcase name=\"/nasty/name {shown}\"")));
     assert!(text.contains(&format!(
-        "<testcase name=\"/nasty/name {shown}/sub {shown}\""
+        "<testcase name=\"name {shown}\" classname=\"nasty\""
     )));
-    assert!(text.contains(&format!("hostname=\"system {shown}\"")));
-    assert!(text.contains("name=\"extra.key &lt;&amp;&gt;&quot;'\""));
+    assert!(text.contains(&format!(
+        "<testcase name=\"sub {shown}\" classname=\"nasty.name {shown}\""
+    )));
     let Some(n) = xpath(
         &path,
-        "count(//testcase[starts-with(@name, '/nasty/name <&>')])",
+        "count(//testcase[starts-with(@classname, 'nasty.name <&>')])",
     ) else {
         eprintln!("skipped: xmllint not installed");
         return;
     };
-    assert_eq!(n, "3");
-    let status = |test: &str| {
-        xpath(
-            &path,
-            &format!(
-                "string(//testsuite[@name='fedora-41/nasty/status/{test}']/testcase/*[1]/@type)"
-            ),
-        )
-        .expect("xpath")
-    };
+    assert_eq!(n, "2");
+    let case = |test: &str| format!("//testcase[@classname='nasty.status'][@name='{test}']");
+    let status =
+        |test: &str| xpath(&path, &format!("string({}/*[1]/@type)", case(test))).expect("xpath");
     // warn is an error (tmt's choice), like unknown words; FAIL is fail.
     assert_eq!(status("warn"), "warn");
     assert_eq!(
-        xpath(
-            &path,
-            "name(//testsuite[@name='fedora-41/nasty/status/warn']/testcase/*[1])"
-        )
-        .as_deref(),
+        xpath(&path, &format!("name({}/*[1])", case("warn"))).as_deref(),
         Some("error")
     );
     assert_eq!(status("custom-word"), "custom-word");
     assert_eq!(status("FAIL"), "fail");
     assert_eq!(
-        xpath(
-            &path,
-            "name(//testsuite[@name='fedora-41/nasty/status/FAIL']/testcase/*[1])"
-        )
-        .as_deref(),
+        xpath(&path, &format!("name({}/*[1])", case("FAIL"))).as_deref(),
         Some("failure")
     );
-    // Only sub-results: the worst of them counts, and says so.
+    // Only sub-results: the worst of them counts.
     assert_eq!(
         xpath(
             &path,
-            "string(//testsuite[@name='fedora-41/nasty/only-subs']/properties/property[@name='status']/@value)"
+            "string(//testcase[@classname='nasty'][@name='only-subs']/*[1]/@type)"
         )
         .as_deref(),
         Some("fail")
     );
     // Passed on the third attempt: two flaky errors, each with its own log.
-    let rerun = "//testsuite[@name='fedora-41/nasty/rerun']/testcase";
+    let rerun = "//testcase[@classname='nasty'][@name='rerun']";
     assert_eq!(
         xpath(&path, &format!("count({rerun}/flakyError)")).as_deref(),
         Some("2")
     );
     let second = xpath(&path, &format!("string({rerun}/flakyError[2]/system-out)")).expect("xpath");
     assert!(second.contains("attempt 2 <&>\"' ]]> red"), "{second}");
-    assert_eq!(
-        xpath(&path, "count(//testsuite)"),
-        Some(testkit::NASTY_TESTS.to_string())
-    );
+    assert_eq!(xpath(&path, "count(//testsuite)").as_deref(), Some("1"));
 }
