@@ -51,6 +51,7 @@ use crate::{
     backend::{Provisioner, Reporter},
     fmf,
     plugins::{PluginHost, PluginRegistry, PluginSpec, search_path},
+    remote,
     results::TimingHistory,
 };
 
@@ -84,7 +85,6 @@ pub fn default_history_path(results_dir: &Path) -> PathBuf {
 pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     cfg.validate()
         .map_err(|e| RunError::Config(e.to_string()))?;
-    let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
     let prov_specs = if cfg.provisioners.is_empty() {
         vec![PluginSpec::parse("local").map_err(|e| RunError::Config(e.to_string()))?]
     } else {
@@ -94,7 +94,17 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         .iter()
         .map(|s| s.platform().or_else(|| cfg.platform.clone()))
         .collect();
-    let found = discover_per_platform(&root, &cfg, &platforms)?;
+    // Discovery (with its fetches of remote trees and libraries) runs
+    // beside the loading of the plugins and the making of the
+    // provisioners and reporters.
+    let discovering = {
+        let cfg = cfg.clone();
+        let platforms = platforms.clone();
+        std::thread::Builder::new()
+            .name("atex-discover".into())
+            .spawn(move || discover_run(&cfg, &platforms))
+            .map_err(|e| RunError::Thread(format!("cannot start a thread: {e}")))?
+    };
     let run_id = new_run_id();
     let results_dir = cfg
         .results_dir
@@ -157,6 +167,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             .map_err(|e| RunError::Config(e.to_string()))?;
         reporters.push(Box::new(r));
     }
+    let Discovered {
+        found,
+        uploads,
+        sources,
+    } = discovering
+        .join()
+        .map_err(|_| RunError::Thread("discovery panicked".into()))??;
 
     let workers = cfg.workers.unwrap_or_else(|| {
         let maxes: Option<Vec<u32>> = provisioners.iter().map(|p| p.max_remotes()).collect();
@@ -177,10 +194,14 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     };
     let mut tests = Vec::new();
     let mut plans = Vec::new();
-    for (platform, d) in &found {
+    for (platform, p) in &found {
+        let d = &p.discovery;
         let mut these = plan::run_tests(d, &history);
-        for t in &mut these {
+        for (t, found) in these.iter_mut().zip(&d.tests) {
             t.platform = platform.clone();
+            if let Some(dir) = p.rel_dir(found) {
+                t.spec.rel_dir = dir;
+            }
         }
         tests.extend(these);
         if let Some(p) = platform {
@@ -188,7 +209,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let (_, first) = &found[0];
+    let first = &first.discovery;
     let mut options = crate::executor::SystemOptions::default();
+    options.extra_uploads = uploads.into_iter().map(|u| (u.dest, u.dir)).collect();
     // Results and history kept inside the tree are not tests: never
     // upload them (a later run would carry every earlier one along).
     for path in [&results_dir, &history_path] {
@@ -203,7 +226,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         options,
     };
     made.keep();
-    execute(Execution {
+    let results_dir_kept = results_dir.clone();
+    let report = execute(Execution {
         tests,
         provisioners,
         reporters,
@@ -221,6 +245,56 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
         continue_run: cfg.continue_run,
+    })?;
+    // The commits of the fetched trees, so the run can be reproduced.
+    if let Err(e) = remote::record_sources(&results_dir_kept, &sources) {
+        tracing::warn!(
+            "cannot record the fetched trees in {}/summary.json: {e}",
+            results_dir_kept.display()
+        );
+    }
+    Ok(report)
+}
+
+/// What [`discover_run`] found: per platform, and the remote trees and
+/// libraries to upload and record (the same for every platform).
+struct Discovered {
+    found: Vec<(Option<String>, remote::Prepared)>,
+    uploads: Vec<remote::Upload>,
+    sources: Vec<remote::Source>,
+}
+
+/// Fetches the `--url` tree when given, then discovers per platform.
+fn discover_run(cfg: &RunConfig, platforms: &[Option<String>]) -> Result<Discovered, RunError> {
+    let options = cfg.remote_options();
+    let mut sources = Vec::new();
+    let root = match &cfg.fmf_id {
+        Some(id) => {
+            let (root, source) =
+                remote::fetch_root(id, &options).map_err(|e| RunError::Config(e.to_string()))?;
+            sources.push(source);
+            root
+        }
+        None => cfg.root.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let found = discover_per_platform(&root, cfg, platforms, &options)?;
+    let mut uploads: Vec<remote::Upload> = Vec::new();
+    for (_, p) in &found {
+        for s in &p.sources {
+            if !sources.contains(s) {
+                sources.push(s.clone());
+            }
+        }
+        for u in &p.uploads {
+            if !uploads.iter().any(|x| x.dest == u.dest) {
+                uploads.push(u.clone());
+            }
+        }
+    }
+    Ok(Discovered {
+        found,
+        uploads,
+        sources,
     })
 }
 
@@ -265,9 +339,10 @@ fn discover_per_platform(
     root: &Path,
     cfg: &RunConfig,
     platforms: &[Option<String>],
-) -> Result<Vec<(Option<String>, fmf::Discovery)>, RunError> {
+    options: &remote::RemoteOptions,
+) -> Result<Vec<(Option<String>, remote::Prepared)>, RunError> {
     let discover = |sel: &fmf::Selection| {
-        fmf::discover(root, sel).map_err(|e| RunError::Config(e.to_string()))
+        remote::discover(root, sel, options).map_err(|e| RunError::Config(e.to_string()))
     };
     let found = if cfg.context_for.is_empty() {
         vec![(None, discover(&cfg.selection)?)]
@@ -291,7 +366,7 @@ fn discover_per_platform(
                 distinct.push(p);
             }
         }
-        let mut seen: Vec<(fmf::Context, fmf::Discovery)> = Vec::new();
+        let mut seen: Vec<(fmf::Context, remote::Prepared)> = Vec::new();
         let mut out = Vec::new();
         for p in distinct {
             let mut sel = cfg.selection.clone();
@@ -313,10 +388,10 @@ fn discover_per_platform(
         }
         out
     };
-    if found.iter().all(|(_, d)| d.tests.is_empty()) {
+    if found.iter().all(|(_, d)| d.discovery.tests.is_empty()) {
         return Err(RunError::Config(format!(
             "no tests selected in {}",
-            found[0].1.root.display()
+            found[0].1.discovery.root.display()
         )));
     }
     Ok(found)
