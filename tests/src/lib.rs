@@ -139,7 +139,7 @@ pub fn containers_conf() -> String {
 }
 
 /// Builds a test image of `tests/images/build.sh` (`base`, `ssh`,
-/// `systemd`) when it is missing; cached and idempotent.
+/// `systemd`, `beakerlib`) when it is missing; cached and idempotent.
 pub fn ensure_image(kind: &str) {
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
