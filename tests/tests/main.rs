@@ -7,6 +7,7 @@ mod faults;
 mod matrix;
 mod plugins;
 mod qemu;
+mod remote;
 mod reserve;
 mod run;
 mod run_podman;

@@ -76,14 +76,14 @@ pub enum RemoteError {
     #[error(transparent)]
     Fmf(#[from] fmf::Error),
     /// A discover section's repository.
-    #[error("plan {plan}, discover section '{section}': {source}")]
+    #[error("plan {plan}, discover section '{section}': {error}")]
     Section {
         /// The plan.
         plan: String,
         /// The section's name (`default-N` when unnamed).
         section: String,
         /// What went wrong.
-        source: GitError,
+        error: GitError,
     },
     /// The fmf id given instead of a local root.
     #[error("--url: {0}")]
@@ -244,7 +244,7 @@ pub fn discover(
         let serr = |message: String, url: &str| RemoteError::Section {
             plan: plan_name.clone(),
             section: key.clone(),
-            source: GitError {
+            error: GitError {
                 url: url.to_string(),
                 message,
             },
@@ -252,11 +252,11 @@ pub fn discover(
         if let Some(url) = &section.url {
             let co = match fetched.remove(&i) {
                 Some(Ok(co)) => co,
-                Some(Err(source)) => {
+                Some(Err(error)) => {
                     return Err(RemoteError::Section {
                         plan: plan_name.clone(),
                         section: key,
-                        source,
+                        error,
                     });
                 }
                 None => return Err(serr("was not fetched".into(), url)),
