@@ -584,3 +584,67 @@ fn rlimport_on_podman() {
     assert!(output.contains("hello-from-certgen"), "{output}");
     assert!(output.contains("hello-from-log"), "{output}");
 }
+
+/// tmt, when installed (`$TMT`, else `tmt` on PATH; `pip install tmt`).
+fn tmt_command() -> Option<PathBuf> {
+    let tmt = std::env::var_os("TMT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tmt"));
+    Command::new(&tmt)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| tmt)
+}
+
+/// The test names of a `tests.yaml` tmt's discover step wrote: the
+/// `name` of each top-level list item.
+fn tmt_names(tests_yaml: &Path) -> String {
+    let text = fs::read_to_string(tests_yaml).expect("tests.yaml");
+    let mut names = String::new();
+    for line in text.lines() {
+        if let Some(name) = line
+            .strip_prefix("- name: ")
+            .or_else(|| line.strip_prefix("  name: "))
+        {
+            names.push_str(name.trim_matches('\''));
+            names.push('\n');
+        }
+    }
+    names
+}
+
+/// `tmt run discover` on the three-section plan lists the tests atex
+/// lists, with the same names (ignored by default: needs tmt).
+#[test]
+#[ignore = "needs tmt (pip install tmt; or TMT=/path/to/tmt)"]
+fn same_names_as_tmt() {
+    let tmt = tmt_command().expect("tmt is not installed (pip install tmt, or set TMT)");
+    let f = Fixture::new();
+    // tmt takes a node with `execute` for a plan.
+    let plan = fs::read_to_string(f.tree().join("plans/all.fmf")).expect("plan");
+    f.work.create(
+        "tree/plans/all.fmf",
+        &format!("{plan}execute:\n    how: tmt\n"),
+    );
+    let out = f.atex(&["discover", "--plan", "/plans/all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), EXPECTED);
+    let workdir = f.work.path().join("tmt-run");
+    let run = Command::new(&tmt)
+        .args(["run", "--scratch", "-i"])
+        .arg(&workdir)
+        .args(["discover", "plan", "--name", "^/plans/all$"])
+        .current_dir(f.tree())
+        .env("TMT_WORKDIR_ROOT", f.work.path())
+        .output()
+        .expect("run tmt");
+    assert!(
+        run.status.success(),
+        "tmt: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let names = tmt_names(&workdir.join("plans/all/discover/tests.yaml"));
+    assert_eq!(names, stdout(&out), "tmt's names, then atex's");
+}
