@@ -370,3 +370,131 @@ pub fn record_sources(results_dir: &Path, sources: &[Source]) -> std::io::Result
     tmp.persist(&path).map_err(|e| e.error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(["-c", "init.defaultBranch=main"])
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn repo(dir: &Path, files: &[(&str, &str)]) -> String {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        if !dir.join(".git").exists() {
+            git(dir, &["init", "-q"]);
+        }
+        for (rel, text) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", "c"]);
+        git(dir, &["rev-parse", "HEAD"])
+    }
+
+    /// Libraries' packages join the test's `require`, a resolved
+    /// `library(...)` is no package any more, one that cannot be had
+    /// stays a package (as tmt), and every library is uploaded where
+    /// `rlImport` looks for it.
+    #[test]
+    fn library_packages_join_the_test() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        repo(
+            &d.join("mirror/helpers"),
+            &[
+                (".fmf/version", "1\n"),
+                (
+                    "log/main.fmf",
+                    "require: [logger-pkg]\nrecommend: [nice-pkg]\n",
+                ),
+                ("log/lib.sh", "true\n"),
+            ],
+        );
+        repo(
+            &d.join("certgen"),
+            &[
+                (".fmf/version", "1\n"),
+                (
+                    "certgen/main.fmf",
+                    "require: [openssl, 'library(helpers/log)']\n",
+                ),
+                ("certgen/lib.sh", "true\n"),
+            ],
+        );
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join(".fmf")).expect("mkdir");
+        std::fs::write(tree.join(".fmf/version"), "1\n").expect("write");
+        std::fs::write(
+            tree.join("t.fmf"),
+            format!(
+                "test: true\nrequire:\n  - own-pkg\n  - url: file://{}/certgen\n    name: /certgen\n  - library(nowhere/lib)\n",
+                d.display()
+            ),
+        )
+        .expect("write");
+        let options = RemoteOptions {
+            cache: GitCache::new(d.join("cache")),
+            library_url: format!("file://{}/mirror/{{repository}}", d.display()),
+        };
+        let found = discover(&tree, &fmf::Selection::default(), &options).expect("discover");
+        let t = &found.discovery.tests[0];
+        assert_eq!(
+            t.require,
+            ["own-pkg", "library(nowhere/lib)", "openssl", "logger-pkg"]
+        );
+        assert_eq!(t.recommend, ["nice-pkg"]);
+        let dests: Vec<&str> = found.uploads.iter().map(|u| u.dest.as_str()).collect();
+        assert_eq!(dests, ["libs/certgen/certgen", "libs/helpers/log"]);
+        assert!(found.uploads.iter().all(|u| u.dir.join("lib.sh").is_file()));
+        // The dependency joins the metadata, for `rlImport --all`.
+        assert!(
+            t.metadata["require"]
+                .as_array()
+                .expect("list")
+                .contains(&serde_json::json!("library(helpers/log)"))
+        );
+        let kinds: Vec<&str> = found.sources.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, ["library", "library"]);
+    }
+
+    /// A checkout is shallow, keyed by URL and commit; a moved branch
+    /// gets a new checkout beside the old one.
+    #[test]
+    fn cache_by_url_and_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let first = repo(&d.join("r"), &[("a", "1")]);
+        let second = repo(&d.join("r"), &[("a", "2")]);
+        let url = format!("file://{}/r", d.display());
+        let cache = GitCache::new(d.join("cache"));
+        let head = cache.checkout(&url, None).expect("head");
+        assert_eq!(head.commit, second);
+        assert_eq!(git(&head.dir, &["rev-list", "--count", "HEAD"]), "1");
+        let old = cache.checkout(&url, Some(&first)).expect("commit");
+        assert_eq!(std::fs::read_to_string(old.dir.join("a")).expect("a"), "1");
+        assert_eq!(git(&old.dir, &["rev-list", "--count", "HEAD"]), "1");
+        assert_ne!(old.dir, head.dir);
+        assert_eq!(old.dir.parent(), head.dir.parent());
+        let short = cache.checkout(&url, Some(&first[..8])).expect("short");
+        assert_eq!(short.commit, first);
+        let err = cache.checkout(&url, Some("nope")).expect_err("unknown");
+        assert!(err.to_string().contains("unknown ref 'nope'"), "{err}");
+        assert_ne!(
+            git::repo_key("file:///a/b"),
+            git::repo_key("file:///a_b"),
+            "distinct URLs, distinct keys"
+        );
+    }
+}
