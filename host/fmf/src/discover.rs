@@ -412,7 +412,7 @@ pub fn read_plan(root: impl AsRef<Path>, selection: &Selection) -> Result<Plan> 
     }
     let mut tree = Tree::load(root.as_ref())?;
     tree.adjust(&selection.context, &AdjustOptions::default())?;
-    Ok(plan_of(&tree, selection)?)
+    plan_of(&tree, selection)
 }
 
 /// Discovery as [`discover()`] where some discover sections take their

@@ -210,8 +210,10 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     }
     let (_, first) = &found[0];
     let first = &first.discovery;
-    let mut options = crate::executor::SystemOptions::default();
-    options.extra_uploads = uploads.into_iter().map(|u| (u.dest, u.dir)).collect();
+    let mut options = crate::executor::SystemOptions {
+        extra_uploads: uploads.into_iter().map(|u| (u.dest, u.dir)).collect(),
+        ..crate::executor::SystemOptions::default()
+    };
     // Results and history kept inside the tree are not tests: never
     // upload them (a later run would carry every earlier one along).
     for path in [&results_dir, &history_path] {
