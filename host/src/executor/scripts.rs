@@ -409,8 +409,8 @@ pub fn test_libraries(test: &TestSpec) -> Vec<LocalLibrary> {
 /// Where `rlImport` finds the test's libraries (`BEAKERLIB_LIBRARY_PATH`),
 /// when it requires any: the directory holding the `libs/` of its tree
 /// (`<workdir>` for the plan's tree, `<workdir>/discover/<section>` for a
-/// remote section's, see [`crate::remote`]), after the tree itself for
-/// in-tree libraries (`<workdir>/tests/libs/<nick>`).
+/// remote section's, see [`crate::remote`]); for in-tree libraries
+/// (`<workdir>/tests/libs/<nick>`) the plan's tree itself, first.
 pub fn library_path(test: &TestSpec, workdir: &str) -> Option<String> {
     let remote = ["require", "recommend"].iter().any(|key| {
         let list = match test.metadata.get(*key) {
@@ -427,15 +427,21 @@ pub fn library_path(test: &TestSpec, workdir: &str) -> Option<String> {
             _ => false,
         })
     });
-    if !remote && test_libraries(test).is_empty() {
-        return None;
-    }
+    let in_tree = !test_libraries(test).is_empty();
     let rel = test.rel_dir.to_string_lossy();
-    if let Some(rest) = rel.strip_prefix("../discover/") {
-        let section = rest.split('/').next().unwrap_or_default();
-        return Some(format!("{workdir}/discover/{section}"));
+    let base = match rel.strip_prefix("../discover/") {
+        Some(rest) => format!(
+            "{workdir}/discover/{}",
+            rest.split('/').next().unwrap_or_default()
+        ),
+        None => workdir.to_string(),
+    };
+    match (in_tree, remote) {
+        (false, false) => None,
+        (true, false) if base == workdir => Some(format!("{workdir}/tests")),
+        (true, _) if base == workdir => Some(format!("{workdir}/tests:{workdir}")),
+        _ => Some(base),
     }
-    Some(format!("{workdir}/tests:{workdir}"))
 }
 
 /// Untars stdin into `$1/$2` (replacing what was there).
