@@ -21,6 +21,7 @@
 mod config;
 mod display;
 mod driver;
+mod early;
 pub mod engine;
 mod events;
 mod plan;
@@ -160,6 +161,16 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             .with_platform(platform.clone());
         provisioners.push(Arc::new(p));
     }
+    // With repositories to fetch, each provisioner starts and brings up
+    // its first system meanwhile.
+    let mut early = early::StopUnlessRun(Vec::new());
+    if fetches_trees(&cfg) {
+        for p in &mut provisioners {
+            let started: Arc<dyn Provisioner> = early::EarlyStart::begin(Arc::clone(p));
+            early.0.push(Arc::clone(&started));
+            *p = started;
+        }
+    }
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     for spec in &cfg.reporters {
         let r = get(spec)?
@@ -228,6 +239,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         options,
     };
     made.keep();
+    early.disarm();
     let results_dir_kept = results_dir.clone();
     let report = execute(Execution {
         tests,
@@ -256,6 +268,21 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         );
     }
     Ok(report)
+}
+
+/// Whether discovery fetches repositories: an fmf id, or a plan with a
+/// `url` section (libraries are only known after discovery).
+fn fetches_trees(cfg: &RunConfig) -> bool {
+    if cfg.fmf_id.is_some() {
+        return true;
+    }
+    if cfg.selection.plan.is_none() {
+        return false;
+    }
+    let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
+    fmf::read_plan(&root, &cfg.selection)
+        .map(|p| p.discover.iter().any(|s| s.url.is_some()))
+        .unwrap_or(false)
 }
 
 /// What [`discover_run`] found: per platform, and the remote trees and
