@@ -208,7 +208,13 @@ impl Fixture {
         );
         git(&a, &["tag", "-a", "v1", "-m", "v1"]);
         let a_v1 = git(&a, &["rev-parse", "v1^{commit}"]);
-        commit(&a, &[("suite/later/main.fmf", "test: true\n")]);
+        commit(
+            &a,
+            &[(
+                "suite/later/main.fmf",
+                "test: echo pid1-start $(cut -d' ' -f22 /proc/1/stat)\n",
+            )],
+        );
         // Repository b: reached through file://, pinned to a commit.
         let b = work.path().join("b");
         let b_commit = repo_with(
@@ -647,4 +653,128 @@ fn same_names_as_tmt() {
     );
     let names = tmt_names(&workdir.join("plans/all/discover/tests.yaml"));
     assert_eq!(names, stdout(&out), "tmt's names, then atex's");
+}
+
+/// Seconds since boot (`/proc/uptime`), the clock `/proc/<pid>/stat`
+/// start times count in, inside containers too.
+fn uptime() -> f64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .expect("/proc/uptime")
+}
+
+/// A TCP proxy to `port` on 127.0.0.1 that waits `delay` before passing
+/// each connection on (a slow git server); records when each connection
+/// ended, in [`uptime`] seconds.
+fn slow_proxy(port: u16, delay: Duration) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<f64>>>) {
+    use std::io::copy;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let own = listener.local_addr().expect("addr").port();
+    let ended = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&ended);
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let record = std::sync::Arc::clone(&record);
+            thread::spawn(move || {
+                thread::sleep(delay);
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let (Ok(mut a), Ok(mut b)) = (conn.try_clone(), upstream.try_clone()) else {
+                    return;
+                };
+                let (mut conn, mut upstream) = (conn, upstream);
+                let there = thread::spawn(move || {
+                    let _ = copy(&mut a, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = copy(&mut b, &mut conn);
+                let _ = there.join();
+                record.lock().expect("record").push(uptime());
+            });
+        }
+    });
+    (own, ended)
+}
+
+/// Systems start while repositories are fetched: with a git server that
+/// takes 10 s to answer, the podman container running the remote
+/// section's test was started before the fetch ended (ignored by
+/// default: needs podman and the test image).
+#[test]
+#[ignore = "needs podman and the test image"]
+fn systems_start_while_repositories_are_fetched() {
+    ensure_image("base");
+    let f = Fixture::new();
+    let (port, ended) = slow_proxy(f.daemon.port, Duration::from_secs(10));
+    let a = f.work.path().join("served/a");
+    let head = git(&a, &["rev-parse", "HEAD"]);
+    f.work.create(
+        "tree/plans/slow.fmf",
+        &format!(
+            "discover:\n    how: fmf\n    url: git://127.0.0.1:{port}/a\n    ref: {head}\n    path: /suite\n    test: /later\n"
+        ),
+    );
+    // The later test prints when its container's first process started.
+    let plugins = plugin_dir_with(&["atex_podman"]);
+    let before = uptime();
+    let out = Command::new(atex_bin())
+        .args([
+            "run",
+            "--plan",
+            "/plans/slow",
+            "--plugin-dir",
+            plugins.path().to_str().expect("utf-8"),
+            "-p",
+            "podman:image=localhost/atex-test:bookworm",
+            "--plain",
+            "--results",
+            "out",
+        ])
+        .current_dir(f.tree())
+        .env("XDG_CACHE_HOME", f.cache())
+        .env("CONTAINERS_CONF", containers_conf())
+        .env_remove("ATEX_PLUGIN_PATH")
+        .output()
+        .expect("run atex");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fetched = ended
+        .lock()
+        .expect("ended")
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    assert!(fetched - before >= 10.0, "the fetch was not delayed");
+    // The container's pid 1 start time, in clock ticks since boot.
+    let probe = Command::new("podman")
+        .args([
+            "run",
+            "--rm",
+            "localhost/atex-test:bookworm",
+            "getconf",
+            "CLK_TCK",
+        ])
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("podman run");
+    let ticks: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0);
+    let output = walk(&f.tree().join("out/files"), "output.txt")
+        .and_then(|p| fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let started: f64 = output
+        .lines()
+        .find_map(|l| l.strip_prefix("pid1-start "))
+        .and_then(|v| v.trim().parse().ok())
+        .map(|t: f64| t / ticks)
+        .unwrap_or_else(|| panic!("no start time in the output:\n{output}"));
+    assert!(
+        started > before && started < fetched,
+        "the container started {:.1} s after the run began, the fetch ended after {:.1} s",
+        started - before,
+        fetched - before
+    );
 }
