@@ -542,6 +542,7 @@ fn rlimport_on_podman() {
             (
                 "bl/runtest.sh",
                 "#!/bin/bash\n. /usr/share/beakerlib/beakerlib.sh || exit 1\nrlJournalStart\n  rlPhaseStartSetup\n    \
+                 rlRun 'rlImport --all' 0 'the libraries the metadata lists, and theirs'\n    \
                  rlRun 'rlImport certgen/certgen' 0 'import by name'\n    rlRun 'rlImport helpers/log' 0 'its dependency'\n    \
                  rlRun 'certgen_hello | grep hello-from-certgen'\n    rlRun 'log_hello | grep hello-from-log'\n  rlPhaseEnd\n\
                  rlJournalEnd\nrlGetTestState\n",
@@ -589,6 +590,18 @@ fn rlimport_on_podman() {
     );
     assert!(output.contains("hello-from-certgen"), "{output}");
     assert!(output.contains("hello-from-log"), "{output}");
+    for what in [
+        "the libraries the metadata lists",
+        "import by name",
+        "its dependency",
+    ] {
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains("PASS") && l.contains(what)),
+            "no passing rlRun '{what}':\n{output}"
+        );
+    }
 }
 
 /// tmt, when installed (`$TMT`, else `tmt` on PATH; `pip install tmt`).
