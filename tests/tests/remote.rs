@@ -420,6 +420,11 @@ fn fmf_id_on_the_command_line() {
     let lines = fs::read_to_string(f.tree().join("out/results.jsonl")).expect("results");
     assert!(lines.contains("\"pass\", \"/one\""), "{lines}");
     assert!(!lines.contains("/two"), "{lines}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.tree().join("out/summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["sources"][0]["kind"], "root", "{summary}");
+    assert_eq!(summary["sources"][0]["commit"], f.b_commit.as_str());
 }
 
 /// Two library repositories: `certgen` (library `/certgen`, which
