@@ -427,13 +427,30 @@ pub fn discover_sections(
     selection: &Selection,
     trees: &[Option<PathBuf>],
 ) -> Result<Discovery> {
-    if trees.iter().all(Option::is_none) {
-        return discover(root, selection);
+    discover_fetching(root, selection, |_| Ok::<_, Error>(trees.to_vec()))
+}
+
+/// Discovery as [`discover_sections`], the trees of the remote sections
+/// given by `fetch` once the plan is read (it is called only when the
+/// plan has a section with `url` or `path`): the tree is loaded once, and
+/// a plan without such sections is discovered as [`discover()`] does.
+pub fn discover_fetching<E: From<Error>>(
+    root: impl AsRef<Path>,
+    selection: &Selection,
+    fetch: impl FnOnce(&Plan) -> std::result::Result<Vec<Option<PathBuf>>, E>,
+) -> std::result::Result<Discovery, E> {
+    if selection.plan.is_none() {
+        // The default plan is one local section.
+        return Ok(discover(root, selection)?);
     }
     let adjust = AdjustOptions::default();
     let mut tree = Tree::load(root.as_ref())?;
     tree.adjust(&selection.context, &adjust)?;
     let plan = plan_of(&tree, selection)?;
+    if !plan.discover.iter().any(DiscoverSection::is_remote) {
+        return Ok(discover_in(&tree, selection)?);
+    }
+    let trees = fetch(&plan)?;
     let mut tests = Vec::new();
     let mut section_roots = Vec::with_capacity(plan.discover.len());
     for (index, section) in plan.discover.iter().enumerate() {
@@ -445,6 +462,16 @@ pub fn discover_sections(
                 other = t;
                 section_roots.push(Some(other.root().to_path_buf()));
                 &other
+            }
+            None if section.is_remote() => {
+                return Err(Error::Plan {
+                    plan: plan.name.clone().unwrap_or_default(),
+                    message: format!(
+                        "no tree was given for discover section '{}'",
+                        section.key(index)
+                    ),
+                }
+                .into());
             }
             None => {
                 section_roots.push(None);

@@ -44,9 +44,9 @@ pub(crate) fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
         Some(id) => remote::fetch_root(&id, &options)?.0,
         None => root.unwrap_or_else(|| PathBuf::from(".")),
     };
-    let plan = fmf::read_plan(&root, &selection)?;
-    let output = if plan.discover.iter().any(fmf::DiscoverSection::is_remote) {
-        // Sections from other repositories: fetched, then listed whole.
+    let output = if selection.plan.is_some() {
+        // A plan may take sections from other repositories: they are
+        // fetched, and the tests listed whole.
         let found = remote::discover(&root, &selection, &options)?;
         render_tests(found.discovery.tests, args.json)?
     } else {

@@ -210,15 +210,15 @@ fn fmf_root(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Discovers the tests of `selection` in the tree at `root`, fetching the
-/// repositories of its plan's remote sections (in parallel) and the
-/// libraries its tests require.
-pub fn discover(
+/// Fetches the repositories of the plan's `url` sections at once; the
+/// fmf tree directory of each section that is not the plan's own.
+fn fetch_sections(
     root: &Path,
-    selection: &fmf::Selection,
+    plan: &fmf::Plan,
     options: &RemoteOptions,
-) -> Result<Prepared, RemoteError> {
-    let plan = fmf::read_plan(root, selection)?;
+    checkouts: &mut Vec<Option<Checkout>>,
+    sources: &mut Vec<Source>,
+) -> Result<Vec<Option<PathBuf>>, RemoteError> {
     let plan_name = plan.name.clone().unwrap_or_else(|| "(default)".into());
     let plan_root = fmf_root(root);
     // Sections with `url`, fetched at once.
@@ -237,8 +237,7 @@ pub fn discover(
     });
     let mut fetched = fetched.into_inner().unwrap_or_default();
     let mut trees = vec![None; plan.discover.len()];
-    let mut checkouts: Vec<Option<Checkout>> = vec![None; plan.discover.len()];
-    let mut sources = Vec::new();
+    *checkouts = vec![None; plan.discover.len()];
     for (i, section) in plan.discover.iter().enumerate() {
         let key = section.key(i);
         let serr = |message: String, url: &str| RemoteError::Section {
@@ -295,7 +294,39 @@ pub fn discover(
             trees[i] = Some(dir);
         }
     }
-    let mut discovery = fmf::discover_sections(root, selection, &trees)?;
+    Ok(trees)
+}
+
+/// Discovers the tests of `selection` in the tree at `root`, fetching the
+/// repositories of its plan's remote sections (in parallel) and the
+/// libraries its tests require.
+pub fn discover(
+    root: &Path,
+    selection: &fmf::Selection,
+    options: &RemoteOptions,
+) -> Result<Prepared, RemoteError> {
+    discover_notify(root, selection, options, || {})
+}
+
+/// [`discover`], calling `before_fetch` when the plan is read and its
+/// remote sections are about to be fetched (not at all without any): a
+/// caller starts its systems then.
+pub fn discover_notify(
+    root: &Path,
+    selection: &fmf::Selection,
+    options: &RemoteOptions,
+    before_fetch: impl FnOnce(),
+) -> Result<Prepared, RemoteError> {
+    let mut checkouts: Vec<Option<Checkout>> = Vec::new();
+    let mut sources = Vec::new();
+    let mut discovery = fmf::discover_fetching(root, selection, |plan| {
+        if plan.discover.iter().any(|s| s.url.is_some()) {
+            before_fetch();
+        }
+        fetch_sections(root, plan, options, &mut checkouts, &mut sources)
+    })?;
+    let plan = discovery.plan.clone();
+    checkouts.resize(plan.discover.len(), None);
     // Where each section's tests run, relative to the uploaded plan tree.
     let mut uploads = Vec::new();
     let mut section_dirs = vec![None; plan.discover.len()];

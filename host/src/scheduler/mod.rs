@@ -98,12 +98,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     // Discovery (with its fetches of remote trees and libraries) runs
     // beside the loading of the plugins and the making of the
     // provisioners and reporters.
+    let (fetching_tx, fetching) = crossbeam_channel::bounded::<()>(1);
     let discovering = {
         let cfg = cfg.clone();
         let platforms = platforms.clone();
         std::thread::Builder::new()
             .name("atex-discover".into())
-            .spawn(move || discover_run(&cfg, &platforms))
+            .spawn(move || discover_run(&cfg, &platforms, &fetching_tx))
             .map_err(|e| RunError::Thread(format!("cannot start a thread: {e}")))?
     };
     let run_id = new_run_id();
@@ -161,10 +162,11 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             .with_platform(platform.clone());
         provisioners.push(Arc::new(p));
     }
-    // With repositories to fetch, each provisioner starts and brings up
-    // its first system meanwhile.
+    // With repositories to fetch (discovery says so once it has read the
+    // plan, or ends without), each provisioner starts and brings up its
+    // first system meanwhile.
     let mut early = early::StopUnlessRun(Vec::new());
-    if fetches_trees(&cfg) {
+    if fetching.recv().is_ok() {
         for p in &mut provisioners {
             let started: Arc<dyn Provisioner> = early::EarlyStart::begin(Arc::clone(p));
             early.0.push(Arc::clone(&started));
@@ -270,21 +272,6 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     Ok(report)
 }
 
-/// Whether discovery fetches repositories: an fmf id, or a plan with a
-/// `url` section (libraries are only known after discovery).
-fn fetches_trees(cfg: &RunConfig) -> bool {
-    if cfg.fmf_id.is_some() {
-        return true;
-    }
-    if cfg.selection.plan.is_none() {
-        return false;
-    }
-    let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    fmf::read_plan(&root, &cfg.selection)
-        .map(|p| p.discover.iter().any(|s| s.url.is_some()))
-        .unwrap_or(false)
-}
-
 /// What [`discover_run`] found: per platform, and the remote trees and
 /// libraries to upload and record (the same for every platform).
 struct Discovered {
@@ -293,12 +280,18 @@ struct Discovered {
     sources: Vec<remote::Source>,
 }
 
-/// Fetches the `--url` tree when given, then discovers per platform.
-fn discover_run(cfg: &RunConfig, platforms: &[Option<String>]) -> Result<Discovered, RunError> {
+/// Fetches the `--url` tree when given, then discovers per platform;
+/// sends on `fetching` before it fetches anything.
+fn discover_run(
+    cfg: &RunConfig,
+    platforms: &[Option<String>],
+    fetching: &crossbeam_channel::Sender<()>,
+) -> Result<Discovered, RunError> {
     let options = cfg.remote_options();
     let mut sources = Vec::new();
     let root = match &cfg.fmf_id {
         Some(id) => {
+            let _ = fetching.try_send(());
             let (root, source) =
                 remote::fetch_root(id, &options).map_err(|e| RunError::Config(e.to_string()))?;
             sources.push(source);
@@ -306,7 +299,7 @@ fn discover_run(cfg: &RunConfig, platforms: &[Option<String>]) -> Result<Discove
         }
         None => cfg.root.clone().unwrap_or_else(|| PathBuf::from(".")),
     };
-    let found = discover_per_platform(&root, cfg, platforms, &options)?;
+    let found = discover_per_platform(&root, cfg, platforms, &options, fetching)?;
     let mut uploads: Vec<remote::Upload> = Vec::new();
     for (_, p) in &found {
         for s in &p.sources {
@@ -369,9 +362,13 @@ fn discover_per_platform(
     cfg: &RunConfig,
     platforms: &[Option<String>],
     options: &remote::RemoteOptions,
+    fetching: &crossbeam_channel::Sender<()>,
 ) -> Result<Vec<(Option<String>, remote::Prepared)>, RunError> {
     let discover = |sel: &fmf::Selection| {
-        remote::discover(root, sel, options).map_err(|e| RunError::Config(e.to_string()))
+        remote::discover_notify(root, sel, options, || {
+            let _ = fetching.try_send(());
+        })
+        .map_err(|e| RunError::Config(e.to_string()))
     };
     let found = if cfg.context_for.is_empty() {
         vec![(None, discover(&cfg.selection)?)]
