@@ -500,6 +500,49 @@ mod tests {
         assert_eq!(kinds, ["library", "library"]);
     }
 
+    /// `nick`, `ref` and `path` of a library entry: the directory is
+    /// `libs/<nick>/<path>/<name>`, holding the tree at that ref.
+    #[test]
+    fn library_nick_ref_and_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let multi = d.join("multi");
+        repo(
+            &multi,
+            &[
+                ("sub/.fmf/version", "1\n"),
+                ("sub/tool/main.fmf", "require: [tool-pkg]\n"),
+                ("sub/tool/lib.sh", "# v1\n"),
+            ],
+        );
+        git(&multi, &["tag", "v1"]);
+        repo(&multi, &[("sub/tool/lib.sh", "# v2\n")]);
+        let tree = d.join("tree");
+        std::fs::create_dir_all(tree.join(".fmf")).expect("mkdir");
+        std::fs::write(tree.join(".fmf/version"), "1\n").expect("write");
+        std::fs::write(
+            tree.join("t.fmf"),
+            format!(
+                "test: true\nrecommend:\n  - url: file://{}/multi\n    ref: v1\n    path: /sub\n    name: /tool\n    nick: other\n",
+                d.display()
+            ),
+        )
+        .expect("write");
+        let options = RemoteOptions {
+            cache: GitCache::new(d.join("cache")),
+            library_url: DEFAULT_LIBRARY_URL.into(),
+        };
+        let found = discover(&tree, &fmf::Selection::default(), &options).expect("discover");
+        assert_eq!(found.uploads.len(), 1);
+        assert_eq!(found.uploads[0].dest, "libs/other/sub/tool");
+        assert_eq!(
+            std::fs::read_to_string(found.uploads[0].dir.join("lib.sh")).expect("lib.sh"),
+            "# v1\n"
+        );
+        assert_eq!(found.discovery.tests[0].require, ["tool-pkg"]);
+        assert_eq!(found.sources[0].git_ref.as_deref(), Some("v1"));
+    }
+
     /// A checkout is shallow, keyed by URL and commit; a moved branch
     /// gets a new checkout beside the old one.
     #[test]
