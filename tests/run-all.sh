@@ -24,6 +24,8 @@ command -v pod2man >/dev/null || need+=(perl)
 command -v patch >/dev/null || need+=(patch)
 # The podman plugin's pull tests serve images from a local registry.
 command -v docker-registry >/dev/null || need+=(docker-registry)
+# tmt itself, for the side-by-side tests, goes into a virtualenv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -69,6 +71,16 @@ if [ -x tests/images/build-vm.sh ]; then
     # Needs root; cached, so a no-op when the image is up to date.
     if [ "$(id -u)" -ne 0 ]; then sudo tests/images/build-vm.sh; else tests/images/build-vm.sh; fi
 fi
+
+# tmt, for the tests that compare with it (TMT tells them where it is).
+tmt_venv="${XDG_CACHE_HOME:-$HOME/.cache}/atex/tmt-venv"
+if ! "$tmt_venv/bin/tmt" --version >/dev/null 2>&1; then
+    say "tmt (pip, into $tmt_venv)"
+    rm -rf "$tmt_venv"
+    python3 -m venv "$tmt_venv"
+    "$tmt_venv/bin/pip" install --quiet tmt
+fi
+export TMT="$tmt_venv/bin/tmt"
 
 # --- tests -----------------------------------------------------------------
 say "tests"

@@ -28,13 +28,16 @@
 //! - [`executor`] runs one test on one system;
 //! - [`scheduler`] runs many tests on many systems, giving the next test to
 //!   whichever system becomes free;
-//! - [`results`] stores results on disk as they land.
+//! - [`results`] stores results on disk as they land;
+//! - [`remote`] fetches tests and libraries from other git repositories
+//!   (remote discover sections, fmf ids, BeakerLib libraries).
 
 pub mod backend;
 pub mod executor;
 #[doc(inline)]
 pub use atex_fmf as fmf;
 pub mod plugins;
+pub mod remote;
 pub mod results;
 pub mod scheduler;
 

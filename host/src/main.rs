@@ -246,6 +246,20 @@ fn check_plugin(args: &CheckArgs) -> Result<ExitCode> {
 pub(crate) struct SelectionArgs {
     /// FMF tree root, or any directory inside the tree [default: .].
     root: Option<PathBuf>,
+    /// Take the tree from this git repository instead of ROOT (an fmf id
+    /// with --ref and --path; fetched once into ~/.cache/atex/git).
+    #[arg(long, value_name = "URL", conflicts_with = "root")]
+    url: Option<String>,
+    /// Branch, tag or commit of --url [default: its default branch].
+    #[arg(long = "ref", value_name = "REF", requires = "url")]
+    git_ref: Option<String>,
+    /// The fmf root inside the --url repository.
+    #[arg(long, value_name = "PATH", requires = "url")]
+    path: Option<String>,
+    /// URL template of `library(repo/lib)` requirements, `{repository}`
+    /// standing for `repo` [default: https://github.com/beakerlib/{repository}].
+    #[arg(long, value_name = "TEMPLATE")]
+    library_url: Option<String>,
     /// Plan node whose discover sections select the tests.
     #[arg(long)]
     plan: Option<String>,
@@ -264,6 +278,15 @@ pub(crate) struct SelectionArgs {
 }
 
 impl SelectionArgs {
+    /// The fmf id of `--url`, `--ref`, `--path`.
+    fn fmf_id(&self) -> Option<atex::remote::FmfId> {
+        self.url.as_ref().map(|url| atex::remote::FmfId {
+            url: url.clone(),
+            git_ref: self.git_ref.clone(),
+            path: self.path.clone(),
+        })
+    }
+
     /// The tree root, when given, and the selection these arguments make.
     fn into_selection(
         self,
@@ -369,6 +392,8 @@ fn run_tests(args: RunArgs, color: atex::scheduler::ColorChoice) -> Result<ExitC
         Some(file) => RunConfig::from_file(file)?,
         None => RunConfig::default(),
     };
+    let fmf_id = args.selection.fmf_id();
+    let library_url = args.selection.library_url.clone();
     let (root, selection) = args.selection.into_selection()?;
     let mut context_for: Vec<(String, atex::fmf::Context)> = Vec::new();
     for arg in &args.context_for {
@@ -431,6 +456,8 @@ fn run_tests(args: RunArgs, color: atex::scheduler::ColorChoice) -> Result<ExitC
         } else {
             std::sync::Arc::new(scheduler::DefaultPolicy)
         },
+        fmf_id,
+        library_url,
     };
     let report = scheduler::run(base.overlay(cli))?;
     eprint!(

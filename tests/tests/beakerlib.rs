@@ -629,3 +629,26 @@ fn reboots_in_a_systemd_container() {
     remote.release().expect("release");
     prov.stop().expect("stop");
 }
+
+/// The same BeakerLib tests with tmt itself and with atex on one podman
+/// image give the same results, sub-results and file names
+/// (`tests/compat/beakerlib-vs-tmt.sh`, which prints the comparison).
+/// tmt comes from `TMT` (`tests/run-all.sh` installs it) or `PATH`.
+#[test]
+fn the_same_beakerlib_tests_report_as_with_tmt() {
+    ensure_image("beakerlib");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/beakerlib-vs-tmt.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .env("ATEX", atex_bin())
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("run beakerlib-vs-tmt.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

@@ -339,7 +339,9 @@ fn max_fail_stops_early_and_lists_the_tests_not_run() {
         assert!(junit.contains(&case), "{t} missing from\n{junit}");
     }
     assert_eq!(
-        junit.matches("<skipped type=\"skip\" message=\"not run: --max-fail 1 reached\"/>").count(),
+        junit
+            .matches("<skipped type=\"skip\" message=\"not run: --max-fail 1 reached\"/>")
+            .count(),
         3,
         "{junit}"
     );

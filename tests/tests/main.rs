@@ -11,6 +11,7 @@ mod plugin_commands;
 mod plugins;
 mod prepare;
 mod qemu;
+mod remote;
 mod reserve;
 mod run;
 mod run_podman;

@@ -52,6 +52,10 @@ pub struct Discovery {
     pub plan: Plan,
     /// Tests in discovery order.
     pub tests: Vec<Test>,
+    /// For each discover section of [`Discovery::plan`], the fmf root of
+    /// its tree when that is not [`Discovery::root`] (a section with
+    /// `url` or `path`, see [`discover_sections`]).
+    pub section_roots: Vec<Option<PathBuf>>,
 }
 
 impl Discovery {
@@ -97,7 +101,12 @@ fn discover_tests(root: &Path, selection: &Selection) -> Result<Discovery> {
         && let Ok((root, plan, chunks)) = stream_default(root, selection, Vec::new, push_to, |_| {})
     {
         let tests = chunks.into_iter().flatten().collect();
-        return Ok(Discovery { root, plan, tests });
+        return Ok(Discovery {
+            root,
+            plan,
+            tests,
+            section_roots: Vec::new(),
+        });
     }
     discover_whole(root, selection)
 }
@@ -255,6 +264,7 @@ pub fn discover_in(tree: &Tree, selection: &Selection) -> Result<Discovery> {
 /// A node picked as a test.
 struct Picked {
     id: NodeId,
+    section: usize,
     name: String,
     source_dir: PathBuf,
     source_rel: PathBuf,
@@ -313,6 +323,7 @@ fn pick(
     };
     Ok(Some(Picked {
         id,
+        section: 0,
         name: match &section.name {
             Some(s) => format!("/{s}{}", node.name()),
             None => node.name().to_string(),
@@ -332,7 +343,26 @@ fn pick(
 }
 
 fn select(tree: &Tree, selection: &Selection) -> Result<(Plan, Vec<Picked>)> {
-    let plan = match &selection.plan {
+    let plan = plan_of(tree, selection)?;
+    let mut picked = Vec::new();
+    for (index, section) in plan.discover.iter().enumerate() {
+        if section.is_remote() {
+            return Err(Error::Plan {
+                plan: plan.name.clone().unwrap_or_default(),
+                message: format!(
+                    "discover section '{}' takes its tests from another tree ('url' or 'path'): fetch it and use discover_sections",
+                    section.key(index)
+                ),
+            });
+        }
+        picked.extend(select_section(tree, index, section, selection)?);
+    }
+    Ok((plan, picked))
+}
+
+/// The selected plan of an adjusted tree.
+fn plan_of(tree: &Tree, selection: &Selection) -> Result<Plan> {
+    Ok(match &selection.plan {
         None => Plan::default_plan(),
         Some(name) => {
             let perr = |m: &str| Error::Plan {
@@ -351,27 +381,128 @@ fn select(tree: &Tree, selection: &Selection) -> Result<(Plan, Vec<Picked>)> {
             }
             Plan::from_metadata(name, node.data().clone()).map_err(|e| perr(&e.0))?
         }
-    };
+    })
+}
+
+/// The nodes of `tree` that discover section `index` picks.
+fn select_section(
+    tree: &Tree,
+    index: usize,
+    section: &DiscoverSection,
+    selection: &Selection,
+) -> Result<Vec<Picked>> {
+    let (options, excludes) = section_options(section, selection);
     let mut picked = Vec::new();
-    for section in &plan.discover {
-        let (options, excludes) = section_options(section, selection);
-        for id in prune(tree, &options)? {
-            if let Some(p) = pick(tree, id, tree.node(id).data(), section, &excludes)? {
-                picked.push(p);
-            }
+    for id in prune(tree, &options)? {
+        if let Some(mut p) = pick(tree, id, tree.node(id).data(), section, &excludes)? {
+            p.section = index;
+            picked.push(p);
         }
     }
-    Ok((plan, picked))
+    Ok(picked)
+}
+
+/// The plan `selection` names (the default plan without one), read from
+/// the tree containing `root` adjusted with the selection's context:
+/// what a caller looks at to fetch the trees of its remote sections
+/// before [`discover_sections`].
+pub fn read_plan(root: impl AsRef<Path>, selection: &Selection) -> Result<Plan> {
+    if selection.plan.is_none() {
+        return Ok(Plan::default_plan());
+    }
+    let mut tree = Tree::load(root.as_ref())?;
+    tree.adjust(&selection.context, &AdjustOptions::default())?;
+    plan_of(&tree, selection)
+}
+
+/// Discovery as [`discover()`] where some discover sections take their
+/// tests from another tree: `trees[i]`, when set, is a directory of the
+/// fmf tree of section `i` (a section with `url`, fetched by the caller,
+/// or with `path`). Each such tree is loaded and adjusted on its own; its
+/// tests carry the section's name prefix as usual, their `source_dir` in
+/// that tree, and in-tree libraries resolve inside it. The roots found
+/// are in [`Discovery::section_roots`].
+pub fn discover_sections(
+    root: impl AsRef<Path>,
+    selection: &Selection,
+    trees: &[Option<PathBuf>],
+) -> Result<Discovery> {
+    discover_fetching(root, selection, |_| Ok::<_, Error>(trees.to_vec()))
+}
+
+/// Discovery as [`discover_sections`], the trees of the remote sections
+/// given by `fetch` once the plan is read (it is called only when the
+/// plan has a section with `url` or `path`): the tree is loaded once, and
+/// a plan without such sections is discovered as [`discover()`] does.
+pub fn discover_fetching<E: From<Error>>(
+    root: impl AsRef<Path>,
+    selection: &Selection,
+    fetch: impl FnOnce(&Plan) -> std::result::Result<Vec<Option<PathBuf>>, E>,
+) -> std::result::Result<Discovery, E> {
+    if selection.plan.is_none() {
+        // The default plan is one local section.
+        return Ok(discover(root, selection)?);
+    }
+    let adjust = AdjustOptions::default();
+    let mut tree = Tree::load(root.as_ref())?;
+    tree.adjust(&selection.context, &adjust)?;
+    let plan = plan_of(&tree, selection)?;
+    if !plan.discover.iter().any(DiscoverSection::is_remote) {
+        return Ok(discover_in(&tree, selection)?);
+    }
+    let trees = fetch(&plan)?;
+    let mut tests = Vec::new();
+    let mut section_roots = Vec::with_capacity(plan.discover.len());
+    for (index, section) in plan.discover.iter().enumerate() {
+        let other;
+        let this: &Tree = match trees.get(index).and_then(Option::as_ref) {
+            Some(dir) => {
+                let mut t = Tree::load(dir)?;
+                t.adjust(&selection.context, &adjust)?;
+                other = t;
+                section_roots.push(Some(other.root().to_path_buf()));
+                &other
+            }
+            None if section.is_remote() => {
+                return Err(Error::Plan {
+                    plan: plan.name.clone().unwrap_or_default(),
+                    message: format!(
+                        "no tree was given for discover section '{}'",
+                        section.key(index)
+                    ),
+                }
+                .into());
+            }
+            None => {
+                section_roots.push(None);
+                &tree
+            }
+        };
+        let picked = select_section(this, index, section, selection)?;
+        let mut found = build(this.root().to_path_buf(), plan.clone(), picked, |id| {
+            this.node(id).data().clone()
+        })?;
+        libraries::resolve_local_libraries(this, &mut found.tests)?;
+        tests.extend(found.tests);
+    }
+    Ok(Discovery {
+        root: tree.root().to_path_buf(),
+        plan,
+        tests,
+        section_roots,
+    })
 }
 
 fn build_one(p: Picked, metadata: Map<String, Value>) -> Result<Test> {
-    Test::from_metadata(p.name.clone(), p.source_dir, p.source_rel, metadata).map_err(|e| {
-        Error::Metadata {
+    let section = p.section;
+    let mut test = Test::from_metadata(p.name.clone(), p.source_dir, p.source_rel, metadata)
+        .map_err(|e| Error::Metadata {
             test: p.name,
             path: p.source_file,
             message: e.0,
-        }
-    })
+        })?;
+    test.section = section;
+    Ok(test)
 }
 
 fn build(
@@ -385,7 +516,12 @@ fn build(
         let metadata = data(p.id);
         tests.push(build_one(p, metadata)?);
     }
-    Ok(Discovery { root, plan, tests })
+    Ok(Discovery {
+        root,
+        plan,
+        tests,
+        section_roots: Vec::new(),
+    })
 }
 
 /// Whether [`stream_default`] agrees with [`discover_whole`] for

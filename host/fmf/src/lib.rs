@@ -47,7 +47,10 @@ mod walk;
 mod yaml;
 
 pub use context::{Context, ContextPair, ContextValue, Evaluator, ParseContextError, RuleError};
-pub use discover::{Discovery, Selection, TestSink, discover, discover_in, discover_into};
+pub use discover::{
+    Discovery, Selection, TestSink, discover, discover_fetching, discover_in, discover_into,
+    discover_sections, read_plan,
+};
 pub use error::{Error, Result};
 pub use libraries::{LocalLibrary, local_libraries};
 pub use prune::{PruneOptions, filter_matches, prune};

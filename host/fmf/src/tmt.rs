@@ -61,6 +61,9 @@ pub struct Test {
     pub enabled: bool,
     /// The node's whole data after inheritance and adjust.
     pub metadata: Map<String, Value>,
+    /// Index of the plan's discover section the test comes from (0 for
+    /// the default plan).
+    pub section: usize,
 }
 
 /// Why test or plan metadata is invalid.
@@ -243,6 +246,7 @@ impl Test {
             result: "respect".into(),
             enabled: true,
             metadata,
+            section: 0,
         };
         test.refresh()?;
         Ok(test)
@@ -327,8 +331,32 @@ pub struct DiscoverSection {
     pub filter: Vec<String>,
     /// `exclude`: name regexes to drop.
     pub exclude: Vec<String>,
+    /// `url`: the git repository holding the section's tree (`None`: the
+    /// plan's own tree).
+    pub url: Option<String>,
+    /// `ref`: branch, tag or commit of `url` (`None`: its default branch).
+    pub git_ref: Option<String>,
+    /// `path`: the fmf root inside the repository (or, without `url`,
+    /// inside the plan's tree).
+    pub path: Option<String>,
     /// The raw section.
     pub raw: Map<String, Value>,
+}
+
+impl DiscoverSection {
+    /// The directory name tmt gives the section's phase: its `name`, or
+    /// `default-<index>` for an unnamed one.
+    pub fn key(&self, index: usize) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("default-{index}"),
+        }
+    }
+
+    /// Whether the section's tree is not the plan's own (`url` or `path`).
+    pub fn is_remote(&self) -> bool {
+        self.url.is_some() || self.path.is_some()
+    }
 }
 
 /// One `prepare` step.
@@ -392,17 +420,22 @@ impl Plan {
             if how(&section, "fmf") != "fmf" {
                 continue;
             }
-            if section.contains_key("url") {
-                return Err(MetadataError(
-                    "remote discover sections ('url') are not supported".into(),
-                ));
-            }
             let name = section.get("name").map(pyval::py_str);
+            let text = |key: &str| {
+                section
+                    .get(key)
+                    .filter(|v| !v.is_null())
+                    .map(pyval::py_str)
+                    .filter(|s| !s.is_empty())
+            };
             discover.push(DiscoverSection {
                 name,
                 test: strings(section.get("test")),
                 filter: strings(section.get("filter")),
                 exclude: strings(section.get("exclude")),
+                url: text("url"),
+                git_ref: text("ref"),
+                path: text("path"),
                 raw: section,
             });
         }

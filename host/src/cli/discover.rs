@@ -15,7 +15,10 @@ use std::{
 };
 
 use anyhow::Result;
-use atex::fmf::{self, Test, TestSink};
+use atex::{
+    fmf::{self, Test, TestSink},
+    remote,
+};
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -31,9 +34,24 @@ pub(crate) struct DiscoverArgs {
 }
 
 pub(crate) fn discover_tests(args: DiscoverArgs) -> Result<ExitCode> {
+    let mut options = remote::RemoteOptions::default();
+    if let Some(url) = &args.selection.library_url {
+        options.library_url = url.clone();
+    }
+    let fmf_id = args.selection.fmf_id();
     let (root, selection) = args.selection.into_selection()?;
-    let root = root.unwrap_or_else(|| PathBuf::from("."));
-    let output = render(&root, &selection, args.json)?;
+    let root = match fmf_id {
+        Some(id) => remote::fetch_root(&id, &options)?.0,
+        None => root.unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let output = if selection.plan.is_some() {
+        // A plan may take sections from other repositories: they are
+        // fetched, and the tests listed whole.
+        let found = remote::discover(&root, &selection, &options)?;
+        render_tests(found.discovery.tests, args.json)?
+    } else {
+        render(&root, &selection, args.json)?
+    };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`atex discover | head`) is not an error.
     if let Err(e) = output.write_to(&mut out).and_then(|()| out.flush())
@@ -64,9 +82,21 @@ fn render(root: &Path, selection: &fmf::Selection, json: bool) -> Result<Rendere
     // without `/`). A repeated name would replace the value of the earlier
     // JSON entry and keep its place, as a JSON object built test by test
     // does.
-    let found = fmf::discover(root, selection)?;
+    render_tests(fmf::discover(root, selection)?.tests, json)
+}
+
+/// The text of tests discovered whole.
+fn render_tests(tests: Vec<Test>, json: bool) -> Result<Rendered> {
+    if !json {
+        let mut text = String::new();
+        for t in &tests {
+            text.push_str(&t.name);
+            text.push('\n');
+        }
+        return Ok(Rendered { pieces: vec![text] });
+    }
     let mut object = Map::new();
-    for t in found.tests {
+    for t in tests {
         object.insert(t.name.clone(), entry(t));
     }
     let mut text = serde_json::to_string_pretty(&Value::Object(object))

@@ -491,9 +491,46 @@ pub fn test_libraries(test: &TestSpec) -> Vec<LocalLibrary> {
     }
 }
 
-/// Untars stdin into `$1/tests` (replacing what was there).
-pub const UNPACK_TREE: &str =
-    r#"set -e; rm -rf "$1/tests"; mkdir -p "$1/tests"; tar -x -C "$1/tests" -f -"#;
+/// Where `rlImport` finds the test's libraries (`BEAKERLIB_LIBRARY_PATH`),
+/// when it requires any: the directory holding the `libs/` of its tree
+/// (`<workdir>` for the plan's tree, `<workdir>/discover/<section>` for a
+/// remote section's, see [`crate::remote`]); for in-tree libraries
+/// (`<workdir>/tests/libs/<nick>`) the plan's tree itself, first.
+pub fn library_path(test: &TestSpec, workdir: &str) -> Option<String> {
+    let remote = ["require", "recommend"].iter().any(|key| {
+        let list = match test.metadata.get(*key) {
+            Some(serde_json::Value::Array(list)) => list.as_slice(),
+            Some(one) => std::slice::from_ref(one),
+            None => &[],
+        };
+        list.iter().any(|e| match e {
+            serde_json::Value::String(s) => s.trim().starts_with("library("),
+            serde_json::Value::Object(o) => {
+                o.get("type").is_none_or(|t| t.as_str() == Some("library"))
+                    && (o.contains_key("url") || o.contains_key("path"))
+            }
+            _ => false,
+        })
+    });
+    let in_tree = !test_libraries(test).is_empty();
+    let rel = test.rel_dir.to_string_lossy();
+    let base = match rel.strip_prefix("../discover/") {
+        Some(rest) => format!(
+            "{workdir}/discover/{}",
+            rest.split('/').next().unwrap_or_default()
+        ),
+        None => workdir.to_string(),
+    };
+    match (in_tree, remote) {
+        (false, false) => None,
+        (true, false) if base == workdir => Some(format!("{workdir}/tests")),
+        (true, _) if base == workdir => Some(format!("{workdir}/tests:{workdir}")),
+        _ => Some(base),
+    }
+}
+
+/// Untars stdin into `$1/$2` (replacing what was there).
+pub const UNPACK_TREE: &str = r#"set -e; rm -rf "$1/$2"; mkdir -p "$1/$2"; tar -x -C "$1/$2" -f -"#;
 
 /// Runs a plan shell step with the plan environment file loaded.
 pub fn plan_shell(workdir: &str, script: &str) -> String {

@@ -18,7 +18,7 @@ use std::{
     collections::HashSet,
     fs::OpenOptions,
     io::{BufRead, BufReader, Read, Write},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, Stdio},
     time::{Duration, Instant},
 };
@@ -136,6 +136,11 @@ pub struct SystemOptions {
     /// by default atex's own results (`atex-results`) and timing history
     /// (`.atex-history.json`); `.git` never is.
     pub upload_exclude: Vec<String>,
+    /// More host directories uploaded at setup, after the tree: each
+    /// `(dest, dir)` goes to `dest` relative to the work directory (remote
+    /// discover sections and libraries, see [`crate::remote`]); `.git` is
+    /// left out.
+    pub extra_uploads: Vec<(String, PathBuf)>,
 }
 
 impl Default for SystemOptions {
@@ -144,6 +149,7 @@ impl Default for SystemOptions {
             setup_timeout: Some(Duration::from_secs(3600)),
             kill_leftovers: true,
             upload_exclude: vec!["atex-results".into(), ".atex-history.json".into()],
+            extra_uploads: Vec::new(),
         }
     }
 }
@@ -627,54 +633,15 @@ impl System {
             system: name.clone(),
             detail,
         };
-        let mut tar = std::process::Command::new("tar")
-            .args(["-c", "--exclude=.git"])
-            .args(
-                self.options
-                    .upload_exclude
-                    .iter()
-                    .map(|p| format!("--exclude=./{}", p.trim_start_matches("./"))),
-            )
-            .arg("-C")
-            .arg(tree_root)
-            .arg(".")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| setup_err(format!("cannot run tar: {e}")))?;
-        let mut stream = tar
-            .stdout
-            .take()
-            .ok_or_else(|| setup_err("tar has no stdout".into()))?;
-        let unpack = self.oneoff(
-            &[
-                "bash",
-                "-c",
-                scripts::UNPACK_TREE,
-                "atex-unpack",
-                &self.workdir,
-            ],
-            Some(&mut stream),
-            self.options.setup_timeout,
-            cancel,
-        );
-        let tar_status = tar.wait().map_err(|e| setup_err(e.to_string()))?;
-        match unpack {
-            Ok((Some(0), _)) if tar_status.success() => {}
-            Ok((code, out)) => {
-                return Err(setup_err(format!(
-                    "uploading the tests failed ({}): {}",
-                    exit_status(code),
-                    tail(&out, 2000)
-                )));
-            }
-            Err(e) if cancel.is_cancelled() => {
-                let _ = e;
-                return Err(ExecError::Cancelled {
-                    system: self.name.clone(),
-                });
-            }
-            Err(e) => return Err(setup_err(format!("uploading the tests failed: {e}"))),
+        let excludes: Vec<String> = self
+            .options
+            .upload_exclude
+            .iter()
+            .map(|p| format!("--exclude=./{}", p.trim_start_matches("./")))
+            .collect();
+        self.upload(tree_root, "tests", &excludes, cancel)?;
+        for (dest, dir) in self.options.extra_uploads.clone() {
+            self.upload(&dir, &dest, &[], cancel)?;
         }
         let plan_env_file = format!("{}/plan_env", self.workdir);
         let mut env_args: Vec<String> = vec!["env".into()];
@@ -719,6 +686,63 @@ impl System {
         }
         self.plan = Some(plan.clone());
         Ok(())
+    }
+
+    /// Streams the host directory `dir` (without `.git`) with tar into
+    /// `dest` under the work directory, replacing what was there.
+    fn upload(
+        &mut self,
+        dir: &Path,
+        dest: &str,
+        excludes: &[String],
+        cancel: &CancelToken,
+    ) -> Result<(), ExecError> {
+        let name = self.name.clone();
+        let setup_err = |detail: String| ExecError::Setup {
+            system: name.clone(),
+            detail,
+        };
+        let mut tar = std::process::Command::new("tar")
+            .args(["-c", "--exclude=.git"])
+            .args(excludes)
+            .arg("-C")
+            .arg(dir)
+            .arg(".")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| setup_err(format!("cannot run tar: {e}")))?;
+        let mut stream = tar
+            .stdout
+            .take()
+            .ok_or_else(|| setup_err("tar has no stdout".into()))?;
+        let unpack = self.oneoff(
+            &[
+                "bash",
+                "-c",
+                scripts::UNPACK_TREE,
+                "atex-unpack",
+                &self.workdir,
+                dest,
+            ],
+            Some(&mut stream),
+            self.options.setup_timeout,
+            cancel,
+        );
+        let tar_status = tar.wait().map_err(|e| setup_err(e.to_string()))?;
+        match unpack {
+            Ok((Some(0), _)) if tar_status.success() => Ok(()),
+            Ok((code, out)) => Err(setup_err(format!(
+                "uploading {} failed ({}): {}",
+                if dest == "tests" { "the tests" } else { dest },
+                exit_status(code),
+                tail(&out, 2000)
+            ))),
+            Err(_) if cancel.is_cancelled() => Err(ExecError::Cancelled {
+                system: self.name.clone(),
+            }),
+            Err(e) => Err(setup_err(format!("uploading {dest} failed: {e}"))),
+        }
     }
 
     /// Kills what a test attempt runs: its session `pid` and everything
@@ -1024,10 +1048,10 @@ impl System {
             "TMT_TEST_METADATA".into(),
             format!("{w}/test-{id}/metadata.yaml"),
         ));
-        if !scripts::test_libraries(test).is_empty() {
-            // BeakerLib's rlImport looks for `libs/<nick>/<name>` under
+        if let Some(path) = scripts::library_path(test, w) {
+            // BeakerLib's rlImport looks for `libs/<repo>/<name>` under
             // these roots; the test script itself lives outside the tree.
-            env.push(("BEAKERLIB_LIBRARY_PATH".into(), format!("{w}/tests")));
+            env.push(("BEAKERLIB_LIBRARY_PATH".into(), path));
         }
         env.extend(test.environment.iter().cloned());
         env.push(("TMT_TREE".into(), format!("{w}/tests")));

@@ -24,6 +24,8 @@
 //! failure-budget: 5       # broken systems per provisioner before it is dropped
 //! deadline: 2h            # tests must end (by their duration) before this
 //! max-fail: 3             # start no test after the third failing one
+//! fmf-id: {url: https://example.org/tests.git, ref: v1.0, path: /fmf}  # instead of root
+//! library-url: https://forge.example.org/beakerlib/{repository}      # for library(repo/lib)
 //! ```
 //!
 //! Flags given on the command line win over the file.
@@ -43,7 +45,7 @@ use super::{
     driver::ContinueRun,
     engine::{DefaultPolicy, SchedulePolicy},
 };
-use crate::{fmf, plugins::PluginSpec};
+use crate::{fmf, plugins::PluginSpec, remote};
 
 /// Everything `atex run` needs.
 #[derive(Clone)]
@@ -91,6 +93,12 @@ pub struct RunConfig {
     /// `--resume DIR` / `--rerun-failed DIR`: continue the run in
     /// `results_dir`.
     pub continue_run: Option<ContinueRun>,
+    /// `--url URL [--ref REF] [--path P]`: the tree is in a git
+    /// repository (fetched into the cache) instead of `root`.
+    pub fmf_id: Option<remote::FmfId>,
+    /// `--library-url`: the URL template of `library(repo/lib)`
+    /// requirements (default [`remote::DEFAULT_LIBRARY_URL`]).
+    pub library_url: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -115,6 +123,8 @@ impl Default for RunConfig {
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
+            fmf_id: None,
+            library_url: None,
         }
     }
 }
@@ -174,6 +184,17 @@ struct ConfigFile {
     failure_budget: Option<u32>,
     deadline: Option<Value>,
     max_fail: Option<u32>,
+    fmf_id: Option<FmfIdEntry>,
+    library_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FmfIdEntry {
+    url: String,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    path: Option<String>,
 }
 
 fn plugin_entry(v: &Value) -> Result<PluginSpec, ConfigError> {
@@ -294,7 +315,22 @@ impl RunConfig {
             signals: false,
             decisions: Arc::new(DefaultPolicy),
             continue_run: None,
+            fmf_id: f.fmf_id.map(|e| remote::FmfId {
+                url: e.url,
+                git_ref: e.git_ref,
+                path: e.path,
+            }),
+            library_url: f.library_url,
         })
+    }
+
+    /// How remote trees and libraries are fetched for this run.
+    pub fn remote_options(&self) -> remote::RemoteOptions {
+        let mut options = remote::RemoteOptions::default();
+        if let Some(url) = &self.library_url {
+            options.library_url = url.clone();
+        }
+        options
     }
 
     /// Refuses values that cannot make a run: no workers, a failure
@@ -322,6 +358,8 @@ impl RunConfig {
         }
         opt!(
             root,
+            fmf_id,
+            library_url,
             workers,
             reruns,
             results_dir,
@@ -419,5 +457,15 @@ mod tests {
         assert_eq!(merged.reruns, Some(0));
         assert_eq!(merged.workers, Some(3));
         assert!(RunConfig::from_yaml("bogus: 1").is_err());
+        let cfg = RunConfig::from_yaml(
+            "fmf-id: {url: 'git://127.0.0.1/t', ref: v1, path: /fmf}\nlibrary-url: 'file:///m/{repository}'\n",
+        )
+        .expect("fmf id");
+        let id = cfg.fmf_id.clone().expect("set");
+        assert_eq!(
+            (id.url.as_str(), id.git_ref.as_deref(), id.path.as_deref()),
+            ("git://127.0.0.1/t", Some("v1"), Some("/fmf"))
+        );
+        assert_eq!(cfg.remote_options().library_url, "file:///m/{repository}");
     }
 }

@@ -21,6 +21,7 @@
 mod config;
 mod display;
 mod driver;
+mod early;
 pub mod engine;
 mod events;
 mod plan;
@@ -53,6 +54,7 @@ use crate::{
     backend::{Provisioner, Reporter},
     fmf,
     plugins::{PluginHost, PluginRegistry, PluginSpec, search_path},
+    remote,
     results::TimingHistory,
 };
 
@@ -86,7 +88,6 @@ pub fn default_history_path(results_dir: &Path) -> PathBuf {
 pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     cfg.validate()
         .map_err(|e| RunError::Config(e.to_string()))?;
-    let root = cfg.root.clone().unwrap_or_else(|| PathBuf::from("."));
     let prov_specs = if cfg.provisioners.is_empty() {
         vec![PluginSpec::parse("local").map_err(|e| RunError::Config(e.to_string()))?]
     } else {
@@ -96,7 +97,18 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         .iter()
         .map(|s| s.platform().or_else(|| cfg.platform.clone()))
         .collect();
-    let found = discover_per_platform(&root, &cfg, &platforms)?;
+    // Discovery (with its fetches of remote trees and libraries) runs
+    // beside the loading of the plugins and the making of the
+    // provisioners and reporters.
+    let (fetching_tx, fetching) = crossbeam_channel::bounded::<()>(1);
+    let discovering = {
+        let cfg = cfg.clone();
+        let platforms = platforms.clone();
+        std::thread::Builder::new()
+            .name("atex-discover".into())
+            .spawn(move || discover_run(&cfg, &platforms, &fetching_tx))
+            .map_err(|e| RunError::Thread(format!("cannot start a thread: {e}")))?
+    };
     let run_id = new_run_id();
     let results_dir = cfg
         .results_dir
@@ -144,25 +156,51 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             ))
         })
     };
+    let join = |h: std::thread::JoinHandle<Result<Discovered, RunError>>| {
+        h.join()
+            .map_err(|_| RunError::Thread("discovery panicked".into()))?
+    };
+    // `prepare: suite` needs to know the tests before the provisioner is
+    // made: then discovery is waited for here.
+    let mut discovering = Some(discovering);
+    let mut discovered = None;
+    if prov_specs.iter().any(PluginSpec::wants_suite_packages)
+        && let Some(h) = discovering.take()
+    {
+        discovered = Some(join(h)?);
+    }
     let mut provisioners: Vec<Arc<dyn Provisioner>> = Vec::new();
     for (spec, platform) in prov_specs.iter().zip(&platforms) {
         // `prepare: suite`: what this provisioner's tests need, baked into
         // its image before the first system starts.
         let mut spec = spec.clone();
-        if spec.wants_suite_packages() {
-            let tests = found
+        let tests = discovered.as_ref().and_then(|d: &Discovered| {
+            d.found
                 .iter()
                 .find(|(p, _)| p.is_none() || p == platform)
-                .map(|(_, d)| d);
-            if let Some(d) = tests {
-                spec.expand_suite_packages(&plan::suite_packages(d));
-            }
+                .map(|(_, p)| &p.discovery)
+        });
+        if spec.wants_suite_packages()
+            && let Some(d) = tests
+        {
+            spec.expand_suite_packages(&plan::suite_packages(d));
         }
         let p = get(&spec)?
             .new_provisioner(&host, &spec.config_text())
             .map_err(|e| RunError::Config(e.to_string()))?
             .with_platform(platform.clone());
         provisioners.push(Arc::new(p));
+    }
+    // With repositories to fetch (discovery says so once it has read the
+    // plan, or ends without), each provisioner starts and brings up its
+    // first system meanwhile.
+    let mut early = early::StopUnlessRun(Vec::new());
+    if fetching.recv().is_ok() {
+        for p in &mut provisioners {
+            let started: Arc<dyn Provisioner> = early::EarlyStart::begin(Arc::clone(p));
+            early.0.push(Arc::clone(&started));
+            *p = started;
+        }
     }
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     for spec in &cfg.reporters {
@@ -171,6 +209,15 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             .map_err(|e| RunError::Config(e.to_string()))?;
         reporters.push(Box::new(r));
     }
+    let Discovered {
+        found,
+        uploads,
+        sources,
+    } = match (discovered, discovering) {
+        (Some(d), _) => d,
+        (None, Some(h)) => join(h)?,
+        (None, None) => return Err(RunError::Thread("discovery was not started".into())),
+    };
 
     let workers = cfg.workers.unwrap_or_else(|| {
         let maxes: Option<Vec<u32>> = provisioners.iter().map(|p| p.max_remotes()).collect();
@@ -192,10 +239,14 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     };
     let mut tests = Vec::new();
     let mut plans = Vec::new();
-    for (platform, d) in &found {
+    for (platform, p) in &found {
+        let d = &p.discovery;
         let mut these = plan::run_tests(d, &history);
-        for t in &mut these {
+        for (t, found) in these.iter_mut().zip(&d.tests) {
             t.platform = platform.clone();
+            if let Some(dir) = p.rel_dir(found) {
+                t.spec.rel_dir = dir;
+            }
         }
         tests.extend(these);
         if let Some(p) = platform {
@@ -203,7 +254,11 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let (_, first) = &found[0];
-    let mut options = crate::executor::SystemOptions::default();
+    let first = &first.discovery;
+    let mut options = crate::executor::SystemOptions {
+        extra_uploads: uploads.into_iter().map(|u| (u.dest, u.dir)).collect(),
+        ..crate::executor::SystemOptions::default()
+    };
     // Results and history kept inside the tree are not tests: never
     // upload them (a later run would carry every earlier one along).
     for path in [&results_dir, &history_path] {
@@ -218,6 +273,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         options,
     };
     made.keep();
+    early.disarm();
+    let results_dir_kept = results_dir.clone();
     // The display with every option the command line has; the driver's
     // own (mode only) is not added.
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
@@ -227,7 +284,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             cfg.display,
         )));
     }
-    execute(Execution {
+    let report = execute(Execution {
         tests,
         provisioners,
         reporters,
@@ -245,6 +302,62 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
         continue_run: cfg.continue_run,
+    })?;
+    // The commits of the fetched trees, so the run can be reproduced.
+    if let Err(e) = remote::record_sources(&results_dir_kept, &sources) {
+        tracing::warn!(
+            "cannot record the fetched trees in {}/summary.json: {e}",
+            results_dir_kept.display()
+        );
+    }
+    Ok(report)
+}
+
+/// What [`discover_run`] found: per platform, and the remote trees and
+/// libraries to upload and record (the same for every platform).
+struct Discovered {
+    found: Vec<(Option<String>, remote::Prepared)>,
+    uploads: Vec<remote::Upload>,
+    sources: Vec<remote::Source>,
+}
+
+/// Fetches the `--url` tree when given, then discovers per platform;
+/// sends on `fetching` before it fetches anything.
+fn discover_run(
+    cfg: &RunConfig,
+    platforms: &[Option<String>],
+    fetching: &crossbeam_channel::Sender<()>,
+) -> Result<Discovered, RunError> {
+    let options = cfg.remote_options();
+    let mut sources = Vec::new();
+    let root = match &cfg.fmf_id {
+        Some(id) => {
+            let _ = fetching.try_send(());
+            let (root, source) =
+                remote::fetch_root(id, &options).map_err(|e| RunError::Config(e.to_string()))?;
+            sources.push(source);
+            root
+        }
+        None => cfg.root.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
+    let found = discover_per_platform(&root, cfg, platforms, &options, fetching)?;
+    let mut uploads: Vec<remote::Upload> = Vec::new();
+    for (_, p) in &found {
+        for s in &p.sources {
+            if !sources.contains(s) {
+                sources.push(s.clone());
+            }
+        }
+        for u in &p.uploads {
+            if !uploads.iter().any(|x| x.dest == u.dest) {
+                uploads.push(u.clone());
+            }
+        }
+    }
+    Ok(Discovered {
+        found,
+        uploads,
+        sources,
     })
 }
 
@@ -289,9 +402,14 @@ fn discover_per_platform(
     root: &Path,
     cfg: &RunConfig,
     platforms: &[Option<String>],
-) -> Result<Vec<(Option<String>, fmf::Discovery)>, RunError> {
+    options: &remote::RemoteOptions,
+    fetching: &crossbeam_channel::Sender<()>,
+) -> Result<Vec<(Option<String>, remote::Prepared)>, RunError> {
     let discover = |sel: &fmf::Selection| {
-        fmf::discover(root, sel).map_err(|e| RunError::Config(e.to_string()))
+        remote::discover_notify(root, sel, options, || {
+            let _ = fetching.try_send(());
+        })
+        .map_err(|e| RunError::Config(e.to_string()))
     };
     let found = if cfg.context_for.is_empty() {
         vec![(None, discover(&cfg.selection)?)]
@@ -315,7 +433,7 @@ fn discover_per_platform(
                 distinct.push(p);
             }
         }
-        let mut seen: Vec<(fmf::Context, fmf::Discovery)> = Vec::new();
+        let mut seen: Vec<(fmf::Context, remote::Prepared)> = Vec::new();
         let mut out = Vec::new();
         for p in distinct {
             let mut sel = cfg.selection.clone();
@@ -337,10 +455,10 @@ fn discover_per_platform(
         }
         out
     };
-    if found.iter().all(|(_, d)| d.tests.is_empty()) {
+    if found.iter().all(|(_, d)| d.discovery.tests.is_empty()) {
         return Err(RunError::Config(format!(
             "no tests selected in {}",
-            found[0].1.root.display()
+            found[0].1.discovery.root.display()
         )));
     }
     Ok(found)
