@@ -404,7 +404,8 @@ impl ResultWriter {
         std::fs::create_dir(dir.join("files"))?;
         OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(dir.join("testout.temp"))?;
         let results = OpenOptions::new()
             .append(true)

@@ -17,8 +17,15 @@
 //! | (start) | `READY <workdir> <boot-token> <agent pid>` |
 //! | `run <id> <base64 script>` | `P <id> <pid>`, then `C <id> <base64>` for each chunk of the test-control stream, then `O <id> <base64>` lines of the test output, then `E <id> <exit status of the script>` |
 //! | `status <id>` | `S <id> done <rc>`, `S <id> running` or `S <id> gone` |
-//! | `fetch <id>` | `O <id> <base64>` lines, then `F <id>` |
+//! | `fetch <id> [<offset>]` | `O <id> <base64>` lines of the output from byte `offset` on, then `F <id>` |
 //! | `put <key> <length>` + that many raw bytes | none; stores them as `meta/<key>` (test metadata, sent once per system) |
+//!
+//! A test's output is streamed while it runs: a helper the agent starts
+//! once (the *streamer*) is told `start <id> <pid>` and `stop <id>` over a
+//! FIFO; after the test's first second it sends what the output file has
+//! gained, once a second, as `O` lines, and answers `stop` with how many
+//! bytes it sent, so the agent sends only the rest at the end. A test of
+//! less than a second costs two FIFO writes and a read, no process.
 //!
 //! Base64 framing keeps arbitrary bytes (result file payloads) apart from
 //! the agent's own lines. The boot token changes when the system reboots
@@ -52,24 +59,59 @@ read -r t < "$tok" 2>/dev/null
 echo "READY $W ${boot:-}-${t:-} $$"
 ctl="$W/ctl.$$"
 rm -f "$ctl"; mkfifo "$ctl" || exit 1
-trap 'rm -f "$ctl"' EXIT
+trap '{ echo quit >&6; } 2>/dev/null; rm -f "$ctl" "$sq" "$sa" "$W/so.$$"' EXIT
 # Few processes per request: forks dominate the cost of a test start.
+# emit_output ID [OFFSET]: the output of test ID from byte OFFSET on.
 emit_output() {
   if [ -f "$W/out-$1" ]; then
-    base64 -w 3000 "$W/out-$1" > "$W/o.$$"
+    if [ "${2:-0}" -gt 0 ] 2>/dev/null; then
+      tail -c +$(($2 + 1)) "$W/out-$1" | base64 -w 3000 > "$W/o.$$"
+    else
+      base64 -w 3000 "$W/out-$1" > "$W/o.$$"
+    fi
     while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
   fi
 }
+# The streamer: one per agent, told `start ID PID` / `stop ID` on fd 6,
+# answers `stop` with the bytes it sent on fd 7. It ends with the agent.
+sq="$W/sq.$$" sa="$W/sa.$$"
+rm -f "$sq" "$sa"; mkfifo "$sq" "$sa" || exit 1
+exec 6<>"$sq" 7<>"$sa"
+agent=$$
+(
+  trap '' PIPE
+  while :; do
+    if ! read -r -t 5 -u 6 scmd sid spid; then
+      kill -0 "$agent" 2>/dev/null || exit 0
+      continue
+    fi
+    [ "$scmd" = quit ] && exit 0
+    [ "$scmd" = start ] || continue
+    off=0
+    # Quiet for the first second: short tests are sent whole at the end.
+    while ! read -r -t 1 -u 6 scmd _; do
+      kill -0 "$agent" 2>/dev/null || exit 0
+      size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
+      if (( size > off )); then
+        tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
+        while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
+        off=$size
+      fi
+    done
+    echo "$off" >&7
+  done
+) &
 while IFS=' ' read -r cmd id arg; do
   case $cmd in
     run)
       if ! base64 -d <<< "$arg" > "$W/run-$id.sh"; then
         echo "E $id 125"; continue
       fi
-      setsid bash "$W/run-$id.sh" 3>"$ctl" </dev/null >"$W/out-$id" 2>&1 &
+      setsid bash "$W/run-$id.sh" 3>"$ctl" </dev/null >"$W/out-$id" 2>&1 6>&- 7>&- &
       pid=$!
       echo "$pid" > "$W/pid-$id"
       echo "P $id $pid"
+      echo "start $id $pid" >&6
       exec 4<"$ctl"
       # base64 -w0 writes no newline, so read "fails" while still reading.
       while dd bs=3000 count=1 status=none <&4 | base64 -w0 > "$W/c.$$"; chunk=; read -r chunk < "$W/c.$$"; [ -n "$chunk" ]; do
@@ -78,7 +120,10 @@ while IFS=' ' read -r cmd id arg; do
       exec 4<&-
       wait "$pid"
       rc=$?
-      emit_output "$id"
+      echo "stop $id" >&6
+      sent=0
+      read -r -t 30 -u 7 sent || sent=0
+      emit_output "$id" "$sent"
       echo "E $id $rc"
       rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev"}
       prev=$id
@@ -94,7 +139,7 @@ while IFS=' ' read -r cmd id arg; do
       fi
       ;;
     fetch)
-      emit_output "$id"
+      emit_output "$id" "${arg:-0}"
       echo "F $id"
       ;;
     put)

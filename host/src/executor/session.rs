@@ -702,6 +702,7 @@ impl System {
             abort: None,
             reboots: 0,
             system_lost: false,
+            streamed: 0,
         };
         if let Err(e) = self.ensure_agent() {
             return Err(unreachable(&self.name, e));
@@ -845,6 +846,7 @@ impl System {
             self.agent = None;
             return false;
         }
+        run.streamed = 0;
         let mut parser = ControlParser::new();
         let mut pid: Option<String> = None;
         let mut killed_at: Option<Instant> = None;
@@ -914,6 +916,7 @@ impl System {
                         }
                         b"O" => {
                             let data = B64.decode(payload).unwrap_or_default();
+                            run.streamed += data.len() as u64;
                             let _ = testout.write_all(&data);
                         }
                         b"E" => {
@@ -1089,7 +1092,7 @@ impl System {
                 continue;
             }
             if self.boot != old_boot {
-                self.fetch_output(id, testout);
+                self.fetch_output(id, run.streamed, testout);
                 return Reconnect::Rebooted;
             }
             // Same boot: has the test ended without a reboot?
@@ -1107,7 +1110,7 @@ impl System {
                         continue;
                     }
                     run.exit_code = run.exit_code.or(rc);
-                    self.fetch_output(id, testout);
+                    self.fetch_output(id, run.streamed, testout);
                     return Reconnect::Finished;
                 }
                 Some(answer) if answer.starts_with(b"running") => {
@@ -1121,7 +1124,7 @@ impl System {
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Some(_) => {
-                    self.fetch_output(id, testout);
+                    self.fetch_output(id, run.streamed, testout);
                     run.abort =
                         Some("the test disappeared after disconnect without a reboot".into());
                     return Reconnect::Failed;
@@ -1152,11 +1155,13 @@ impl System {
         }
     }
 
-    fn fetch_output(&mut self, id: &str, testout: &mut TestOutput) {
+    /// Fetches the output of attempt `id` from byte `from` on (what was
+    /// not streamed while it ran).
+    fn fetch_output(&mut self, id: &str, from: u64, testout: &mut TestOutput) {
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
-        if agent.send(&format!("fetch {id}")).is_err() {
+        if agent.send(&format!("fetch {id} {from}")).is_err() {
             return;
         }
         loop {
@@ -1228,6 +1233,8 @@ struct TestRun {
     abort: Option<String>,
     reboots: u32,
     system_lost: bool,
+    /// Output bytes received while the current start of the test ran.
+    streamed: u64,
 }
 
 impl TestRun {

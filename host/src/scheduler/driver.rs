@@ -854,6 +854,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         infra_failure: false,
         remaining_work: matrix.jobs.iter().map(|t| t.queued.estimate()).sum(),
         running_since: HashMap::new(),
+        live: HashMap::new(),
         peak: 0,
     };
     st.apply(&mut engine, &mut out);
@@ -949,6 +950,8 @@ struct LoopState<'a> {
     infra_failure: bool,
     remaining_work: Duration,
     running_since: HashMap<TestId, Instant>,
+    /// The live output link of each running test.
+    live: HashMap<TestId, PathBuf>,
     peak: usize,
 }
 
@@ -1163,6 +1166,7 @@ impl LoopState<'_> {
             took,
         } = end;
         self.running_since.remove(&test);
+        self.drop_live_output(test);
         let slot = self.slots.get_mut(&rid)?;
         slot.system = Some(system);
         let (system, platform, prov) = (slot.name.clone(), slot.platform.clone(), slot.prov);
@@ -1385,6 +1389,10 @@ impl LoopState<'_> {
             .map(|d| d.keep())
             .unwrap_or_else(|_| self.scratch.join(format!("{prefix}{rid}-{attempt}")));
         let _ = std::fs::create_dir_all(&artifacts);
+        let name = &self.matrix.jobs[test].queued.name;
+        if let Some(live) = self.live_output(&platform, name, &artifacts) {
+            self.live.insert(test, live);
+        }
         self.running_since.insert(test, Instant::now());
         self.emit(RunEvent::TestStarted {
             test: spec.name.clone(),
@@ -1409,6 +1417,39 @@ impl LoopState<'_> {
             };
             let _ = tx.send(Msg::TestEnd(Box::new(end)));
         });
+    }
+
+    /// Makes the output of a test that starts visible where its results
+    /// go, `files/<platform>/<test>/output.txt`, while it runs: the file
+    /// the executor appends the output to (`testout.temp` in the
+    /// artifacts) is created here and hard-linked there. Returns the link,
+    /// which [`LoopState::drop_live_output`] removes when the attempt ends
+    /// (its results are then stored as usual).
+    fn live_output(&self, platform: &str, test: &str, artifacts: &Path) -> Option<PathBuf> {
+        let testout = artifacts.join("testout.temp");
+        std::fs::File::create(&testout).ok()?;
+        let dir = self.exec.results_dir.join(format!(
+            "files/{}/{}",
+            crate::results::normalize_path(platform),
+            crate::results::normalize_path(test)
+        ));
+        std::fs::create_dir_all(&dir).ok()?;
+        let link = dir.join("output.txt");
+        // A leftover of a run that was killed while this test ran.
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&testout, &link).ok()?;
+        Some(link)
+    }
+
+    /// Removes the live output link of `test` and its directory (only
+    /// the test's own: the results thread may be filling its parents).
+    fn drop_live_output(&mut self, test: TestId) {
+        if let Some(link) = self.live.remove(&test) {
+            let _ = std::fs::remove_file(&link);
+            if let Some(dir) = link.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
     }
 
     fn release(&mut self, rid: RemoteId) {
