@@ -298,6 +298,15 @@ struct RunArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     plain: bool,
+    /// Lines of output shown for each failed test at the end of the run
+    /// (0: none).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = atex::results::DEFAULT_FAILURE_OUTPUT_LINES,
+        allow_negative_numbers = true
+    )]
+    failure_output_lines: usize,
     /// Replace a system after every failed attempt, not only after
     /// destructive tests and lost systems.
     #[arg(long)]
@@ -375,9 +384,11 @@ fn run_tests(args: RunArgs) -> Result<ExitCode> {
     let report = scheduler::run(base.overlay(cli))?;
     eprint!(
         "{}",
-        report
-            .stats
-            .render(report.wall, report.interrupted.is_some())
+        report.stats.render_with(
+            report.wall,
+            report.interrupted.is_some(),
+            args.failure_output_lines
+        )
     );
     eprintln!(
         "results: {} (run {})",

@@ -208,6 +208,7 @@ impl ExecSystem for FakeSystem {
             duration: t0.elapsed(),
             reboots: 0,
             system_lost: false,
+            reason: Some(format!("exit code {}", i32::from(status != "pass"))),
         })
     }
     fn close(self: Box<Self>) {}

@@ -127,6 +127,10 @@ pub struct TestOutcome {
     pub reboots: u32,
     /// The system stopped answering or was found dead: do not reuse it.
     pub system_lost: bool,
+    /// Why the attempt ended, in one line: `exit code 3`, `killed by
+    /// signal 9 (SIGKILL)`, `timed out after 5m`, `setup failed: ...`,
+    /// `system lost: ...`, `cancelled`, `reported fail by the test`.
+    pub reason: Option<String>,
 }
 
 /// What a command run with [`System::run_command`] did.

@@ -93,6 +93,8 @@ pub struct AttemptInfo {
     pub reboots: u32,
     /// Whether the system was lost during the test.
     pub system_lost: bool,
+    /// Why the attempt ended (`exit code 3`, `timed out after 5m`, ...).
+    pub reason: Option<String>,
 }
 
 /// upstream's `normalize_path`.
@@ -412,6 +414,16 @@ impl ResultsStore {
                     extra.insert(k.clone(), v.clone());
                 }
             }
+            if subtest.is_none() {
+                // Why the attempt ended, for reporters (the test's own
+                // result only, not its sub-results).
+                if let Some(reason) = &info.reason {
+                    extra.insert("reason".into(), reason.clone().into());
+                }
+                if let Some(code) = info.exit_code {
+                    extra.insert("exit_code".into(), code.into());
+                }
+            }
             reported.push(ReportedResult {
                 platform: info.platform.clone(),
                 test: info.test.clone(),
@@ -492,9 +504,12 @@ impl ResultsStore {
             test: test.into(),
             attempt: 0,
             final_attempt: true,
+            reason: Some(note.into()),
             ..AttemptInfo::default()
         };
         self.record_attempt(&info, Some(status.as_str()), None)?;
+        let mut extra = Map::new();
+        extra.insert("reason".into(), note.into());
         Ok(ReportedResult {
             platform: platform.into(),
             test: test.into(),
@@ -508,7 +523,7 @@ impl ResultsStore {
             attempt: 0,
             final_attempt: true,
             remote: String::new(),
-            extra: Map::new(),
+            extra,
         })
     }
 
@@ -529,6 +544,7 @@ impl ResultsStore {
             "started_unix_ms": info.started_unix_ms,
             "duration_ms": info.duration.as_millis() as u64,
             "exit_code": info.exit_code,
+            "reason": info.reason,
             "reboots": info.reboots,
             "system_lost": info.system_lost,
             "files": kept_at,

@@ -163,10 +163,15 @@ impl EventSink for TerminalDisplay {
                 platform,
                 attempt,
                 status,
-                ..
+                note,
+                reason,
             } => self.line(&format!(
-                "{status} {} (attempt {attempt}), will rerun on a fresh system",
-                self.label(test, platform)
+                "{} {} (attempt {attempt}{}), will rerun on a fresh system",
+                safe(status.as_str()),
+                safe(&self.label(test, platform)),
+                shown_why(note.as_deref(), reason.as_deref())
+                    .map(|w| format!(": {w}"))
+                    .unwrap_or_default()
             )),
             RunEvent::TestFinished {
                 test,
@@ -174,12 +179,18 @@ impl EventSink for TerminalDisplay {
                 system,
                 status,
                 note,
+                reason,
                 duration,
                 ..
             } => {
-                let note = note.as_deref().unwrap_or("");
-                let test = self.label(test, platform);
-                self.finished(status.as_str(), &test, *duration, system, note);
+                let why = if status.is_failure() {
+                    shown_why(note.as_deref(), reason.as_deref())
+                } else {
+                    note.as_deref().map(safe)
+                };
+                let test = safe(&self.label(test, platform));
+                let status = safe(status.as_str());
+                self.finished(&status, &test, *duration, &safe(system), &why.unwrap_or_default());
             }
             RunEvent::TestNotRun {
                 test,
@@ -187,8 +198,9 @@ impl EventSink for TerminalDisplay {
                 status,
                 note,
             } => {
-                let test = self.label(test, platform);
-                self.finished(status.as_str(), &test, Duration::ZERO, "-", note);
+                let test = safe(&self.label(test, platform));
+                let status = safe(status.as_str());
+                self.finished(&status, &test, Duration::ZERO, "-", &safe(note));
             }
             RunEvent::ResultsLost { test, error } => {
                 self.line(&format!("error: results of {test} are lost: {error}"));
@@ -213,6 +225,21 @@ impl EventSink for TerminalDisplay {
         }
         Ok(())
     }
+}
+
+/// Text a test controls (names, notes, statuses) as one safe line: no
+/// escape sequences or control characters, a multi-line note cut to its
+/// first line and `…`.
+fn safe(text: &str) -> String {
+    crate::results::sanitize_line(&crate::results::first_line(text))
+}
+
+/// What a failure line says after the test: its note, else why it ended
+/// (`exit code 3`, `timed out after 5m`).
+fn shown_why(note: Option<&str>, reason: Option<&str>) -> Option<String> {
+    note.filter(|n| !n.trim().is_empty())
+        .or(reason)
+        .map(safe)
 }
 
 fn signal_name(sig: i32) -> &'static str {
