@@ -9,6 +9,7 @@ mod plugins;
 mod qemu;
 mod reserve;
 mod run;
+mod run_reasons;
 mod run_podman;
 mod ssh;
 mod testing_farm;
