@@ -78,11 +78,21 @@ sq="$W/sq.$$" sa="$W/sa.$$"
 rm -f "$sq" "$sa"; mkfifo "$sq" "$sa" || exit 1
 exec 6<>"$sq" 7<>"$sa"
 agent=$$
+# The streamer holds the agent's stdout: it must end as soon as the agent
+# does (the host sees the agent gone when stdout closes). It is reparented
+# then, even while the dead agent is a zombie that `kill -0` still finds.
+agent_alive() {
+  local st
+  read -r st 2>/dev/null < "/proc/$BASHPID/stat" || { kill -0 "$agent" 2>/dev/null; return; }
+  st=${st##*) }
+  set -- $st
+  [ "$2" = "$agent" ]
+}
 (
   trap '' PIPE
   while :; do
-    if ! read -r -t 5 -u 6 scmd sid spid; then
-      kill -0 "$agent" 2>/dev/null || exit 0
+    if ! read -r -t 2 -u 6 scmd sid spid; then
+      agent_alive || exit 0
       continue
     fi
     [ "$scmd" = quit ] && exit 0
@@ -90,7 +100,7 @@ agent=$$
     off=0
     # Quiet for the first second: short tests are sent whole at the end.
     while ! read -r -t 1 -u 6 scmd _; do
-      kill -0 "$agent" 2>/dev/null || exit 0
+      agent_alive || exit 0
       size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
       if (( size > off )); then
         tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
@@ -100,7 +110,7 @@ agent=$$
     done
     echo "$off" >&7
   done
-) &
+) </dev/null &
 while IFS=' ' read -r cmd id arg; do
   case $cmd in
     run)
