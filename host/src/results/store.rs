@@ -764,4 +764,37 @@ mod tests {
             Err(ResultsError::Exists(_))
         ));
     }
+
+    /// Why the attempt ended goes with the test's own result to
+    /// reporters (`reason`, `exit_code`) and into attempts.jsonl; not with
+    /// its sub-results, and not into results.jsonl.
+    #[test]
+    fn the_reason_goes_with_the_own_result() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("res");
+        let mut store = ResultsStore::create(&dir).expect("create");
+        let a = artifacts(
+            tmp.path(),
+            "{\"status\": \"fail\", \"name\": \"sub\"}\n{\"status\": \"fail\"}\n",
+            &[],
+        );
+        let info = AttemptInfo {
+            platform: "p".into(),
+            test: "/t".into(),
+            attempt: 1,
+            final_attempt: true,
+            exit_code: Some(3),
+            reason: Some("exit code 3".into()),
+            ..Default::default()
+        };
+        let r = store.ingest(&info, &a).expect("ingest");
+        assert_eq!(r[0].subtest.as_deref(), Some("sub"));
+        assert!(r[0].extra.is_empty(), "{:?}", r[0].extra);
+        assert_eq!(r[1].extra["reason"], "exit code 3");
+        assert_eq!(r[1].extra["exit_code"], 3);
+        let attempts = fs::read_to_string(dir.join("attempts.jsonl")).expect("read");
+        assert!(attempts.contains("\"reason\":\"exit code 3\""), "{attempts}");
+        let results = fs::read_to_string(dir.join("results.jsonl")).expect("read");
+        assert!(!results.contains("exit code"), "{results}");
+    }
 }
