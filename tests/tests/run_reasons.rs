@@ -85,16 +85,31 @@ fn failures_say_why_everywhere_and_cannot_drive_the_terminal() {
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains('\u{1b}'), "an escape sequence reached the terminal:\n{err:?}");
-    assert!(!err.contains('\u{7}'), "a BEL reached the terminal:\n{err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "an escape sequence reached the terminal:\n{err:?}"
+    );
+    assert!(
+        !err.contains('\u{7}'),
+        "a BEL reached the terminal:\n{err:?}"
+    );
     let summary = &err[err.find("\nfailed:\n").expect("a failed: section")..];
     // pytest's order: the counts, then one compact line per failure.
     assert!(err.find("5 tests in").expect("counts") < err.find("\nfailed:\n").expect("failed"));
-    assert!(summary.contains("  fail   /exit3  exit code 3\n"), "{summary}");
+    assert!(
+        summary.contains("  fail   /exit3  exit code 3\n"),
+        "{summary}"
+    );
     assert!(summary.contains("/slow  timed out after 2s\n"), "{summary}");
-    assert!(summary.contains("| started"), "output tail of /slow:\n{summary}");
+    assert!(
+        summary.contains("| started"),
+        "output tail of /slow:\n{summary}"
+    );
     assert!(summary.contains("/esc  exit code 1\n"), "{summary}");
-    assert!(summary.contains("| out red   end\n"), "output tail of /esc:\n{summary}");
+    assert!(
+        summary.contains("| out red   end\n"),
+        "output tail of /esc:\n{summary}"
+    );
     assert!(
         summary.contains("/noted  reported fail by the test: bad note …\n"),
         "{summary}"
@@ -124,9 +139,16 @@ fn failures_say_why_everywhere_and_cannot_drive_the_terminal() {
     assert_eq!(reason("/ok"), "exit code 0");
     let failures = s["failures"].as_array().expect("failures");
     assert_eq!(failures.len(), 4, "{failures:?}");
-    assert!(failures.iter().any(|f| f["test"] == "/exit3" && f["reason"] == "exit code 3"));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["test"] == "/exit3" && f["reason"] == "exit code 3")
+    );
     let attempts = jsonl(&dir.path().join("out/attempts.jsonl"));
-    let exit3 = attempts.iter().find(|a| a["test"] == "/exit3").expect("attempt");
+    let exit3 = attempts
+        .iter()
+        .find(|a| a["test"] == "/exit3")
+        .expect("attempt");
     assert_eq!(exit3["reason"], "exit code 3");
     assert_eq!(exit3["exit_code"], 3);
     // results.jsonl stays upstream's six fields.
@@ -141,10 +163,7 @@ fn failures_say_why_everywhere_and_cannot_drive_the_terminal() {
 fn summary_json_holds_what_the_readme_says() {
     let plugins = plugin_dir_with(&["atex_local"]);
     let dir = TestDir::new();
-    tree(
-        &dir,
-        &[("/a", "", "sleep 0.3"), ("/b", "", "exit 3")],
-    );
+    tree(&dir, &[("/a", "", "sleep 0.3"), ("/b", "", "exit 3")]);
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -187,18 +206,39 @@ fn summary_json_holds_what_the_readme_says() {
     assert_eq!(s["atex_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["slowest"][0]["test"], "/a", "{s}");
     let started = s["started_unix_ms"].as_u64().expect("ms");
-    assert!(started >= before && started < before + 60_000, "{started} {before}");
+    assert!(
+        started >= before && started < before + 60_000,
+        "{started} {before}"
+    );
     let iso = s["started"].as_str().expect("started");
-    assert!(iso.len() == 20 && iso.ends_with('Z') && iso.as_bytes()[10] == b'T', "{iso}");
+    assert!(
+        iso.len() == 20 && iso.ends_with('Z') && iso.as_bytes()[10] == b'T',
+        "{iso}"
+    );
     let history = s["history"].as_str().expect("history");
-    assert!(Path::new(history).exists(), "history {history} does not exist");
+    assert!(
+        Path::new(history).exists(),
+        "history {history} does not exist"
+    );
     // The README names every key of the file.
     let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README.md");
-    let section = &readme[readme.find("DIR/summary.json").expect("summary.json in README")..];
+    let section = &readme[readme
+        .find("DIR/summary.json")
+        .expect("summary.json in README")..];
     let section = &section[..section.find("```").expect("end of block")];
-    for word in ["slowest", "exit code", "platforms", "version", "start time", "reason"] {
-        assert!(section.contains(word), "README's summary.json line lacks {word}");
+    for word in [
+        "slowest",
+        "exit code",
+        "platforms",
+        "version",
+        "start time",
+        "reason",
+    ] {
+        assert!(
+            section.contains(word),
+            "README's summary.json line lacks {word}"
+        );
     }
     // --failure-output-lines 0: no output lines in the summary.
     assert!(!stderr(&out).contains("         | "), "{}", stderr(&out));
@@ -252,7 +292,12 @@ fn output_grows_in_the_results_directory_while_the_test_runs() {
         None,
         "the run ended before the test did"
     );
-    assert!(!dir.path().join("out/results.jsonl").metadata().is_ok_and(|m| m.len() > 0));
+    assert!(
+        !dir.path()
+            .join("out/results.jsonl")
+            .metadata()
+            .is_ok_and(|m| m.len() > 0)
+    );
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     let done = fs::read_to_string(&output).expect("output.txt");
@@ -293,8 +338,15 @@ fn a_refused_run_creates_no_results_directory() {
             let out = atex_in(Some(dir.path()), &argv);
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line:\n{err}");
-            assert!(err.contains(names), "{args:?}: does not name {names}: {err}");
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{args:?}: not one line:\n{err}"
+            );
+            assert!(
+                err.contains(names),
+                "{args:?}: does not name {names}: {err}"
+            );
             for left in ["atex-results", "res", ".atex-history.json"] {
                 assert!(
                     !dir.path().join(left).exists(),

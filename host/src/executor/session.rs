@@ -1282,7 +1282,11 @@ fn end_reason(
     limit: Duration,
 ) -> String {
     let first_line = |s: &str| {
-        let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let line = s
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
         tail_chars(line, 200)
     };
     if let Some(note) = aborted {
@@ -1298,7 +1302,10 @@ fn end_reason(
         {
             // The setup's output: its last line says what failed.
             let last = inner.lines().map(str::trim).rfind(|l| !l.is_empty());
-            return format!("setup failed: {}", tail_chars(last.unwrap_or("no output"), 200));
+            return format!(
+                "setup failed: {}",
+                tail_chars(last.unwrap_or("no output"), 200)
+            );
         }
         if system_lost {
             return format!("system lost: {}", first_line(note));
@@ -1415,7 +1422,10 @@ mod tests {
         let r = |abort, lost, reported, code| end_reason(abort, lost, reported, code, limit);
         assert_eq!(r(None, false, None, Some(3)), "exit code 3");
         assert_eq!(r(None, false, None, Some(0)), "exit code 0");
-        assert_eq!(r(None, false, None, Some(137)), "killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            r(None, false, None, Some(137)),
+            "killed by signal 9 (SIGKILL)"
+        );
         assert_eq!(r(None, false, None, Some(170)), "killed by signal 42");
         assert_eq!(
             r(None, false, Some(&Status::Fail), Some(0)),
@@ -1427,7 +1437,12 @@ mod tests {
         );
         assert_eq!(r(Some("cancel requested"), false, None, None), "cancelled");
         assert_eq!(
-            r(Some("TestSetupError(E: Unable to locate package nope\n)"), false, None, None),
+            r(
+                Some("TestSetupError(E: Unable to locate package nope\n)"),
+                false,
+                None,
+                None
+            ),
             "setup failed: E: Unable to locate package nope"
         );
         assert_eq!(

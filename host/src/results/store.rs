@@ -793,7 +793,10 @@ mod tests {
         assert_eq!(r[1].extra["reason"], "exit code 3");
         assert_eq!(r[1].extra["exit_code"], 3);
         let attempts = fs::read_to_string(dir.join("attempts.jsonl")).expect("read");
-        assert!(attempts.contains("\"reason\":\"exit code 3\""), "{attempts}");
+        assert!(
+            attempts.contains("\"reason\":\"exit code 3\""),
+            "{attempts}"
+        );
         let results = fs::read_to_string(dir.join("results.jsonl")).expect("read");
         assert!(!results.contains("exit code"), "{results}");
     }

@@ -276,11 +276,7 @@ pub const DEFAULT_FAILURE_OUTPUT_LINES: usize = 10;
 /// `  exit code 3`, `  reported fail by the test: <note>`, or the note
 /// alone for results without a reason (kept from older runs).
 fn failure_why(f: &FinalTest) -> String {
-    let note = f
-        .note
-        .as_deref()
-        .map(first_line)
-        .filter(|n| !n.is_empty());
+    let note = f.note.as_deref().map(first_line).filter(|n| !n.is_empty());
     let why = match (f.reason.as_deref(), note) {
         (Some(r), Some(n)) if r.starts_with("reported ") => format!("{r}: {n}"),
         (Some(r), _) => r.to_string(),
@@ -419,6 +415,10 @@ mod tests {
             tail,
             "failed:\n  fail   /t  exit code 3\n         | line 28\n         | line 29\n         | line 30\n"
         );
-        assert!(!stats.render_with(Duration::ZERO, false, 0).contains("| line"));
+        assert!(
+            !stats
+                .render_with(Duration::ZERO, false, 0)
+                .contains("| line")
+        );
     }
 }

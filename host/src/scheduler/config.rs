@@ -296,7 +296,9 @@ impl RunConfig {
     /// empty platform name.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == Some(0) {
-            return Err(ConfigError("--workers (workers): must be at least 1".into()));
+            return Err(ConfigError(
+                "--workers (workers): must be at least 1".into(),
+            ));
         }
         if self.failure_budget == Some(0) {
             return Err(ConfigError(
@@ -313,8 +315,14 @@ impl RunConfig {
                 "--deadline (deadline): must be longer than 0".into(),
             ));
         }
-        if self.platform.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            return Err(ConfigError("--platform (platform): must not be empty".into()));
+        if self
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "--platform (platform): must not be empty".into(),
+            ));
         }
         for (p, _) in &self.context_for {
             if p.trim().is_empty() {

@@ -237,9 +237,7 @@ fn safe(text: &str) -> String {
 /// What a failure line says after the test: its note, else why it ended
 /// (`exit code 3`, `timed out after 5m`).
 fn shown_why(note: Option<&str>, reason: Option<&str>) -> Option<String> {
-    note.filter(|n| !n.trim().is_empty())
-        .or(reason)
-        .map(safe)
+    note.filter(|n| !n.trim().is_empty()).or(reason).map(safe)
 }
 
 fn signal_name(sig: i32) -> &'static str {
