@@ -33,7 +33,7 @@ use std::{
     time::SystemTime,
 };
 
-pub use config::{ConfigError, RunConfig, parse_deadline};
+pub use config::{ConfigError, MAX_RERUNS, RunConfig, parse_deadline};
 pub use display::{ProgressMode, TerminalDisplay};
 pub use driver::{
     ContinueRun, ExecSystem, Execution, FmfExecutor, RunError, RunReport, RunTest, SystemSetup,
