@@ -111,6 +111,7 @@ agent_alive() {
     echo "$off" >&7
   done
 ) </dev/null &
+streamer=$!
 while IFS=' ' read -r cmd id arg; do
   case $cmd in
     run)
@@ -121,7 +122,9 @@ while IFS=' ' read -r cmd id arg; do
       pid=$!
       echo "$pid" > "$W/pid-$id"
       echo "P $id $pid"
-      echo "start $id $pid" >&6
+      # A streamer that is gone (killed by a test) is not waited for.
+      streaming=
+      kill -0 "$streamer" 2>/dev/null && echo "start $id $pid" >&6 && streaming=1
       exec 4<"$ctl"
       # base64 -w0 writes no newline, so read "fails" while still reading.
       while dd bs=3000 count=1 status=none <&4 | base64 -w0 > "$W/c.$$"; chunk=; read -r chunk < "$W/c.$$"; [ -n "$chunk" ]; do
@@ -130,9 +133,11 @@ while IFS=' ' read -r cmd id arg; do
       exec 4<&-
       wait "$pid"
       rc=$?
-      echo "stop $id" >&6
       sent=0
-      read -r -t 30 -u 7 sent || sent=0
+      if [ -n "$streaming" ]; then
+        echo "stop $id" >&6
+        read -r -t 10 -u 7 sent || sent=0
+      fi
       emit_output "$id" "$sent"
       echo "E $id $rc"
       rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev"}
