@@ -202,8 +202,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plans,
         options,
     };
-    made.keep();
-    execute(Execution {
+    let result = execute(Execution {
         tests,
         provisioners,
         reporters,
@@ -221,7 +220,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
         continue_run: cfg.continue_run,
-    })
+    });
+    // A run none of whose provisioners started ran nothing: like a
+    // configuration error, it leaves no results directory behind.
+    if !matches!(result, Err(RunError::NoProvisioner(_))) {
+        made.keep();
+    }
+    result
 }
 
 /// The outermost directory a run created for its results, removed again
