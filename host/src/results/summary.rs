@@ -256,7 +256,7 @@ impl RunStats {
             }
         }
         for e in &self.errors {
-            let _ = writeln!(s, "error: {e}");
+            let _ = writeln!(s, "error: {}", sanitize_text(e));
         }
         if !self.lost.is_empty() {
             let _ = writeln!(
@@ -319,6 +319,14 @@ fn output_tail(path: &std::path::Path, n: usize) -> Vec<String> {
     }
     let from = lines.len().saturating_sub(n);
     lines[from..].iter().map(|l| sanitize_line(l)).collect()
+}
+
+/// [`sanitize_line`] for each line of `text`, keeping the line breaks.
+pub fn sanitize_text(text: &str) -> String {
+    text.lines()
+        .map(sanitize_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `text` without control characters and terminal escape sequences

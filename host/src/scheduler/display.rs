@@ -62,6 +62,8 @@ impl TerminalDisplay {
     }
 
     fn line(&self, msg: &str) {
+        // Errors and notes carry text from tests and systems.
+        let msg = &crate::results::sanitize_text(msg);
         if let Some(bar) = &self.bar {
             bar.println(msg);
         } else if self.plain {
