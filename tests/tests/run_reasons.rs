@@ -121,7 +121,15 @@ fn failures_say_why_everywhere_and_cannot_drive_the_terminal() {
         .lines()
         .find(|l| l.starts_with('[') && l.contains("/noted"))
         .expect("progress line of /noted");
-    assert!(progress.ends_with("(bad note …)"), "{progress}");
+    assert!(
+        progress.ends_with("(reported fail by the test: bad note …)"),
+        "{progress}"
+    );
+    let progress = err
+        .lines()
+        .find(|l| l.starts_with('[') && l.contains("/slow"))
+        .expect("progress line of /slow");
+    assert!(progress.ends_with("(timed out after 2s)"), "{progress}");
 
     let s = json(&dir.path().join("out/summary.json"));
     let reason = |test: &str| {

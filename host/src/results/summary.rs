@@ -276,14 +276,23 @@ pub const DEFAULT_FAILURE_OUTPUT_LINES: usize = 10;
 /// `  exit code 3`, `  reported fail by the test: <note>`, or the note
 /// alone for results without a reason (kept from older runs).
 fn failure_why(f: &FinalTest) -> String {
-    let note = f.note.as_deref().map(first_line).filter(|n| !n.is_empty());
-    let why = match (f.reason.as_deref(), note) {
+    why_failed(f.note.as_deref(), f.reason.as_deref())
+        .map(|w| format!("  {w}"))
+        .unwrap_or_default()
+}
+
+/// What to say about a failure, in one safe line: why it ended (`exit
+/// code 3`, `timed out after 5m`), with the test's own note when it
+/// reported its result itself; the note alone when the reason is unknown.
+pub fn why_failed(note: Option<&str>, reason: Option<&str>) -> Option<String> {
+    let note = note.map(first_line).filter(|n| !n.is_empty());
+    let why = match (reason, note) {
         (Some(r), Some(n)) if r.starts_with("reported ") => format!("{r}: {n}"),
         (Some(r), _) => r.to_string(),
         (None, Some(n)) => n,
-        (None, None) => return String::new(),
+        (None, None) => return None,
     };
-    format!("  {}", sanitize_line(&why))
+    Some(sanitize_line(&why))
 }
 
 /// The first line of `text`, with ` …` when more lines follow.

@@ -236,10 +236,10 @@ fn safe(text: &str) -> String {
     crate::results::sanitize_line(&crate::results::first_line(text))
 }
 
-/// What a failure line says after the test: its note, else why it ended
-/// (`exit code 3`, `timed out after 5m`).
+/// What a failure line says after the test: why it ended (`exit code 3`,
+/// `timed out after 5m`), with the note when the test reported its result.
 fn shown_why(note: Option<&str>, reason: Option<&str>) -> Option<String> {
-    note.filter(|n| !n.trim().is_empty()).or(reason).map(safe)
+    crate::results::why_failed(note, reason)
 }
 
 fn signal_name(sig: i32) -> &'static str {
