@@ -24,8 +24,10 @@
 //! once (the *streamer*) is told `start <id> <pid>` and `stop <id>` over a
 //! FIFO; after the test's first second it sends what the output file has
 //! gained, once a second, as `O` lines, and answers `stop` with how many
-//! bytes it sent, so the agent sends only the rest at the end. A test of
-//! less than a second costs two FIFO writes and a read, no process.
+//! bytes it sent, so the agent sends only the rest at the end. Which of
+//! the two sends a test's output is settled by who creates its claim file
+//! first (`set -C`), so a test that ended before the streamer sent
+//! anything costs two FIFO writes and no waiting, no process.
 //!
 //! Base64 framing keeps arbitrary bytes (result file payloads) apart from
 //! the agent's own lines. The boot token changes when the system reboots
@@ -73,7 +75,8 @@ emit_output() {
   fi
 }
 # The streamer: one per agent, told `start ID PID` / `stop ID` on fd 6,
-# answers `stop` with the bytes it sent on fd 7. It ends with the agent.
+# answers `stop` with `ID BYTES-SENT` on fd 7 when it sent any. It ends
+# with the agent.
 sq="$W/sq.$$" sa="$W/sa.$$"
 rm -f "$sq" "$sa"; mkfifo "$sq" "$sa" || exit 1
 exec 6<>"$sq" 7<>"$sa"
@@ -97,18 +100,29 @@ agent_alive() {
     fi
     [ "$scmd" = quit ] && exit 0
     [ "$scmd" = start ] || continue
-    off=0
+    off=0 mine= ended=
     # Quiet for the first second: short tests are sent whole at the end.
-    while ! read -r -t 1 -u 6 scmd _; do
-      agent_alive || exit 0
-      size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
-      if (( size > off )); then
-        tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
-        while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
-        off=$size
+    while :; do
+      if read -r -t 1 -u 6 scmd sidx; then
+        [ "$scmd" = quit ] && exit 0
+        [ "$scmd" = stop ] && [ "$sidx" = "$sid" ] && break
+        continue
       fi
+      agent_alive || exit 0
+      [ -z "$ended" ] || continue
+      size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
+      (( size > off )) || continue
+      if [ -z "$mine" ]; then
+        # Whoever creates the claim first sends the output: the streamer
+        # while the test runs, or the agent once it ended.
+        set -C; { : > "$W/claim-$sid"; } 2>/dev/null && mine=1; set +C
+        [ -n "$mine" ] || { ended=1; continue; }
+      fi
+      tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
+      while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
+      off=$size
     done
-    echo "$off" >&7
+    [ -n "$mine" ] && echo "$sid $off" >&7
   done
 ) </dev/null &
 streamer=$!
@@ -135,12 +149,17 @@ while IFS=' ' read -r cmd id arg; do
       rc=$?
       sent=0
       if [ -n "$streaming" ]; then
+        # The claim is ours unless the streamer sent some output already;
+        # then it says how far it got (no waiting for a short test).
+        set -C; { : > "$W/claim-$id"; } 2>/dev/null && streaming=; set +C
         echo "stop $id" >&6
-        read -r -t 10 -u 7 sent || sent=0
+        while [ -n "$streaming" ] && read -r -t 10 -u 7 rid rsent; do
+          [ "$rid" = "$id" ] && sent=$rsent && break
+        done
       fi
       emit_output "$id" "$sent"
       echo "E $id $rc"
-      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev"}
+      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
       prev=$id
       ;;
     status)
