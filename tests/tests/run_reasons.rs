@@ -364,3 +364,57 @@ fn a_refused_run_creates_no_results_directory() {
         }
     }
 }
+
+/// atex killed with SIGKILL in the middle of a test leaves that test's
+/// output so far in the results directory; `--resume` then runs the test
+/// again and stores its full output there.
+#[test]
+fn a_run_killed_mid_test_leaves_the_output_and_resume_replaces_it() {
+    let plugins = plugin_dir_with(&["atex_local"]);
+    let dir = TestDir::new();
+    tree(
+        &dir,
+        &[
+            ("/quick", "", "echo quick"),
+            (
+                "/slow",
+                "",
+                "echo \"attempt $ATEX_TEST_ATTEMPT started\"\nsleep 4\necho finished",
+            ),
+        ],
+    );
+    let pd = plugins.path().to_str().expect("utf8");
+    let mut child = Command::new(atex_bin())
+        .current_dir(dir.path())
+        .args(["run", "--plugin-dir", pd, "--results", "out", "--plain"])
+        .env_remove("ATEX_PLUGIN_PATH")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let output = dir.path().join("out/files/local/slow/output.txt");
+    let t0 = Instant::now();
+    while !fs::read_to_string(&output).is_ok_and(|o| o.contains("started")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no live output");
+        thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // The agent goes with atex; the test itself ends on its own.
+    thread::sleep(Duration::from_secs(5));
+    let left = fs::read_to_string(&output).expect("output left behind");
+    assert!(left.starts_with("attempt 1 started\n"), "{left:?}");
+    let results = fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap_or_default();
+    assert!(!results.contains("/slow"), "{results}");
+
+    let out = atex_in(
+        Some(dir.path()),
+        &["run", "--plugin-dir", pd, "--resume", "out", "--plain"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(&output).expect("output.txt"),
+        "attempt 1 started\nfinished\n"
+    );
+    let results = jsonl(&dir.path().join("out/results.jsonl"));
+    assert_eq!(results.iter().filter(|l| l[2] == "/slow").count(), 1);
+}
