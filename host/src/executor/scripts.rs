@@ -21,13 +21,14 @@
 //! | `put <key> <length>` + that many raw bytes | none; stores them as `meta/<key>` (test metadata, sent once per system) |
 //!
 //! A test's output is streamed while it runs: a helper the agent starts
-//! once (the *streamer*) is told `start <id> <pid>` and `stop <id>` over a
-//! FIFO; after the test's first second it sends what the output file has
-//! gained, once a second, as `O` lines, and answers `stop` with how many
-//! bytes it sent, so the agent sends only the rest at the end. Which of
-//! the two sends a test's output is settled by who creates its claim file
-//! first (`set -C`), so a test that ended before the streamer sent
-//! anything costs two FIFO writes and no waiting, no process.
+//! once (the *streamer*) looks once a second at the running test (the
+//! file `current`); from the test's first second on it sends what its
+//! output file has gained as `O` lines. Who sends a test's output is
+//! settled by who creates its claim file first (`set -C`): when the
+//! streamer did, the agent asks it (`stop <id>` over a FIFO) how many
+//! bytes it sent and sends only the rest at the end. A test that ends
+//! before anything was streamed costs a file write and an exclusive
+//! create, no process and no waiting.
 //!
 //! Base64 framing keeps arbitrary bytes (result file payloads) apart from
 //! the agent's own lines. The boot token changes when the system reboots
@@ -74,9 +75,9 @@ emit_output() {
     while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
   fi
 }
-# The streamer: one per agent, told `start ID PID` / `stop ID` on fd 6,
-# answers `stop` with `ID BYTES-SENT` on fd 7 when it sent any. It ends
-# with the agent.
+# The streamer: one per agent; the running test is in $W/current. Told
+# `stop ID` on fd 6, it answers `ID BYTES-SENT` on fd 7 when it sent any
+# of that test's output. It ends with the agent.
 sq="$W/sq.$$" sa="$W/sa.$$"
 rm -f "$sq" "$sa"; mkfifo "$sq" "$sa" || exit 1
 exec 6<>"$sq" 7<>"$sa"
@@ -93,36 +94,41 @@ agent_alive() {
 }
 (
   trap '' PIPE
+  sid=
   while :; do
-    if ! read -r -t 2 -u 6 scmd sid spid; then
-      agent_alive || exit 0
+    # Once a second, or at once for `stop ID` / `quit`.
+    if read -r -t 1 -u 6 scmd sidx; then
+      case $scmd in
+        quit) exit 0 ;;
+        stop)
+          if [ "$sidx" = "$sid" ]; then
+            [ -n "$mine" ] && echo "$sid $off" >&7
+            mine= ended=1
+          fi
+          ;;
+      esac
       continue
     fi
-    [ "$scmd" = quit ] && exit 0
-    [ "$scmd" = start ] || continue
-    off=0 mine= ended=
-    # Quiet for the first second: short tests are sent whole at the end.
-    while :; do
-      if read -r -t 1 -u 6 scmd sidx; then
-        [ "$scmd" = quit ] && exit 0
-        [ "$scmd" = stop ] && [ "$sidx" = "$sid" ] && break
-        continue
-      fi
-      agent_alive || exit 0
-      [ -z "$ended" ] || continue
-      size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
-      (( size > off )) || continue
-      if [ -z "$mine" ]; then
-        # Whoever creates the claim first sends the output: the streamer
-        # while the test runs, or the agent once it ended.
-        set -C; { : > "$W/claim-$sid"; } 2>/dev/null && mine=1; set +C
-        [ -n "$mine" ] || { ended=1; continue; }
-      fi
-      tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
-      while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
-      off=$size
-    done
-    [ -n "$mine" ] && echo "$sid $off" >&7
+    agent_alive || exit 0
+    cur=
+    read -r cur _ 2>/dev/null < "$W/current"
+    if [ "$cur" != "$sid" ]; then
+      # A test seen for the first time: it has run a second at the next look.
+      sid=$cur off=0 mine= ended=
+      continue
+    fi
+    [ -n "$sid" ] && [ -z "$ended" ] || continue
+    size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
+    (( size > off )) || continue
+    if [ -z "$mine" ]; then
+      # Whoever creates the claim first sends the output: the streamer
+      # while the test runs, or the agent once it ended.
+      set -C; { : > "$W/claim-$sid"; } 2>/dev/null && mine=1; set +C
+      [ -n "$mine" ] || { ended=1; continue; }
+    fi
+    tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
+    while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
+    off=$size
   done
 ) </dev/null &
 streamer=$!
@@ -136,9 +142,7 @@ while IFS=' ' read -r cmd id arg; do
       pid=$!
       echo "$pid" > "$W/pid-$id"
       echo "P $id $pid"
-      # A streamer that is gone (killed by a test) is not waited for.
-      streaming=
-      kill -0 "$streamer" 2>/dev/null && echo "start $id $pid" >&6 && streaming=1
+      echo "$id $pid" > "$W/current"
       exec 4<"$ctl"
       # base64 -w0 writes no newline, so read "fails" while still reading.
       while dd bs=3000 count=1 status=none <&4 | base64 -w0 > "$W/c.$$"; chunk=; read -r chunk < "$W/c.$$"; [ -n "$chunk" ]; do
@@ -147,13 +151,13 @@ while IFS=' ' read -r cmd id arg; do
       exec 4<&-
       wait "$pid"
       rc=$?
-      sent=0
-      if [ -n "$streaming" ]; then
-        # The claim is ours unless the streamer sent some output already;
-        # then it says how far it got (no waiting for a short test).
-        set -C; { : > "$W/claim-$id"; } 2>/dev/null && streaming=; set +C
+      # The claim is ours unless the streamer sent output already; then
+      # it says how far it got (a streamer that is gone is not waited for).
+      sent=0 streamed=
+      set -C; { : > "$W/claim-$id"; } 2>/dev/null || streamed=1; set +C
+      if [ -n "$streamed" ] && kill -0 "$streamer" 2>/dev/null; then
         echo "stop $id" >&6
-        while [ -n "$streaming" ] && read -r -t 10 -u 7 rid rsent; do
+        while read -r -t 10 -u 7 rid rsent; do
           [ "$rid" = "$id" ] && sent=$rsent && break
         done
       fi
