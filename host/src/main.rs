@@ -135,7 +135,10 @@ fn init_logging(verbose: u8, color: atex::scheduler::ColorChoice) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(cli.verbose, cli.color);
     let outcome = match cli.command {
         Command::Plugins(args) => list_plugins(&args),
@@ -241,6 +244,34 @@ fn check_plugin(args: &CheckArgs) -> Result<ExitCode> {
     })
 }
 
+/// A command line clap refused: help and version as clap prints them, an
+/// error as one line naming the option (and where to read more).
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.use_stderr() {
+            ExitCode::from(EXIT_ERROR)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("bad command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("atex: {first} (see `atex help`)");
+    ExitCode::from(EXIT_ERROR)
+}
+
 /// Test selection, as `atex discover` and `atex run` take it.
 #[derive(Args)]
 pub(crate) struct SelectionArgs {
@@ -315,10 +346,10 @@ struct RunArgs {
     #[arg(short = 'r', long = "reporter", value_name = "NAME[:K=V,...]")]
     reporters: Vec<String>,
     /// Most systems in use at once [default: the provisioners' limits added up].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     workers: Option<usize>,
     /// Rerun a failed or errored test up to N times, on a fresh system.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     reruns: Option<u32>,
     /// Results directory [default: atex-results/<run id>].
     #[arg(long = "results", value_name = "DIR")]
@@ -345,7 +376,7 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
     /// Broken systems a provisioner may produce before it is dropped.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     failure_budget: Option<u32>,
     /// Do not start a test whose duration would end after this (e.g. 2h).
     #[arg(long, value_name = "DURATION")]
@@ -373,6 +404,15 @@ struct RunArgs {
     /// (e.g. 30s, 2m; 0 for never).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     heartbeat: String,
+    /// Lines of output shown for each failed test at the end of the run
+    /// (0: none).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = atex::results::DEFAULT_FAILURE_OUTPUT_LINES,
+        allow_negative_numbers = true
+    )]
+    failure_output_lines: usize,
     /// Replace a system after every failed attempt, not only after
     /// destructive tests and lost systems.
     #[arg(long)]
@@ -462,9 +502,11 @@ fn run_tests(args: RunArgs, color: atex::scheduler::ColorChoice) -> Result<ExitC
     let report = scheduler::run(base.overlay(cli))?;
     eprint!(
         "{}",
-        report
-            .stats
-            .render(report.wall, report.interrupted.is_some())
+        report.stats.render_with(
+            report.wall,
+            report.interrupted.is_some(),
+            args.failure_output_lines
+        )
     );
     eprintln!(
         "results: {} (run {})",

@@ -15,6 +15,7 @@ mod remote;
 mod reserve;
 mod run;
 mod run_podman;
+mod run_reasons;
 mod ssh;
 mod testing_farm;
 mod toolbox;

@@ -209,6 +209,7 @@ impl ExecSystem for FakeSystem {
             reboots: 0,
             system_lost: false,
             abort_run: false,
+            reason: Some(format!("exit code {}", i32::from(status != "pass"))),
         })
     }
     fn close(self: Box<Self>) {}

@@ -423,12 +423,15 @@ fn reported_rank(status: &str) -> u8 {
 
 impl ResultWriter {
     /// Creates `results`, `files/` and `testout.temp` in `dir`, which must
-    /// not already hold them.
+    /// not already hold the first two. An existing `testout.temp` is kept
+    /// (the scheduler creates it beforehand to show it while the test
+    /// runs).
     pub fn create(dir: &Path) -> std::io::Result<ResultWriter> {
         std::fs::create_dir(dir.join("files"))?;
         OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(dir.join("testout.temp"))?;
         let results = OpenOptions::new()
             .append(true)
@@ -708,6 +711,16 @@ impl ResultWriter {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether the test reported a status for itself (a nameless result,
+    /// final or partial), rather than leaving it to its exit code.
+    pub fn own_reported(&self) -> bool {
+        self.nameless_seen
+            || self
+                .partial
+                .iter()
+                .any(|(k, r)| k.is_empty() && r.contains_key("status"))
     }
 
     /// The test's own final result, once written.

@@ -130,6 +130,10 @@ pub struct TestOutcome {
     pub system_lost: bool,
     /// The test called `tmt-abort`: no further test of the run starts.
     pub abort_run: bool,
+    /// Why the attempt ended, in one line: `exit code 3`, `killed by
+    /// signal 9 (SIGKILL)`, `timed out after 5m`, `setup failed: ...`,
+    /// `system lost: ...`, `cancelled`, `reported fail by the test`.
+    pub reason: Option<String>,
 }
 
 /// What a command run with [`System::run_command`] did.

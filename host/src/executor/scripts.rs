@@ -17,8 +17,18 @@
 //! | (start) | `READY <workdir> <boot-token> <agent pid>` |
 //! | `run <id> <base64 script>` | `P <id> <pid>`, then `C <id> <base64>` for each chunk of the test-control stream, then `O <id> <base64>` lines of the test output, then `E <id> <exit status of the script>` |
 //! | `status <id>` | `S <id> done <rc>`, `S <id> running` or `S <id> gone` |
-//! | `fetch <id>` | `O <id> <base64>` lines, then `F <id>` |
+//! | `fetch <id> [<offset>]` | `O <id> <base64>` lines of the output from byte `offset` on, then `F <id>` |
 //! | `put <key> <length>` + that many raw bytes | none; stores them as `meta/<key>` (test metadata, sent once per system) |
+//!
+//! A test's output is streamed while it runs: a helper the agent starts
+//! once (the *streamer*) looks once a second at the running test (the
+//! file `current`); from the test's first second on it sends what its
+//! output file has gained as `O` lines. Who sends a test's output is
+//! settled by who creates its claim file first (`set -C`): when the
+//! streamer did, the agent asks it (`stop <id>` over a FIFO) how many
+//! bytes it sent and sends only the rest at the end. A test that ends
+//! before anything was streamed costs a file write and an exclusive
+//! create, no process and no waiting.
 //!
 //! Base64 framing keeps arbitrary bytes (result file payloads) apart from
 //! the agent's own lines. The boot token changes when the system reboots
@@ -61,24 +71,87 @@ read -r t < "$tok" 2>/dev/null
 echo "READY $W ${boot:-}-${t:-} $$"
 ctl="$W/ctl.$$"
 rm -f "$ctl"; mkfifo "$ctl" || exit 1
-trap 'rm -f "$ctl"' EXIT
+trap '{ echo quit >&6; } 2>/dev/null; rm -f "$ctl" "$sq" "$sa" "$W/so.$$"' EXIT
 # Few processes per request: forks dominate the cost of a test start.
+# emit_output ID [OFFSET]: the output of test ID from byte OFFSET on.
 emit_output() {
   if [ -f "$W/out-$1" ]; then
-    base64 -w 3000 "$W/out-$1" > "$W/o.$$"
+    if [ "${2:-0}" -gt 0 ] 2>/dev/null; then
+      tail -c +$(($2 + 1)) "$W/out-$1" | base64 -w 3000 > "$W/o.$$"
+    else
+      base64 -w 3000 "$W/out-$1" > "$W/o.$$"
+    fi
     while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
   fi
 }
+# The streamer: one per agent; the running test is in $W/current. Told
+# `stop ID` on fd 6, it answers `ID BYTES-SENT` on fd 7 when it sent any
+# of that test's output. It ends with the agent.
+sq="$W/sq.$$" sa="$W/sa.$$"
+rm -f "$sq" "$sa"; mkfifo "$sq" "$sa" || exit 1
+exec 6<>"$sq" 7<>"$sa"
+agent=$$
+# The streamer holds the agent's stdout: it must end as soon as the agent
+# does (the host sees the agent gone when stdout closes). It is reparented
+# then, even while the dead agent is a zombie that `kill -0` still finds.
+agent_alive() {
+  local st
+  read -r st 2>/dev/null < "/proc/$BASHPID/stat" || { kill -0 "$agent" 2>/dev/null; return; }
+  st=${st##*) }
+  set -- $st
+  [ "$2" = "$agent" ]
+}
+(
+  trap '' PIPE
+  sid=
+  while :; do
+    # Once a second, or at once for `stop ID` / `quit`.
+    if read -r -t 1 -u 6 scmd sidx; then
+      case $scmd in
+        quit) exit 0 ;;
+        stop)
+          if [ "$sidx" = "$sid" ]; then
+            [ -n "$mine" ] && echo "$sid $off" >&7
+            mine= ended=1
+          fi
+          ;;
+      esac
+      continue
+    fi
+    agent_alive || exit 0
+    cur=
+    read -r cur _ 2>/dev/null < "$W/current"
+    if [ "$cur" != "$sid" ]; then
+      # A test seen for the first time: it has run a second at the next look.
+      sid=$cur off=0 mine= ended=
+      continue
+    fi
+    [ -n "$sid" ] && [ -z "$ended" ] || continue
+    size=$(stat -c %s "$W/out-$sid" 2>/dev/null) || continue
+    (( size > off )) || continue
+    if [ -z "$mine" ]; then
+      # Whoever creates the claim first sends the output: the streamer
+      # while the test runs, or the agent once it ended.
+      set -C; { : > "$W/claim-$sid"; } 2>/dev/null && mine=1; set +C
+      [ -n "$mine" ] || { ended=1; continue; }
+    fi
+    tail -c +$((off + 1)) "$W/out-$sid" | head -c $((size - off)) | base64 -w 3000 > "$W/so.$$"
+    while IFS= read -r l; do echo "O $sid $l"; done < "$W/so.$$"
+    off=$size
+  done
+) </dev/null &
+streamer=$!
 while IFS=' ' read -r cmd id arg; do
   case $cmd in
     run)
       if ! base64 -d <<< "$arg" > "$W/run-$id.sh"; then
         echo "E $id 125"; continue
       fi
-      setsid bash "$W/run-$id.sh" 3>"$ctl" </dev/null >"$W/out-$id" 2>&1 &
+      setsid bash "$W/run-$id.sh" 3>"$ctl" </dev/null >"$W/out-$id" 2>&1 6>&- 7>&- &
       pid=$!
       echo "$pid" > "$W/pid-$id"
       echo "P $id $pid"
+      echo "$id $pid" > "$W/current"
       exec 4<"$ctl"
       # base64 -w0 writes no newline, so read "fails" while still reading.
       while dd bs=3000 count=1 status=none <&4 | base64 -w0 > "$W/c.$$"; chunk=; read -r chunk < "$W/c.$$"; [ -n "$chunk" ]; do
@@ -87,9 +160,19 @@ while IFS=' ' read -r cmd id arg; do
       exec 4<&-
       wait "$pid"
       rc=$?
-      emit_output "$id"
+      # The claim is ours unless the streamer sent output already; then
+      # it says how far it got (a streamer that is gone is not waited for).
+      sent=0 streamed=
+      set -C; { : > "$W/claim-$id"; } 2>/dev/null || streamed=1; set +C
+      if [ -n "$streamed" ] && kill -0 "$streamer" 2>/dev/null; then
+        echo "stop $id" >&6
+        while read -r -t 10 -u 7 rid rsent; do
+          [ "$rid" = "$id" ] && sent=$rsent && break
+        done
+      fi
+      emit_output "$id" "$sent"
       echo "E $id $rc"
-      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev"}
+      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
       prev=$id
       ;;
     status)
@@ -103,7 +186,7 @@ while IFS=' ' read -r cmd id arg; do
       fi
       ;;
     fetch)
-      emit_output "$id"
+      emit_output "$id" "${arg:-0}"
       echo "F $id"
       ;;
     put)

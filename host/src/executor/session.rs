@@ -832,6 +832,7 @@ impl System {
             reboots: 0,
             reboot_timeout: None,
             system_lost: false,
+            streamed: 0,
         };
         let beakerlib = test
             .metadata
@@ -1004,6 +1005,8 @@ impl System {
             }
         }
         let abort = run.abort.clone();
+        let reported = writer.own_reported();
+        let limit = run.deadline.saturating_duration_since(start);
         if let Err(e) = writer.finish(run.exit_code, abort.as_deref()) {
             // The test's own results were unusable; record why.
             let _ = writer.finish(None, Some(&e.to_string()));
@@ -1011,12 +1014,21 @@ impl System {
         drop(testout);
         let _ = std::fs::remove_file(writer.testout_path());
         let own = writer.own_result();
+        let status = own
+            .and_then(|r| r.get("status"))
+            .and_then(|s| s.as_str())
+            .map_or(Status::Pass, Status::parse);
+        let reason = end_reason(
+            abort.as_deref(),
+            run.system_lost,
+            reported.then_some(&status),
+            run.exit_code,
+            limit,
+        );
         Ok(TestOutcome {
             exit_code: run.exit_code,
-            status: own
-                .and_then(|r| r.get("status"))
-                .and_then(|s| s.as_str())
-                .map_or(Status::Pass, Status::parse),
+            reason: Some(reason),
+            status,
             note: own
                 .and_then(|r| r.get("note"))
                 .and_then(|s| s.as_str())
@@ -1116,6 +1128,7 @@ impl System {
             self.agent = None;
             return false;
         }
+        run.streamed = 0;
         let mut parser = ControlParser::new();
         let mut pid: Option<String> = None;
         let mut killed_at: Option<Instant> = None;
@@ -1186,6 +1199,7 @@ impl System {
                         }
                         b"O" => {
                             let data = B64.decode(payload).unwrap_or_default();
+                            run.streamed += data.len() as u64;
                             let _ = testout.write_all(&data);
                         }
                         b"E" => {
@@ -1371,7 +1385,7 @@ impl System {
                 continue;
             }
             if self.boot != old_boot {
-                self.fetch_output(id, testout);
+                self.fetch_output(id, run.streamed, testout);
                 return Reconnect::Rebooted;
             }
             // Same boot: has the test ended without a reboot?
@@ -1389,7 +1403,7 @@ impl System {
                         continue;
                     }
                     run.exit_code = run.exit_code.or(rc);
-                    self.fetch_output(id, testout);
+                    self.fetch_output(id, run.streamed, testout);
                     return Reconnect::Finished;
                 }
                 Some(answer) if answer.starts_with(b"running") => {
@@ -1403,7 +1417,7 @@ impl System {
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Some(_) => {
-                    self.fetch_output(id, testout);
+                    self.fetch_output(id, run.streamed, testout);
                     run.abort =
                         Some("the test disappeared after disconnect without a reboot".into());
                     return Reconnect::Failed;
@@ -1475,11 +1489,13 @@ impl System {
         }
     }
 
-    fn fetch_output(&mut self, id: &str, testout: &mut TestOutput) {
+    /// Fetches the output of attempt `id` from byte `from` on (what was
+    /// not streamed while it ran).
+    fn fetch_output(&mut self, id: &str, from: u64, testout: &mut TestOutput) {
         let Some(agent) = self.agent.as_mut() else {
             return;
         };
-        if agent.send(&format!("fetch {id}")).is_err() {
+        if agent.send(&format!("fetch {id} {from}")).is_err() {
             return;
         }
         loop {
@@ -1566,6 +1582,8 @@ struct TestRun {
     /// How long the reboot the test announced may take.
     reboot_timeout: Option<Duration>,
     system_lost: bool,
+    /// Output bytes received while the current start of the test ran.
+    streamed: u64,
 }
 
 impl TestRun {
@@ -1589,6 +1607,106 @@ impl TestRun {
             }
         }
     }
+}
+
+/// Why an attempt ended, in one line (see [`TestOutcome::reason`]):
+/// `aborted` is the note of an abnormal end, `reported` the status the test
+/// reported for itself, `limit` its time limit at the end.
+fn end_reason(
+    aborted: Option<&str>,
+    system_lost: bool,
+    reported: Option<&Status>,
+    exit_code: Option<i32>,
+    limit: Duration,
+) -> String {
+    let first_line = |s: &str| {
+        let line = s
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        tail_chars(line, 200)
+    };
+    if let Some(note) = aborted {
+        if note == "cancel requested" {
+            return "cancelled".into();
+        }
+        if note.starts_with("test duration timeout reached") {
+            return format!("timed out after {}", short_duration(limit));
+        }
+        if let Some(inner) = note
+            .strip_prefix("TestSetupError(")
+            .and_then(|s| s.strip_suffix(')'))
+        {
+            // The setup's output: its last line says what failed.
+            let last = inner.lines().map(str::trim).rfind(|l| !l.is_empty());
+            return format!(
+                "setup failed: {}",
+                tail_chars(last.unwrap_or("no output"), 200)
+            );
+        }
+        if system_lost {
+            return format!("system lost: {}", first_line(note));
+        }
+        return first_line(note);
+    }
+    if let Some(status) = reported {
+        return format!("reported {status} by the test");
+    }
+    match exit_code {
+        Some(rc) if (129..=192).contains(&rc) => {
+            let sig = rc - 128;
+            match signal_name(sig) {
+                Some(name) => format!("killed by signal {sig} ({name})"),
+                None => format!("killed by signal {sig}"),
+            }
+        }
+        Some(rc) => format!("exit code {rc}"),
+        None => "no exit code".into(),
+    }
+}
+
+/// `5m`, `1h30m`, `2m5s`, `45s`: a time limit as a person writes it.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs_f64().round() as u64;
+    if s == 0 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
+/// The last `max` characters of `s`, with `…` in front when cut.
+fn tail_chars(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let rest: String = s.chars().skip(n - max).collect();
+    format!("…{rest}")
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
 }
 
 /// `exit status 3`, or `killed by a signal` when there is no status.
@@ -1696,5 +1814,42 @@ mod tests {
             assert_eq!(status, "error");
             assert!(note.contains("TestResults FileError"), "{note}");
         }
+    }
+
+    #[test]
+    fn reasons_say_how_an_attempt_ended() {
+        let limit = Duration::from_secs(300);
+        let r = |abort, lost, reported, code| end_reason(abort, lost, reported, code, limit);
+        assert_eq!(r(None, false, None, Some(3)), "exit code 3");
+        assert_eq!(r(None, false, None, Some(0)), "exit code 0");
+        assert_eq!(
+            r(None, false, None, Some(137)),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(r(None, false, None, Some(170)), "killed by signal 42");
+        assert_eq!(
+            r(None, false, Some(&Status::Fail), Some(0)),
+            "reported fail by the test"
+        );
+        assert_eq!(
+            r(Some("test duration timeout reached"), false, None, None),
+            "timed out after 5m"
+        );
+        assert_eq!(r(Some("cancel requested"), false, None, None), "cancelled");
+        assert_eq!(
+            r(
+                Some("TestSetupError(E: Unable to locate package nope\n)"),
+                false,
+                None,
+                None
+            ),
+            "setup failed: E: Unable to locate package nope"
+        );
+        assert_eq!(
+            r(Some("the system went away\nmore"), true, None, None),
+            "system lost: the system went away"
+        );
+        assert_eq!(short_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m5s");
     }
 }

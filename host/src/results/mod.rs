@@ -20,4 +20,7 @@ mod summary;
 
 pub use history::{HistoryError, TimingHistory};
 pub use store::{AttemptInfo, Reopened, ResultsError, ResultsStore, normalize_path};
-pub use summary::{FinalTest, RunStats};
+pub use summary::{
+    DEFAULT_FAILURE_OUTPUT_LINES, FinalTest, RunStats, first_line, sanitize_line, sanitize_text,
+    why_failed,
+};

@@ -93,6 +93,8 @@ pub struct AttemptInfo {
     pub reboots: u32,
     /// Whether the system was lost during the test.
     pub system_lost: bool,
+    /// Why the attempt ended (`exit code 3`, `timed out after 5m`, ...).
+    pub reason: Option<String>,
 }
 
 /// upstream's `normalize_path`.
@@ -412,6 +414,16 @@ impl ResultsStore {
                     extra.insert(k.clone(), v.clone());
                 }
             }
+            if subtest.is_none() {
+                // Why the attempt ended, for reporters (the test's own
+                // result only, not its sub-results).
+                if let Some(reason) = &info.reason {
+                    extra.insert("reason".into(), reason.clone().into());
+                }
+                if let Some(code) = info.exit_code {
+                    extra.insert("exit_code".into(), code.into());
+                }
+            }
             reported.push(ReportedResult {
                 platform: info.platform.clone(),
                 test: info.test.clone(),
@@ -492,9 +504,12 @@ impl ResultsStore {
             test: test.into(),
             attempt: 0,
             final_attempt: true,
+            reason: Some(note.into()),
             ..AttemptInfo::default()
         };
         self.record_attempt(&info, Some(status.as_str()), None)?;
+        let mut extra = Map::new();
+        extra.insert("reason".into(), note.into());
         Ok(ReportedResult {
             platform: platform.into(),
             test: test.into(),
@@ -508,7 +523,7 @@ impl ResultsStore {
             attempt: 0,
             final_attempt: true,
             remote: String::new(),
-            extra: Map::new(),
+            extra,
         })
     }
 
@@ -529,6 +544,7 @@ impl ResultsStore {
             "started_unix_ms": info.started_unix_ms,
             "duration_ms": info.duration.as_millis() as u64,
             "exit_code": info.exit_code,
+            "reason": info.reason,
             "reboots": info.reboots,
             "system_lost": info.system_lost,
             "files": kept_at,
@@ -747,5 +763,41 @@ mod tests {
             ResultsStore::create(&dir),
             Err(ResultsError::Exists(_))
         ));
+    }
+
+    /// Why the attempt ended goes with the test's own result to
+    /// reporters (`reason`, `exit_code`) and into attempts.jsonl; not with
+    /// its sub-results, and not into results.jsonl.
+    #[test]
+    fn the_reason_goes_with_the_own_result() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("res");
+        let mut store = ResultsStore::create(&dir).expect("create");
+        let a = artifacts(
+            tmp.path(),
+            "{\"status\": \"fail\", \"name\": \"sub\"}\n{\"status\": \"fail\"}\n",
+            &[],
+        );
+        let info = AttemptInfo {
+            platform: "p".into(),
+            test: "/t".into(),
+            attempt: 1,
+            final_attempt: true,
+            exit_code: Some(3),
+            reason: Some("exit code 3".into()),
+            ..Default::default()
+        };
+        let r = store.ingest(&info, &a).expect("ingest");
+        assert_eq!(r[0].subtest.as_deref(), Some("sub"));
+        assert!(r[0].extra.is_empty(), "{:?}", r[0].extra);
+        assert_eq!(r[1].extra["reason"], "exit code 3");
+        assert_eq!(r[1].extra["exit_code"], 3);
+        let attempts = fs::read_to_string(dir.join("attempts.jsonl")).expect("read");
+        assert!(
+            attempts.contains("\"reason\":\"exit code 3\""),
+            "{attempts}"
+        );
+        let results = fs::read_to_string(dir.join("results.jsonl")).expect("read");
+        assert!(!results.contains("exit code"), "{results}");
     }
 }

@@ -142,6 +142,10 @@ impl std::fmt::Debug for RunConfig {
     }
 }
 
+/// The most reruns a test may get (`--reruns`): more is a typo, not a
+/// plan.
+pub const MAX_RERUNS: u32 = 100;
+
 /// A bad configuration file or value.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -334,13 +338,44 @@ impl RunConfig {
     }
 
     /// Refuses values that cannot make a run: no workers, a failure
-    /// budget of 0.
+    /// budget of 0, more than [`MAX_RERUNS`] reruns, a deadline of 0, an
+    /// empty platform name.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.workers == Some(0) {
-            return Err(ConfigError("workers: must be at least 1".into()));
+            return Err(ConfigError(
+                "--workers (workers): must be at least 1".into(),
+            ));
         }
         if self.failure_budget == Some(0) {
-            return Err(ConfigError("failure-budget: must be at least 1".into()));
+            return Err(ConfigError(
+                "--failure-budget (failure-budget): must be at least 1".into(),
+            ));
+        }
+        if let Some(n) = self.reruns.filter(|n| *n > MAX_RERUNS) {
+            return Err(ConfigError(format!(
+                "--reruns (reruns): {n} is more than {MAX_RERUNS}"
+            )));
+        }
+        if self.deadline.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError(
+                "--deadline (deadline): must be longer than 0".into(),
+            ));
+        }
+        if self
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "--platform (platform): must not be empty".into(),
+            ));
+        }
+        for (p, _) in &self.context_for {
+            if p.trim().is_empty() {
+                return Err(ConfigError(
+                    "--context-for (context-for): the platform must not be empty".into(),
+                ));
+            }
         }
         if self.max_fail == Some(0) {
             return Err(ConfigError("max-fail: must be at least 1".into()));

@@ -632,12 +632,11 @@ fn status_color(status: &Status) -> &'static str {
     }
 }
 
-/// Text on one line: line breaks, tabs and other control characters
-/// become spaces, so nothing a test says can move the cursor.
+/// Text on one line: escape sequences are removed, line breaks, tabs and
+/// other control characters become spaces, so nothing a test says can
+/// move the cursor.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::results::sanitize_line(s)
 }
 
 /// Columns and rows of the terminal on stderr (80×24 when unknown).
@@ -723,11 +722,13 @@ impl EventSink for TerminalDisplay {
                 attempt,
                 status,
                 note,
+                reason,
                 ..
             } => {
                 self.stopped(test, Some(platform), None);
                 let label = self.label(test, platform);
-                self.rerun(status, &label, *attempt, note.as_deref().unwrap_or(""));
+                let why = shown_why(note.as_deref(), reason.as_deref()).unwrap_or_default();
+                self.rerun(status, &label, *attempt, &why);
             }
             RunEvent::TestFinished {
                 test,
@@ -735,13 +736,24 @@ impl EventSink for TerminalDisplay {
                 system,
                 status,
                 note,
+                reason,
                 duration,
                 ..
             } => {
                 self.stopped(test, Some(platform), None);
-                let note = note.as_deref().unwrap_or("");
+                let why = if status.is_failure() {
+                    shown_why(note.as_deref(), reason.as_deref())
+                } else {
+                    note.as_deref().map(safe)
+                };
                 let label = self.label(test, platform);
-                self.finished(status, &label, Some(*duration), system, note);
+                self.finished(
+                    status,
+                    &label,
+                    Some(*duration),
+                    system,
+                    &why.unwrap_or_default(),
+                );
             }
             RunEvent::TestNotRun {
                 test,
@@ -796,6 +808,19 @@ impl Drop for TerminalDisplay {
     }
 }
 
+/// Text a test controls (names, notes, statuses) as one safe line: no
+/// escape sequences or control characters, a multi-line note cut to its
+/// first line and `…`.
+fn safe(text: &str) -> String {
+    crate::results::sanitize_line(&crate::results::first_line(text))
+}
+
+/// What a failure line says after the test: why it ended (`exit code 3`,
+/// `timed out after 5m`), with the note when the test reported its result.
+fn shown_why(note: Option<&str>, reason: Option<&str>) -> Option<String> {
+    crate::results::why_failed(note, reason)
+}
+
 fn signal_name(sig: i32) -> &'static str {
     match sig {
         2 => "SIGINT",
@@ -843,6 +868,7 @@ mod tests {
             attempt: 1,
             status,
             note: note.map(str::to_string),
+            reason: None,
             duration: Duration::from_millis(1500),
         }
     }
@@ -875,7 +901,11 @@ mod tests {
         );
         assert!(!out.contains('\x1b'), "{out:?}");
         assert_eq!(out.lines().count(), 1, "{out:?}");
-        assert!(out.contains("FAIL [    1.5s] 1/0 /t [2J on sys-1 (line one line two [1A )"));
+        // Escape sequences are removed, a note shows its first line.
+        assert!(
+            out.contains("FAIL [    1.5s] 1/0 /t on sys-1 (line one …)"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -894,6 +924,7 @@ mod tests {
                 attempt: 1,
                 status: Status::Fail,
                 note: None,
+                reason: Some("exit code 1".into()),
             },
             finished("/b", Status::Infra, None),
             finished("/c", Status::Skip, None),

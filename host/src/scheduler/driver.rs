@@ -448,16 +448,21 @@ impl RunReport {
     /// (or results that could not be written), 128 + signal when
     /// interrupted.
     pub fn exit_code(&self) -> u8 {
-        if let Some(sig) = self.interrupted {
-            return (128 + sig).clamp(0, 255) as u8;
-        }
-        if self.infra_failure || self.stats.results_incomplete() {
-            2
-        } else if self.stats.any_failed() {
-            1
-        } else {
-            0
-        }
+        exit_code(self.interrupted, self.infra_failure, &self.stats)
+    }
+}
+
+/// The exit code of a run (see [`RunReport::exit_code`]).
+fn exit_code(interrupted: Option<i32>, infra_failure: bool, stats: &RunStats) -> u8 {
+    if let Some(sig) = interrupted {
+        return (128 + sig).clamp(0, 255) as u8;
+    }
+    if infra_failure || stats.results_incomplete() {
+        2
+    } else if stats.any_failed() {
+        1
+    } else {
+        0
     }
 }
 
@@ -547,7 +552,8 @@ enum ResultsMsg {
     Error(String),
     Finish {
         wall: Duration,
-        interrupted: bool,
+        interrupted: Option<i32>,
+        infra_failure: bool,
         tests_total: u64,
         not_run: Vec<String>,
         /// (platform, test) of each job that never got a result.
@@ -859,6 +865,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         infra_failure: false,
         eta: EtaBasis::new(matrix.jobs.iter().map(|t| t.queued.expected)),
         running_since: HashMap::new(),
+        live: HashMap::new(),
         peak: 0,
     };
     st.apply(&mut engine, &mut out);
@@ -892,7 +899,8 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     }
     st.send(ResultsMsg::Finish {
         wall,
-        interrupted: end.interrupted.is_some(),
+        interrupted: end.interrupted,
+        infra_failure: st.infra_failure,
         tests_total: (matrix.jobs.len() + kept_jobs) as u64,
         not_run,
         not_run_jobs,
@@ -926,6 +934,19 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         peak_systems: peak,
         run_id: exec.run_id.clone(),
     })
+}
+
+/// The test output among a result's files (relative to `dir`): the file
+/// named `output.txt`, else the first one (where a `testout` goes) when it
+/// is a `.txt` or `.log`.
+fn own_output(dir: &Path, files: &[String]) -> Option<PathBuf> {
+    files
+        .iter()
+        .find(|f| f.ends_with("/output.txt"))
+        .or(files
+            .first()
+            .filter(|f| f.ends_with(".txt") || f.ends_with(".log")))
+        .map(|f| dir.join(f))
 }
 
 /// A job's name for lists: the test, with its platform in a matrix.
@@ -969,6 +990,8 @@ struct LoopState<'a> {
     /// What the ETA is computed from.
     eta: EtaBasis,
     running_since: HashMap<TestId, Instant>,
+    /// The live output link of each running test.
+    live: HashMap<TestId, PathBuf>,
     peak: usize,
     /// A test called `tmt-abort`: the run stops after its result.
     abort_asked: bool,
@@ -1191,6 +1214,7 @@ impl LoopState<'_> {
             took,
         } = end;
         self.running_since.remove(&test);
+        self.drop_live_output(test);
         let slot = self.slots.get_mut(&rid)?;
         slot.system = Some(system);
         let (system, platform, prov) = (slot.name.clone(), slot.platform.clone(), slot.prov);
@@ -1212,6 +1236,7 @@ impl LoopState<'_> {
                     exit_code: outcome.exit_code,
                     reboots: outcome.reboots,
                     system_lost: outcome.system_lost,
+                    reason: outcome.reason.clone(),
                 };
                 let lost = outcome.system_lost;
                 self.abort_asked |= outcome.abort_run;
@@ -1305,6 +1330,7 @@ impl LoopState<'_> {
                 attempt,
                 status: outcome.status.clone(),
                 note: outcome.note.clone(),
+                reason: outcome.reason.clone(),
                 duration: info.duration,
             });
         } else {
@@ -1314,6 +1340,7 @@ impl LoopState<'_> {
                 attempt,
                 status: outcome.status.clone(),
                 note: outcome.note.clone(),
+                reason: outcome.reason.clone(),
             });
         }
         let history_key = self.matrix.history_key(&self.matrix.jobs[test]);
@@ -1413,6 +1440,10 @@ impl LoopState<'_> {
             .map(|d| d.keep())
             .unwrap_or_else(|_| self.scratch.join(format!("{prefix}{rid}-{attempt}")));
         let _ = std::fs::create_dir_all(&artifacts);
+        let name = &self.matrix.jobs[test].queued.name;
+        if let Some(live) = self.live_output(&platform, name, &artifacts) {
+            self.live.insert(test, live);
+        }
         self.running_since.insert(test, Instant::now());
         self.emit(RunEvent::TestStarted {
             test: spec.name.clone(),
@@ -1437,6 +1468,39 @@ impl LoopState<'_> {
             };
             let _ = tx.send(Msg::TestEnd(Box::new(end)));
         });
+    }
+
+    /// Makes the output of a test that starts visible where its results
+    /// go, `files/<platform>/<test>/output.txt`, while it runs: the file
+    /// the executor appends the output to (`testout.temp` in the
+    /// artifacts) is created here and hard-linked there. Returns the link,
+    /// which [`LoopState::drop_live_output`] removes when the attempt ends
+    /// (its results are then stored as usual).
+    fn live_output(&self, platform: &str, test: &str, artifacts: &Path) -> Option<PathBuf> {
+        let testout = artifacts.join("testout.temp");
+        std::fs::File::create(&testout).ok()?;
+        let dir = self.exec.results_dir.join(format!(
+            "files/{}/{}",
+            crate::results::normalize_path(platform),
+            crate::results::normalize_path(test)
+        ));
+        std::fs::create_dir_all(&dir).ok()?;
+        let link = dir.join("output.txt");
+        // A leftover of a run that was killed while this test ran.
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&testout, &link).ok()?;
+        Some(link)
+    }
+
+    /// Removes the live output link of `test` and its directory (only
+    /// the test's own: the results thread may be filling its parents).
+    fn drop_live_output(&mut self, test: TestId) {
+        if let Some(link) = self.live.remove(&test) {
+            let _ = std::fs::remove_file(&link);
+            if let Some(dir) = link.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
     }
 
     fn release(&mut self, rid: RemoteId) {
@@ -1534,15 +1598,18 @@ impl ResultsThread {
                         platform,
                         test,
                         status,
+                        reason: Some(note.clone()),
                         note: Some(note),
                         attempts: 0,
                         duration: Duration::ZERO,
+                        output: None,
                     });
                 }
                 ResultsMsg::Error(e) => self.stats.errors.push(e),
                 ResultsMsg::Finish {
                     wall,
                     interrupted,
+                    infra_failure,
                     tests_total,
                     not_run,
                     not_run_jobs,
@@ -1552,7 +1619,7 @@ impl ResultsThread {
                         self.stats.not_run_reason = Some(not_run_reason.clone());
                     }
                     self.report_not_run(&not_run_jobs, &not_run_reason);
-                    self.finish(wall, interrupted, tests_total, not_run);
+                    self.finish(wall, interrupted, infra_failure, tests_total, not_run);
                     break;
                 }
             }
@@ -1572,9 +1639,15 @@ impl ResultsThread {
                 test: r.test.clone(),
                 status: r.status.clone().unwrap_or(Status::Pass),
                 note: r.note.clone(),
+                reason: r
+                    .extra
+                    .get("reason")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 attempts: r.attempt,
                 earlier: Vec::new(),
                 duration: Duration::ZERO,
+                output: own_output(&r.results_dir, &r.files),
             });
         }
         self.dispatch(&RunEvent::ResultsStored { results: kept });
@@ -1617,8 +1690,14 @@ impl ResultsThread {
         if !outcome.system_lost {
             self.history.record(history_key, info.duration);
         }
+        let mut output = None;
         match self.store.ingest(&info, artifacts) {
-            Ok(results) => self.dispatch(&RunEvent::ResultsStored { results }),
+            Ok(results) => {
+                if let Some(own) = results.iter().find(|r| r.subtest.is_none()) {
+                    output = own_output(&own.results_dir, &own.files);
+                }
+                self.dispatch(&RunEvent::ResultsStored { results });
+            }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(artifacts);
                 self.lost(&info.test, e);
@@ -1634,8 +1713,10 @@ impl ResultsThread {
                 test: info.test,
                 status: outcome.status,
                 note: outcome.note,
+                reason: outcome.reason,
                 attempts: info.attempt,
                 duration: info.duration,
+                output,
             });
         } else {
             self.earlier
@@ -1684,10 +1765,12 @@ impl ResultsThread {
     fn finish(
         &mut self,
         wall: Duration,
-        interrupted: bool,
+        signal: Option<i32>,
+        infra_failure: bool,
         tests_total: u64,
         not_run: Vec<String>,
     ) {
+        let interrupted = signal.is_some();
         self.stats.not_run = not_run;
         let summary = RunSummary {
             run_id: self.run_id.clone(),
@@ -1703,6 +1786,21 @@ impl ResultsThread {
         let mut json = self.stats.to_json(wall, interrupted);
         json["run_id"] = serde_json::Value::String(self.run_id.clone());
         json["tests_total"] = tests_total.into();
+        json["atex_version"] = env!("CARGO_PKG_VERSION").into();
+        json["started"] = format!(
+            "{}Z",
+            atex_plugin_api::time::UtcTime::from_unix_ms(self.started_unix_ms).iso_seconds()
+        )
+        .into();
+        json["started_unix_ms"] = self.started_unix_ms.into();
+        json["history"] = self
+            .history
+            .path()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+            .map(|p| p.display().to_string())
+            .into();
+        // As the run will exit, unless writing this very file fails.
+        json["exit_code"] = exit_code(signal, infra_failure, &self.stats).into();
         if let Err(e) = self.store.finish(&json) {
             self.stats.errors.push(e.to_string());
             self.stats.unwritten.push(e.to_string());

@@ -175,6 +175,9 @@ pub enum RunEvent {
         status: Status,
         /// Its note.
         note: Option<String>,
+        /// Why it ended (`exit code 3`, `timed out after 5m`, ...), when
+        /// known.
+        reason: Option<String>,
     },
     /// A test has its final result.
     TestFinished {
@@ -190,6 +193,9 @@ pub enum RunEvent {
         status: Status,
         /// Note of its own result.
         note: Option<String>,
+        /// Why the last attempt ended (`exit code 3`, `timed out after
+        /// 5m`, `reported fail by the test`, ...), when known.
+        reason: Option<String>,
         /// Wall time of the last attempt.
         #[serde(rename = "duration_seconds", serialize_with = "secs")]
         duration: Duration,

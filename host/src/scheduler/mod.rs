@@ -34,7 +34,7 @@ use std::{
     time::SystemTime,
 };
 
-pub use config::{ConfigError, RunConfig, parse_deadline};
+pub use config::{ConfigError, MAX_RERUNS, RunConfig, parse_deadline};
 pub use display::{
     ColorChoice, DisplayOptions, ProgressMode, StatusLevel, StderrLog, TerminalDisplay,
 };
@@ -272,7 +272,6 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plans,
         options,
     };
-    made.keep();
     early.disarm();
     let results_dir_kept = results_dir.clone();
     // The display with every option the command line has; the driver's
@@ -284,7 +283,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             cfg.display,
         )));
     }
-    let report = execute(Execution {
+    let result = execute(Execution {
         tests,
         provisioners,
         reporters,
@@ -302,7 +301,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         plugin_cancel: Some(Arc::clone(&host.cancel)),
         run_id,
         continue_run: cfg.continue_run,
-    })?;
+    });
+    // A run none of whose provisioners started ran nothing: like a
+    // configuration error, it leaves no results directory behind.
+    if !matches!(result, Err(RunError::NoProvisioner(_))) {
+        made.keep();
+    }
+    let report = result?;
     // The commits of the fetched trees, so the run can be reproduced.
     if let Err(e) = remote::record_sources(&results_dir_kept, &sources) {
         tracing::warn!(
