@@ -102,6 +102,75 @@ impl RunStats {
         })
     }
 
+    /// Writes what [`RunStats::to_json`] gives, with `run_id` and
+    /// `tests_total` after it, as pretty JSON to `w`, one test at a time:
+    /// the whole document is never held in memory (a run of 100,000 tests
+    /// would need about 100 MB for it).
+    pub fn write_json(
+        &self,
+        w: impl std::io::Write,
+        wall: Duration,
+        interrupted: bool,
+        run_id: &str,
+        tests_total: u64,
+    ) -> serde_json::Result<()> {
+        use serde::Serialize;
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            wall_seconds: f64,
+            interrupted: bool,
+            counts: serde_json::Map<String, Value>,
+            tests: Tests<'a>,
+            not_run: &'a [String],
+            errors: &'a [String],
+            lost: &'a [String],
+            run_id: &'a str,
+            tests_total: u64,
+        }
+        struct Tests<'a>(&'a [FinalTest]);
+        #[derive(Serialize)]
+        struct One<'a> {
+            test: &'a str,
+            platform: &'a str,
+            status: &'a Status,
+            note: &'a Option<String>,
+            attempts: u32,
+            earlier: &'a [Status],
+            duration_seconds: f64,
+        }
+        impl Serialize for Tests<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|f| One {
+                    test: &f.test,
+                    platform: &f.platform,
+                    status: &f.status,
+                    note: &f.note,
+                    attempts: f.attempts,
+                    earlier: &f.earlier,
+                    duration_seconds: f.duration.as_secs_f64(),
+                }))
+            }
+        }
+        let doc = Doc {
+            wall_seconds: wall.as_secs_f64(),
+            interrupted,
+            counts: self
+                .counts()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect(),
+            tests: Tests(&self.finals),
+            not_run: &self.not_run,
+            errors: &self.errors,
+            lost: &self.lost,
+            run_id,
+            tests_total,
+        };
+        let mut w = w;
+        doc.serialize(&mut serde_json::Serializer::pretty(&mut w))?;
+        w.write_all(b"\n").map_err(serde_json::Error::io)
+    }
+
     /// The platforms of the final results, sorted.
     pub fn platforms(&self) -> Vec<&str> {
         let mut seen: Vec<&str> = self.finals.iter().map(|f| f.platform.as_str()).collect();
@@ -237,5 +306,53 @@ impl RunStats {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `summary.json` is streamed now: it must stay byte for byte what
+    /// the whole document, built and printed at once, was.
+    #[test]
+    fn streamed_summary_matches_the_built_document() {
+        let finals = vec![
+            FinalTest {
+                platform: "p1".into(),
+                test: "/a \"quoted\"".into(),
+                status: Status::Pass,
+                note: None,
+                attempts: 1,
+                earlier: Vec::new(),
+                duration: Duration::from_millis(1234),
+            },
+            FinalTest {
+                platform: "p2".into(),
+                test: "/b".into(),
+                status: Status::parse("weird"),
+                note: Some("exit code 3\nand more".into()),
+                attempts: 3,
+                earlier: vec![Status::Fail, Status::Error],
+                duration: Duration::from_micros(7),
+            },
+        ];
+        let stats = RunStats {
+            finals,
+            not_run: vec!["/c".into()],
+            errors: vec!["provisioner x dropped".into()],
+            lost: Vec::new(),
+            unwritten: Vec::new(),
+        };
+        let wall = Duration::from_secs_f64(12.5);
+        let mut built = stats.to_json(wall, true);
+        built["run_id"] = Value::String("20260101-000000-1".into());
+        built["tests_total"] = 3u64.into();
+        let built = serde_json::to_string_pretty(&built).expect("json") + "\n";
+        let mut streamed = Vec::new();
+        stats
+            .write_json(&mut streamed, wall, true, "20260101-000000-1", 3)
+            .expect("write");
+        assert_eq!(String::from_utf8(streamed).expect("utf-8"), built);
     }
 }

@@ -1621,10 +1621,13 @@ impl ResultsThread {
             extra: serde_json::Map::new(),
         };
         self.dispatch(&RunEvent::RunFinished { summary });
-        let mut json = self.stats.to_json(wall, interrupted);
-        json["run_id"] = serde_json::Value::String(self.run_id.clone());
-        json["tests_total"] = tests_total.into();
-        if let Err(e) = self.store.finish(&json) {
+        let (stats, run_id) = (&self.stats, &self.run_id);
+        let written = self.store.finish_with(|w| {
+            stats
+                .write_json(w, wall, interrupted, run_id, tests_total)
+                .map_err(std::io::Error::from)
+        });
+        if let Err(e) = written {
             self.stats.errors.push(e.to_string());
             self.stats.unwritten.push(e.to_string());
         }
