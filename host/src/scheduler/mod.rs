@@ -23,6 +23,7 @@ mod display;
 mod driver;
 pub mod engine;
 mod events;
+mod packed;
 mod plan;
 #[doc(hidden)]
 pub mod sim;
