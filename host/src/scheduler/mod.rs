@@ -176,30 +176,33 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         max_requeues: defaults.max_requeues,
         deadline: cfg.deadline,
     };
+    let tree_root = found[0].1.root.clone();
+    let first_plan = plan::plan_spec(&found[0].1.plan);
     let mut tests = Vec::new();
     let mut plans = Vec::new();
-    for (platform, d) in &found {
-        let mut these = plan::run_tests(d, &history);
+    // The discoveries are consumed: their tests become run tests one by
+    // one, without a second copy of every test's metadata.
+    for (platform, d) in found {
+        if let Some(p) = &platform {
+            plans.push((p.clone(), plan::plan_spec(&d.plan)));
+        }
+        let mut these = plan::into_run_tests(d.tests, &history);
         for t in &mut these {
             t.platform = platform.clone();
         }
         tests.extend(these);
-        if let Some(p) = platform {
-            plans.push((p.clone(), plan::plan_spec(&d.plan)));
-        }
     }
-    let (_, first) = &found[0];
     let mut options = crate::executor::SystemOptions::default();
     // Results and history kept inside the tree are not tests: never
     // upload them (a later run would carry every earlier one along).
     for path in [&results_dir, &history_path] {
-        if let Some(rel) = inside(&first.root, path) {
+        if let Some(rel) = inside(&tree_root, path) {
             options.upload_exclude.push(rel);
         }
     }
     let executor = FmfExecutor {
-        tree_root: first.root.clone(),
-        plan: plan::plan_spec(&first.plan),
+        tree_root,
+        plan: first_plan,
         plans,
         options,
     };
@@ -292,8 +295,9 @@ fn discover_per_platform(
                 distinct.push(p);
             }
         }
-        let mut seen: Vec<(fmf::Context, fmf::Discovery)> = Vec::new();
-        let mut out = Vec::new();
+        // Each distinct context once, by its index in `out`.
+        let mut seen: Vec<(fmf::Context, usize)> = Vec::new();
+        let mut out: Vec<(Option<String>, fmf::Discovery)> = Vec::new();
         for p in distinct {
             let mut sel = cfg.selection.clone();
             for (_, extra) in cfg.context_for.iter().filter(|(q, _)| q == p) {
@@ -303,10 +307,10 @@ fn discover_per_platform(
                 }
             }
             let d = match seen.iter().find(|(c, _)| *c == sel.context) {
-                Some((_, d)) => d.clone(),
+                Some((_, i)) => out[*i].1.clone(),
                 None => {
                     let d = discover(&sel)?;
-                    seen.push((sel.context.clone(), d.clone()));
+                    seen.push((sel.context.clone(), out.len()));
                     d
                 }
             };
