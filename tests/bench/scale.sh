@@ -22,7 +22,8 @@ platforms=${PLATFORMS:-1 3}
 workers=${WORKERS:-8}
 
 if [ -z "${ATEX:-}" ]; then
-    cargo build --release --quiet -p atex --bin atex -p atex-local
+    cargo build --release --quiet -p atex --bin atex
+    cargo build --release --quiet -p atex-local
     ATEX=${CARGO_TARGET_DIR:-$PWD/target}/release/atex
 fi
 
