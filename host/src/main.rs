@@ -153,7 +153,10 @@ fn write_self_usage() {
         "maxrss_kb": u.ru_maxrss,
     });
     if let Err(e) = std::fs::write(&path, format!("{line}\n")) {
-        eprintln!("atex: ATEX_SELF_USAGE {}: {e}", PathBuf::from(path).display());
+        eprintln!(
+            "atex: ATEX_SELF_USAGE {}: {e}",
+            PathBuf::from(path).display()
+        );
     }
 }
 

@@ -542,7 +542,10 @@ impl ResultsStore {
     /// Writes `summary.json` and removes the scratch directory.
     pub fn finish(&mut self, summary: &Value) -> Result<(), ResultsError> {
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
-        self.finish_with(|w| w.write_all(text.as_bytes()).and_then(|()| w.write_all(b"\n")))
+        self.finish_with(|w| {
+            w.write_all(text.as_bytes())
+                .and_then(|()| w.write_all(b"\n"))
+        })
     }
 
     /// [`ResultsStore::finish`] with `summary.json` written by `write`

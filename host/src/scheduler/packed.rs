@@ -64,9 +64,8 @@ impl PackedSpec {
         };
         // Text this module wrote from the same types always reads back.
         let (name, rel_dir, script, (secs, nanos), environment, require, recommend, tty, metadata) =
-            serde_json::from_str::<Fields>(text).unwrap_or_else(|e| {
-                unreachable!("a packed test spec does not read back: {e}")
-            });
+            serde_json::from_str::<Fields>(text)
+                .unwrap_or_else(|e| unreachable!("a packed test spec does not read back: {e}"));
         TestSpec {
             name,
             rel_dir,
