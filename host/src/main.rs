@@ -149,6 +149,7 @@ fn main() -> ExitCode {
         Command::Discover(args) => cli::discover::discover_tests(args),
         Command::Reserve(args) => cli::reserve::reserve(args),
     };
+    write_self_usage();
     match outcome {
         Ok(code) => code,
         Err(err) => {
@@ -161,6 +162,36 @@ fn main() -> ExitCode {
             }
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// With `ATEX_SELF_USAGE=FILE`, writes atex's own resource use (its
+/// threads and in-process plugins, not the tests it ran) to FILE as one
+/// JSON line: user and system CPU seconds and peak RSS in KiB. Benchmarks
+/// read it (`tests/bench/scale.sh`).
+fn write_self_usage() {
+    let Some(path) = std::env::var_os("ATEX_SELF_USAGE") else {
+        return;
+    };
+    // SAFETY: getrusage only writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0).then_some(u)
+    };
+    let Some(u) = usage else {
+        return;
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let line = serde_json::json!({
+        "user_s": secs(u.ru_utime),
+        "sys_s": secs(u.ru_stime),
+        "maxrss_kb": u.ru_maxrss,
+    });
+    if let Err(e) = std::fs::write(&path, format!("{line}\n")) {
+        eprintln!(
+            "atex: ATEX_SELF_USAGE {}: {e}",
+            PathBuf::from(path).display()
+        );
     }
 }
 

@@ -18,6 +18,7 @@
 use std::{
     collections::BTreeMap,
     fs,
+    io::Write,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -102,20 +103,33 @@ impl TimingHistory {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let file = HistoryFile {
+        // Borrowed, not cloned: a large history is not held twice.
+        #[derive(Serialize)]
+        struct HistoryRef<'a> {
+            version: u32,
+            tests: &'a BTreeMap<String, TimingEntry>,
+        }
+        let file = HistoryRef {
             version: 1,
-            tests: self.tests.clone(),
+            tests: &self.tests,
         };
         let err = |error: std::io::Error| HistoryError {
             path: path.clone(),
             error,
         };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| err(e.into()))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(err)?;
         }
-        let written = fs::write(&tmp, text + "\n").and_then(|()| fs::rename(&tmp, path));
+        // Streamed into the temp file, not built as one string first.
+        let written = fs::File::create(&tmp)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                serde_json::to_writer_pretty(&mut w, &file)?;
+                w.write_all(b"\n")?;
+                w.into_inner().map_err(|e| e.into_error()).map(drop)
+            })
+            .and_then(|()| fs::rename(&tmp, path));
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }

@@ -557,11 +557,27 @@ impl ResultsStore {
 
     /// Writes `summary.json` and removes the scratch directory.
     pub fn finish(&mut self, summary: &Value) -> Result<(), ResultsError> {
+        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
+        self.finish_with(|w| {
+            w.write_all(text.as_bytes())
+                .and_then(|()| w.write_all(b"\n"))
+        })
+    }
+
+    /// [`ResultsStore::finish`] with `summary.json` written by `write`
+    /// (through a buffer), so a large summary is streamed, not built whole.
+    pub fn finish_with(
+        &mut self,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), ResultsError> {
         let _ = fs::remove_dir_all(self.scratch_dir());
         let path = self.dir.join("summary.json");
-        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
-        fs::write(&path, text + "\n")
-            .map_err(io_err(format!("cannot write {}", path.display())))?;
+        let written = File::create(&path).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            write(&mut w)?;
+            w.into_inner().map_err(|e| e.into_error()).map(drop)
+        });
+        written.map_err(io_err(format!("cannot write {}", path.display())))?;
         self.results
             .sync_all()
             .map_err(io_err("cannot sync results.jsonl"))

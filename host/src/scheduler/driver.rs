@@ -45,6 +45,7 @@ use super::{
         SchedulePolicy, TestId,
     },
     events::{Counts, EventSink, ReporterSink, RunEvent},
+    packed::PackedSpec,
 };
 use crate::{
     Status,
@@ -233,20 +234,39 @@ impl RunTest {
 }
 
 /// The platform columns of a run and the jobs (test × platform) in them.
+/// A test is kept once however many columns run it, its spec packed
+/// until it starts; a job is two numbers.
 struct Matrix {
     /// Each column's platform name, when it has one.
     columns: Vec<Option<String>>,
     /// The column of each provisioner.
     prov_column: Vec<usize>,
-    /// One entry per (platform, test), `queued.column` set.
-    jobs: Vec<RunTest>,
+    /// The run's tests.
+    tests: Vec<MatrixTest>,
+    /// One entry per (platform, test).
+    jobs: Vec<Job>,
+}
+
+/// A test of the run, as the matrix keeps it.
+struct MatrixTest {
+    queued: QueuedTest,
+    spec: PackedSpec,
+}
+
+/// One test on one platform.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    /// Index into [`Matrix::tests`].
+    test: u32,
+    /// Index into [`Matrix::columns`].
+    column: u32,
 }
 
 impl Matrix {
     /// Columns from the provisioners' platforms (a provisioner without one
     /// has `default`'s, the run's `--platform`), in order of appearance.
     fn new(
-        tests: &[RunTest],
+        tests: Vec<RunTest>,
         provisioners: &[Arc<dyn Provisioner>],
         default: &Option<String>,
     ) -> Self {
@@ -263,7 +283,7 @@ impl Matrix {
             .collect();
         // A test meant for a platform no provisioner serves gets a column
         // of its own, where the engine gives it a result saying so.
-        for t in tests {
+        for t in &tests {
             if let Some(p) = &t.platform {
                 column_of(Some(p.clone()));
             }
@@ -273,20 +293,57 @@ impl Matrix {
         }
         let mut jobs = Vec::new();
         for (c, platform) in columns.iter().enumerate() {
-            for t in tests {
+            for (i, t) in tests.iter().enumerate() {
                 if t.platform.is_none() || t.platform == *platform {
-                    let mut job = t.clone();
-                    job.queued.column = c;
-                    job.platform = platform.clone();
-                    jobs.push(job);
+                    jobs.push(Job {
+                        test: i as u32,
+                        column: c as u32,
+                    });
                 }
             }
         }
+        // Each spec is packed as soon as the matrix has it, so the unpacked
+        // ones are freed one by one.
+        let tests = tests
+            .into_iter()
+            .map(|t| MatrixTest {
+                queued: t.queued,
+                spec: PackedSpec::pack(t.spec),
+            })
+            .collect();
         Matrix {
             columns,
             prov_column,
+            tests,
             jobs,
         }
+    }
+
+    /// The name of `job`'s test.
+    fn name(&self, job: TestId) -> &str {
+        &self.tests[self.jobs[job].test as usize].queued.name
+    }
+
+    /// The platform of `job`'s column, when it has one.
+    fn platform(&self, job: TestId) -> &Option<String> {
+        &self.columns[self.jobs[job].column as usize]
+    }
+
+    /// The scheduler's view of every job, in job order, with its column
+    /// and (in a matrix, where runtimes differ between platforms) its
+    /// runtime from `history`.
+    fn queued(&self, history: &TimingHistory) -> Vec<QueuedTest> {
+        (0..self.jobs.len())
+            .map(|j| {
+                let job = self.jobs[j];
+                let mut q = self.tests[job.test as usize].queued.clone();
+                q.column = job.column as usize;
+                if self.columns.len() > 1 {
+                    q.expected = history.expected(&self.history_key(j));
+                }
+                q
+            })
+            .collect()
     }
 
     /// Leaves out the jobs an earlier run already finished: (platform,
@@ -297,18 +354,22 @@ impl Matrix {
             return;
         }
         let names: std::collections::HashSet<&str> = done.iter().map(|(_, t)| t.as_str()).collect();
-        self.jobs.retain(|j| match &j.platform {
-            Some(p) => !done.contains(&(p.clone(), j.queued.name.clone())),
-            None => !names.contains(j.queued.name.as_str()),
+        let (columns, tests) = (&self.columns, &self.tests);
+        self.jobs.retain(|j| {
+            let name = &tests[j.test as usize].queued.name;
+            match &columns[j.column as usize] {
+                Some(p) => !done.contains(&(p.clone(), name.clone())),
+                None => !names.contains(name.as_str()),
+            }
         });
     }
 
     /// The key under which a job's runtime is remembered: the test name,
     /// with the platform when the column has one.
-    fn history_key(&self, job: &RunTest) -> String {
-        match &job.platform {
-            Some(p) if self.columns.len() > 1 => format!("{p}:{}", job.queued.name),
-            _ => job.queued.name.clone(),
+    fn history_key(&self, job: TestId) -> String {
+        match self.platform(job) {
+            Some(p) if self.columns.len() > 1 => format!("{p}:{}", self.name(job)),
+            _ => self.name(job).to_string(),
         }
     }
 }
@@ -764,16 +825,11 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         sinks.push(Box::new(ReporterSink::new(r)));
     }
     sinks.append(&mut exec.sinks);
-    let mut matrix = Matrix::new(&exec.tests, &exec.provisioners, &exec.platform);
+    let tests = std::mem::take(&mut exec.tests);
+    let mut matrix = Matrix::new(tests, &exec.provisioners, &exec.platform);
     matrix.skip_done(&reopened.done);
     let kept_jobs = reopened.done.len();
-    if matrix.columns.len() > 1 {
-        // Runtimes differ between platforms: each job by its own history.
-        let keys: Vec<String> = matrix.jobs.iter().map(|j| matrix.history_key(j)).collect();
-        for (job, key) in matrix.jobs.iter_mut().zip(keys) {
-            job.queued.expected = exec.history.expected(&key);
-        }
-    }
+    let queued = matrix.queued(&exec.history);
     let _ = rtx.send(ResultsMsg::Event(RunEvent::RunStarted {
         run_id: exec.run_id.clone(),
         results_dir: exec.results_dir.clone(),
@@ -830,7 +886,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
             column: *column,
         })
         .collect();
-    let queued: Vec<QueuedTest> = matrix.jobs.iter().map(|t| t.queued.clone()).collect();
+    let eta = EtaBasis::new(queued.iter().map(|q| q.expected));
     let mut engine =
         Engine::new(queued, infos, exec.policy.clone()).with_policy(Arc::clone(&exec.decisions));
     let mut out = Vec::new();
@@ -863,7 +919,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
         scratch,
         platform_seen: None,
         infra_failure: false,
-        eta: EtaBasis::new(matrix.jobs.iter().map(|t| t.queued.expected)),
+        eta,
         running_since: HashMap::new(),
         live: HashMap::new(),
         peak: 0,
@@ -885,7 +941,7 @@ pub fn execute(mut exec: Execution) -> Result<RunReport, RunError> {
     let not_run_jobs: Vec<(String, String)> = engine
         .not_run()
         .iter()
-        .map(|t| (st.job_platform(*t), matrix.jobs[*t].queued.name.clone()))
+        .map(|t| (st.job_platform(*t), matrix.name(*t).to_string()))
         .collect();
     let not_run_reason = if end.interrupted.is_some() {
         "run interrupted".to_string()
@@ -951,10 +1007,9 @@ fn own_output(dir: &Path, files: &[String]) -> Option<PathBuf> {
 
 /// A job's name for lists: the test, with its platform in a matrix.
 fn job_label(matrix: &Matrix, job: TestId) -> String {
-    let j = &matrix.jobs[job];
-    match &j.platform {
-        Some(p) if matrix.columns.len() > 1 => format!("{} on {p}", j.queued.name),
-        _ => j.queued.name.clone(),
+    match matrix.platform(job) {
+        Some(p) if matrix.columns.len() > 1 => format!("{} on {p}", matrix.name(job)),
+        _ => matrix.name(job).to_string(),
     }
 }
 
@@ -1218,7 +1273,7 @@ impl LoopState<'_> {
         let slot = self.slots.get_mut(&rid)?;
         slot.system = Some(system);
         let (system, platform, prov) = (slot.name.clone(), slot.platform.clone(), slot.prov);
-        let name = &self.matrix.jobs[test].queued.name;
+        let name = self.matrix.name(test);
         match result {
             // A test cut short by an interrupt is recorded as the executor
             // reports it: `infra`, "cancel requested", with its output.
@@ -1226,7 +1281,7 @@ impl LoopState<'_> {
                 let failed = outcome.status.is_failure();
                 let info = AttemptInfo {
                     platform,
-                    test: name.clone(),
+                    test: name.to_string(),
                     attempt: 0,
                     final_attempt: false,
                     remote: system.clone(),
@@ -1243,7 +1298,7 @@ impl LoopState<'_> {
                 if lost {
                     self.emit(RunEvent::SystemLost {
                         system,
-                        test: name.clone(),
+                        test: name.to_string(),
                     });
                 }
                 self.pending.insert(test, (info, artifacts, outcome));
@@ -1259,7 +1314,7 @@ impl LoopState<'_> {
                 if !engine.stopping() {
                     self.emit(RunEvent::SystemBroke {
                         system,
-                        test: name.clone(),
+                        test: name.to_string(),
                         error: e.to_string(),
                     });
                 }
@@ -1292,7 +1347,10 @@ impl LoopState<'_> {
                     attempt,
                     final_attempt,
                 } => self.record(engine, test, attempt, final_attempt),
-                Action::GiveUp { test, status, note } => self.give_up(test, status, note),
+                Action::GiveUp { test, status, note } => {
+                    let expected = engine.tests()[test].expected;
+                    self.give_up(test, status, note, expected)
+                }
                 Action::DropProvisioner { prov, reason } => {
                     self.provs[prov].halt_fetcher();
                     self.emit(RunEvent::ProvisionerDropped {
@@ -1320,7 +1378,7 @@ impl LoopState<'_> {
         self.eta.measured(info.duration);
         if final_attempt {
             self.counts.add(&outcome.status);
-            self.eta.ended(self.matrix.jobs[test].queued.expected);
+            self.eta.ended(engine.tests()[test].expected);
             self.counts.running = engine.running() as u64;
             self.counts.queued = engine.queued() as u64;
             self.emit(RunEvent::TestFinished {
@@ -1343,7 +1401,7 @@ impl LoopState<'_> {
                 reason: outcome.reason.clone(),
             });
         }
-        let history_key = self.matrix.history_key(&self.matrix.jobs[test]);
+        let history_key = self.matrix.history_key(test);
         self.send(ResultsMsg::Attempt {
             info,
             artifacts,
@@ -1352,14 +1410,14 @@ impl LoopState<'_> {
         });
     }
 
-    fn give_up(&mut self, test: TestId, status: Status, note: String) {
+    fn give_up(&mut self, test: TestId, status: Status, note: String, expected: Option<Duration>) {
         if status == Status::Infra {
             self.infra_failure = true;
         }
-        let name = self.matrix.jobs[test].queued.name.clone();
+        let name = self.matrix.name(test).to_string();
         let platform = self.job_platform(test);
         self.counts.add(&status);
-        self.eta.ended(self.matrix.jobs[test].queued.expected);
+        self.eta.ended(expected);
         self.emit(RunEvent::TestNotRun {
             test: name.clone(),
             platform: platform.clone(),
@@ -1376,8 +1434,8 @@ impl LoopState<'_> {
 
     /// The platform a job's results are filed under.
     fn job_platform(&self, test: TestId) -> String {
-        self.matrix.jobs[test]
-            .platform
+        self.matrix
+            .platform(test)
             .clone()
             .or_else(|| self.platform_seen.clone())
             .or_else(|| self.provs.first().map(ProvHandle::name))
@@ -1429,7 +1487,9 @@ impl LoopState<'_> {
             slot.name.clone(),
             slot.platform.clone(),
         );
-        let spec = self.matrix.jobs[test].spec.clone();
+        let spec = self.matrix.tests[self.matrix.jobs[test].test as usize]
+            .spec
+            .unpack();
         let prefix = format!(
             "{}-",
             crate::results::normalize_path(&spec.name).replace('/', "-")
@@ -1440,8 +1500,8 @@ impl LoopState<'_> {
             .map(|d| d.keep())
             .unwrap_or_else(|_| self.scratch.join(format!("{prefix}{rid}-{attempt}")));
         let _ = std::fs::create_dir_all(&artifacts);
-        let name = &self.matrix.jobs[test].queued.name;
-        if let Some(live) = self.live_output(&platform, name, &artifacts) {
+        let name = self.matrix.name(test).to_string();
+        if let Some(live) = self.live_output(&platform, &name, &artifacts) {
             self.live.insert(test, live);
         }
         self.running_since.insert(test, Instant::now());
@@ -1530,7 +1590,7 @@ impl LoopState<'_> {
         let running: Vec<(Option<Duration>, Duration)> = self
             .running_since
             .iter()
-            .map(|(t, since)| (self.matrix.jobs[*t].queued.expected, since.elapsed()))
+            .map(|(t, since)| (engine.tests()[*t].expected, since.elapsed()))
             .collect();
         let parallel = if running.is_empty() {
             self.exec.policy.workers

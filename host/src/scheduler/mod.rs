@@ -24,6 +24,7 @@ mod driver;
 mod early;
 pub mod engine;
 mod events;
+mod packed;
 mod plan;
 #[doc(hidden)]
 pub mod sim;
@@ -237,24 +238,27 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         deadline: cfg.deadline,
         max_fail: cfg.max_fail,
     };
+    let tree_root = found[0].1.discovery.root.clone();
+    let first_plan = plan::plan_spec(&found[0].1.discovery.plan);
     let mut tests = Vec::new();
     let mut plans = Vec::new();
-    for (platform, p) in &found {
-        let d = &p.discovery;
-        let mut these = plan::run_tests(d, &history);
-        for (t, found) in these.iter_mut().zip(&d.tests) {
+    // The discoveries are consumed: their tests become run tests one by
+    // one, without a second copy of every test's metadata.
+    for (platform, mut p) in found {
+        if let Some(name) = &platform {
+            plans.push((name.clone(), plan::plan_spec(&p.discovery.plan)));
+        }
+        let dirs: Vec<_> = p.discovery.tests.iter().map(|t| p.rel_dir(t)).collect();
+        let found = std::mem::take(&mut p.discovery.tests);
+        let mut these = plan::into_run_tests(found, &history);
+        for (t, dir) in these.iter_mut().zip(dirs) {
             t.platform = platform.clone();
-            if let Some(dir) = p.rel_dir(found) {
+            if let Some(dir) = dir {
                 t.spec.rel_dir = dir;
             }
         }
         tests.extend(these);
-        if let Some(p) = platform {
-            plans.push((p.clone(), plan::plan_spec(&d.plan)));
-        }
     }
-    let (_, first) = &found[0];
-    let first = &first.discovery;
     let mut options = crate::executor::SystemOptions {
         extra_uploads: uploads.into_iter().map(|u| (u.dest, u.dir)).collect(),
         ..crate::executor::SystemOptions::default()
@@ -262,13 +266,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     // Results and history kept inside the tree are not tests: never
     // upload them (a later run would carry every earlier one along).
     for path in [&results_dir, &history_path] {
-        if let Some(rel) = inside(&first.root, path) {
+        if let Some(rel) = inside(&tree_root, path) {
             options.upload_exclude.push(rel);
         }
     }
     let executor = FmfExecutor {
-        tree_root: first.root.clone(),
-        plan: plan::plan_spec(&first.plan),
+        tree_root,
+        plan: first_plan,
         plans,
         options,
     };
@@ -438,8 +442,9 @@ fn discover_per_platform(
                 distinct.push(p);
             }
         }
-        let mut seen: Vec<(fmf::Context, remote::Prepared)> = Vec::new();
-        let mut out = Vec::new();
+        // Each distinct context once, by its index in `out`.
+        let mut seen: Vec<(fmf::Context, usize)> = Vec::new();
+        let mut out: Vec<(Option<String>, remote::Prepared)> = Vec::new();
         for p in distinct {
             let mut sel = cfg.selection.clone();
             for (_, extra) in cfg.context_for.iter().filter(|(q, _)| q == p) {
@@ -449,10 +454,10 @@ fn discover_per_platform(
                 }
             }
             let d = match seen.iter().find(|(c, _)| *c == sel.context) {
-                Some((_, d)) => d.clone(),
+                Some((_, i)) => out[*i].1.clone(),
                 None => {
                     let d = discover(&sel)?;
-                    seen.push((sel.context.clone(), d.clone()));
+                    seen.push((sel.context.clone(), out.len()));
                     d
                 }
             };

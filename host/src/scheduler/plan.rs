@@ -11,25 +11,27 @@ use super::{driver::RunTest, engine::QueuedTest};
 
 /// The executor's view of a test.
 pub fn test_spec(t: &Test) -> TestSpec {
+    into_test_spec(t.clone())
+}
+
+/// [`test_spec`] taking the test: its metadata moves instead of being
+/// copied.
+fn into_test_spec(t: Test) -> TestSpec {
     let rel = t.path.trim_start_matches('/');
     TestSpec {
-        name: t.name.clone(),
         rel_dir: if rel.is_empty() {
             ".".into()
         } else {
             rel.into()
         },
-        script: t.test.clone(),
+        name: t.name,
+        script: t.test,
         duration: t.duration,
-        environment: t
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        require: t.require.clone(),
-        recommend: t.recommend.clone(),
+        environment: t.environment.into_iter().collect(),
+        require: t.require,
+        recommend: t.recommend,
         tty: t.tty,
-        metadata: serde_json::Value::Object(t.metadata.clone()),
+        metadata: serde_json::Value::Object(t.metadata),
     }
 }
 
@@ -57,6 +59,15 @@ pub fn run_tests(found: &fmf::Discovery, history: &TimingHistory) -> Vec<RunTest
         .tests
         .iter()
         .map(|t| RunTest::new(queued_test(t, history), test_spec(t)))
+        .collect()
+}
+
+/// [`run_tests`] taking the discovered tests, each freed as soon as it is
+/// converted: a large run never holds two copies of its metadata.
+pub(crate) fn into_run_tests(tests: Vec<Test>, history: &TimingHistory) -> Vec<RunTest> {
+    tests
+        .into_iter()
+        .map(|t| RunTest::new(queued_test(&t, history), into_test_spec(t)))
         .collect()
 }
 
