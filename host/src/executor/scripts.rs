@@ -535,7 +535,10 @@ impl RunScript<'_> {
         } else {
             let _ = writeln!(s, "bash {t}/test.sh </dev/null &");
         }
-        s.push_str("tpid=$!\nwait $tpid\nrc=$?\n");
+        // The shell's own notice of a test killed by a signal (`line 37:
+        // 57 Killed bash .../test.sh`) would land in the test's output
+        // with the wrapper's paths; the exit status says it already.
+        s.push_str("tpid=$!\n{ wait $tpid; } 2>/dev/null\nrc=$?\n");
         if self.kill_leftovers {
             // Everything the test started ends with it, daemons included:
             // they would otherwise hold the control channel open and keep
