@@ -183,6 +183,28 @@ pub fn containers_conf() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
 }
 
+/// `podman` with [`containers_conf`] in its environment.
+pub fn podman() -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+/// `podman ARGS`, run to its end.
+pub fn podman_output(args: &[&str]) -> Output {
+    podman().args(args).output().expect("run podman")
+}
+
+/// The JSON values of a JSON-lines file, one per line (panics naming the
+/// file when it cannot be read).
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+        .collect()
+}
+
 /// Builds a test image of `tests/images/build.sh` (`base`, `ssh`,
 /// `systemd`, `beakerlib`) when it is missing; cached and idempotent.
 pub fn ensure_image(kind: &str) {

@@ -12,16 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::testing_farm_fake::{SSH_IMAGE, containers_conf};
+use crate::{podman, testing_farm_fake::SSH_IMAGE};
 
 /// The label on every stand-in container.
 pub const LABEL: &str = "atex.test=ssh-hosts";
-
-fn podman() -> Command {
-    let mut c = Command::new("podman");
-    c.env("CONTAINERS_CONF", containers_conf());
-    c
-}
 
 /// One sshd container.
 pub struct StandIn {

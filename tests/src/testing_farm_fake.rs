@@ -54,16 +54,8 @@ pub const COMPOSES: &[(&str, &str)] = &[
     ("RHEL-9\\.[0-9]+\\.0-Nightly", "regex"),
 ];
 
-/// `tests/containers.conf`, for the fake's podman commands.
-pub fn containers_conf() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/containers.conf").to_string()
-}
-
-fn podman() -> Command {
-    let mut c = Command::new("podman");
-    c.env("CONTAINERS_CONF", containers_conf());
-    c
-}
+pub use crate::containers_conf;
+use crate::podman;
 
 /// Builds the ssh image if missing (idempotent).
 pub fn ensure_ssh_image() {

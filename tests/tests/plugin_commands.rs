@@ -10,7 +10,8 @@ use std::{
 };
 
 use atex_integration_tests::{
-    atex_bin, containers_conf, ensure_image, plugin_dir_with, stderr, stdout,
+    atex_bin, containers_conf, ensure_image, plugin_dir_with, podman_output as podman, stderr,
+    stdout,
 };
 
 /// Runs `atex ARGS` finding only the plugins in `plugins`.
@@ -29,14 +30,6 @@ fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
-}
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("run podman")
 }
 
 /// Creates a container labelled `atex.run=run` (created, not started).

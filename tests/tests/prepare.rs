@@ -8,18 +8,12 @@ use std::{
     process::{Command, Output},
 };
 
-use atex_integration_tests::{TestDir, atex_bin, containers_conf, ensure_image, plugin_dir_with};
+use atex_integration_tests::{
+    TestDir, atex_bin, containers_conf, ensure_image, plugin_dir_with, podman_output as podman,
+};
 use atex_plugin_api::packages::PackageSet;
 
 const IMAGE: &str = "localhost/atex-test:bookworm";
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("run podman")
-}
 
 fn podman_out(args: &[&str]) -> String {
     let out = podman(args);

@@ -25,7 +25,7 @@ use std::{
 };
 
 use atex_integration_tests::{
-    TestDir, atex_bin, plugin_dir_with, plugin_lib,
+    TestDir, atex_bin, jsonl, plugin_dir_with, plugin_lib,
     reserve::{Reservation, type_into},
 };
 
@@ -238,14 +238,6 @@ fn write_suite(dir: &TestDir) {
         rlJournalEnd
 "#,
     );
-}
-
-fn jsonl(path: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
-        .collect()
 }
 
 #[test]

@@ -9,16 +9,10 @@ use std::{
 };
 
 use atex_integration_tests::{
-    atex_bin, containers_conf, ensure_image, plugin_dir_with,
+    atex_bin, ensure_image, plugin_dir_with, podman,
     reserve::{Reservation, type_into},
     ssh_hosts::SshHosts,
 };
-
-fn podman() -> Command {
-    let mut c = Command::new("podman");
-    c.env("CONTAINERS_CONF", containers_conf());
-    c
-}
 
 #[test]
 fn podman_container_is_held_until_sigterm_then_removed() {

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use atex_integration_tests::{TestDir, atex_bin, atex_in, plugin_dir_with, stderr};
+use atex_integration_tests::{TestDir, atex_bin, atex_in, jsonl, plugin_dir_with, stderr};
 use serde_json::Value;
 
 /// An FMF tree of `(name, extra keys, script)`.
@@ -30,14 +30,6 @@ fn tree(dir: &TestDir, tests: &[(&str, &str, &str)]) {
 fn json(path: &Path) -> Value {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("JSON")
-}
-
-fn jsonl(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
 }
 
 /// A test that reports its own result with `note` through test control.
