@@ -90,11 +90,16 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     run.decisions = Arc::new(FreshAfterAnyFailure);
     run.setup = Some(Arc::clone(&setup) as Arc<dyn SystemSetup>);
     // The tests find the build where the setup put it.
-    for t in &mut run.tests {
-        t.spec
-            .environment
-            .push(("BUILD_FILE".into(), setup.file.display().to_string()));
-    }
+    run.tests = run
+        .tests
+        .iter()
+        .map(|mut t| {
+            t.spec
+                .environment
+                .push(("BUILD_FILE".into(), setup.file.display().to_string()));
+            t
+        })
+        .collect();
     let report = scheduler::execute(run)?;
     let _ = std::fs::remove_file(&setup.file);
     let systems = setup.systems.lock().map(|s| s.len()).unwrap_or(0);

@@ -149,11 +149,34 @@ pub fn discover_into<S: TestSink>(
     selection: &Selection,
     new_sink: impl Fn() -> S + Sync,
 ) -> Result<Vec<S>> {
+    Ok(discover_streamed(root, selection, new_sink)?.sinks)
+}
+
+/// What [`discover_streamed`] found.
+#[derive(Debug)]
+pub struct Streamed<S> {
+    /// The tree root.
+    pub root: PathBuf,
+    /// The plan used.
+    pub plan: Plan,
+    /// The sinks, in discovery order.
+    pub sinks: Vec<S>,
+}
+
+/// [`discover_into`], also giving the tree root and the plan. In-tree
+/// libraries are not resolved (see [`discover()`]): a test requiring
+/// one comes as it is written.
+pub fn discover_streamed<S: TestSink>(
+    root: impl AsRef<Path>,
+    selection: &Selection,
+    new_sink: impl Fn() -> S + Sync,
+) -> Result<Streamed<S>> {
     let root = root.as_ref();
     if selection.plan.is_none()
-        && let Ok((_, _, sinks)) = stream_default(root, selection, &new_sink, push_to, S::finish)
+        && let Ok((root, plan, sinks)) =
+            stream_default(root, selection, &new_sink, push_to, S::finish)
     {
-        return Ok(sinks);
+        return Ok(Streamed { root, plan, sinks });
     }
     let found = discover_whole(root, selection)?;
     let mut sink = new_sink();
@@ -161,7 +184,11 @@ pub fn discover_into<S: TestSink>(
         sink.push(test);
     }
     sink.finish();
-    Ok(vec![sink])
+    Ok(Streamed {
+        root: found.root,
+        plan: found.plan,
+        sinks: vec![sink],
+    })
 }
 
 /// Discovery over a whole loaded tree: load (with inheritance), adjust,

@@ -48,8 +48,8 @@ mod yaml;
 
 pub use context::{Context, ContextPair, ContextValue, Evaluator, ParseContextError, RuleError};
 pub use discover::{
-    Discovery, Selection, TestSink, discover, discover_fetching, discover_in, discover_into,
-    discover_sections, read_plan,
+    Discovery, Selection, Streamed, TestSink, discover, discover_fetching, discover_in,
+    discover_into, discover_sections, discover_streamed, read_plan,
 };
 pub use error::{Error, Result};
 pub use libraries::{LocalLibrary, local_libraries};

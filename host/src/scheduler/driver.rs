@@ -45,7 +45,7 @@ use super::{
         SchedulePolicy, TestId,
     },
     events::{Counts, EventSink, ReporterSink, RunEvent},
-    packed::PackedSpec,
+    packed::TestList,
 };
 use crate::{
     Status,
@@ -234,23 +234,17 @@ impl RunTest {
 }
 
 /// The platform columns of a run and the jobs (test × platform) in them.
-/// A test is kept once however many columns run it, its spec packed
-/// until it starts; a job is two numbers.
+/// A test is kept once however many columns run it, packed until it
+/// starts; a job is two numbers.
 struct Matrix {
     /// Each column's platform name, when it has one.
     columns: Vec<Option<String>>,
     /// The column of each provisioner.
     prov_column: Vec<usize>,
     /// The run's tests.
-    tests: Vec<MatrixTest>,
+    tests: TestList,
     /// One entry per (platform, test).
     jobs: Vec<Job>,
-}
-
-/// A test of the run, as the matrix keeps it.
-struct MatrixTest {
-    queued: QueuedTest,
-    spec: PackedSpec,
 }
 
 /// One test on one platform.
@@ -266,7 +260,7 @@ impl Matrix {
     /// Columns from the provisioners' platforms (a provisioner without one
     /// has `default`'s, the run's `--platform`), in order of appearance.
     fn new(
-        tests: Vec<RunTest>,
+        tests: TestList,
         provisioners: &[Arc<dyn Provisioner>],
         default: &Option<String>,
     ) -> Self {
@@ -283,9 +277,9 @@ impl Matrix {
             .collect();
         // A test meant for a platform no provisioner serves gets a column
         // of its own, where the engine gives it a result saying so.
-        for t in &tests {
-            if let Some(p) = &t.platform {
-                column_of(Some(p.clone()));
+        for i in 0..tests.len() {
+            if let Some(p) = tests.platform(i) {
+                column_of(Some(p.to_string()));
             }
         }
         if columns.is_empty() {
@@ -293,8 +287,9 @@ impl Matrix {
         }
         let mut jobs = Vec::new();
         for (c, platform) in columns.iter().enumerate() {
-            for (i, t) in tests.iter().enumerate() {
-                if t.platform.is_none() || t.platform == *platform {
+            for i in 0..tests.len() {
+                let p = tests.platform(i);
+                if p.is_none() || p == platform.as_deref() {
                     jobs.push(Job {
                         test: i as u32,
                         column: c as u32,
@@ -302,15 +297,6 @@ impl Matrix {
                 }
             }
         }
-        // Each spec is packed as soon as the matrix has it, so the unpacked
-        // ones are freed one by one.
-        let tests = tests
-            .into_iter()
-            .map(|t| MatrixTest {
-                queued: t.queued,
-                spec: PackedSpec::pack(t.spec),
-            })
-            .collect();
         Matrix {
             columns,
             prov_column,
@@ -321,7 +307,7 @@ impl Matrix {
 
     /// The name of `job`'s test.
     fn name(&self, job: TestId) -> &str {
-        &self.tests[self.jobs[job].test as usize].queued.name
+        &self.tests.queued(self.jobs[job].test as usize).name
     }
 
     /// The platform of `job`'s column, when it has one.
@@ -336,7 +322,7 @@ impl Matrix {
         (0..self.jobs.len())
             .map(|j| {
                 let job = self.jobs[j];
-                let mut q = self.tests[job.test as usize].queued.clone();
+                let mut q = self.tests.queued(job.test as usize).clone();
                 q.column = job.column as usize;
                 if self.columns.len() > 1 {
                     q.expected = history.expected(&self.history_key(j));
@@ -356,7 +342,7 @@ impl Matrix {
         let names: std::collections::HashSet<&str> = done.iter().map(|(_, t)| t.as_str()).collect();
         let (columns, tests) = (&self.columns, &self.tests);
         self.jobs.retain(|j| {
-            let name = &tests[j.test as usize].queued.name;
+            let name = &tests.queued(j.test as usize).name;
             match &columns[j.column as usize] {
                 Some(p) => !done.contains(&(p.clone(), name.clone())),
                 None => !names.contains(name.as_str()),
@@ -376,8 +362,8 @@ impl Matrix {
 
 /// Everything [`execute`] needs.
 pub struct Execution {
-    /// Tests, in discovery order.
-    pub tests: Vec<RunTest>,
+    /// Tests, in discovery order (`collect` them from [`RunTest`]s).
+    pub tests: TestList,
     /// Sources of systems (started by [`execute`], stopped at the end).
     pub provisioners: Vec<Arc<dyn Provisioner>>,
     /// Result consumers.
@@ -452,7 +438,7 @@ impl Execution {
         let history = TimingHistory::in_memory();
         let workers: Option<u32> = provisioners.iter().map(|p| p.max_remotes()).sum();
         Execution {
-            tests: super::plan::run_tests(found, &history),
+            tests: super::plan::run_tests(found, &history).into(),
             provisioners,
             reporters: Vec::new(),
             sinks: Vec::new(),
@@ -1487,9 +1473,7 @@ impl LoopState<'_> {
             slot.name.clone(),
             slot.platform.clone(),
         );
-        let spec = self.matrix.tests[self.matrix.jobs[test].test as usize]
-            .spec
-            .unpack();
+        let spec = self.matrix.tests.spec(self.matrix.jobs[test].test as usize);
         let prefix = format!(
             "{}-",
             crate::results::normalize_path(&spec.name).replace('/', "-")

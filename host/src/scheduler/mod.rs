@@ -47,6 +47,7 @@ pub use engine::{
     AttemptEnd, DefaultPolicy, FreeSystem, FreshAfterFailure, Policy, QueuedTest, SchedulePolicy,
 };
 pub use events::{Counts, EventSink, ReporterSink, RunEvent};
+pub use packed::TestList;
 pub use plan::{plan_spec, queued_test, run_tests, suite_packages, test_spec};
 
 use atex_plugin_api::time::UtcTime;
@@ -179,12 +180,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
             d.found
                 .iter()
                 .find(|(p, _)| p.is_none() || p == platform)
-                .map(|(_, p)| &p.discovery)
+                .map(|(_, f)| f)
         });
         if spec.wants_suite_packages()
-            && let Some(d) = tests
+            && let Some(f) = tests
         {
-            spec.expand_suite_packages(&plan::suite_packages(d));
+            spec.expand_suite_packages(&f.packages);
         }
         let p = get(&spec)?
             .new_provisioner(&host, &spec.config_text())
@@ -238,26 +239,19 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         deadline: cfg.deadline,
         max_fail: cfg.max_fail,
     };
-    let tree_root = found[0].1.discovery.root.clone();
-    let first_plan = plan::plan_spec(&found[0].1.discovery.plan);
-    let mut tests = Vec::new();
+    let tree_root = found[0].1.root.clone();
+    let first_plan = plan::plan_spec(&found[0].1.plan);
+    let mut tests = TestList::new();
     let mut plans = Vec::new();
-    // The discoveries are consumed: their tests become run tests one by
-    // one, without a second copy of every test's metadata.
-    for (platform, mut p) in found {
+    for (platform, mut f) in found {
         if let Some(name) = &platform {
-            plans.push((name.clone(), plan::plan_spec(&p.discovery.plan)));
+            plans.push((name.clone(), plan::plan_spec(&f.plan)));
         }
-        let dirs: Vec<_> = p.discovery.tests.iter().map(|t| p.rel_dir(t)).collect();
-        let found = std::mem::take(&mut p.discovery.tests);
-        let mut these = plan::into_run_tests(found, &history);
-        for (t, dir) in these.iter_mut().zip(dirs) {
-            t.platform = platform.clone();
-            if let Some(dir) = dir {
-                t.spec.rel_dir = dir;
-            }
+        f.tests.set_platform(platform.as_deref());
+        for q in f.tests.queued_mut() {
+            q.expected = history.expected(&q.name);
         }
-        tests.extend(these);
+        tests.append(f.tests);
     }
     let mut options = crate::executor::SystemOptions {
         extra_uploads: uploads.into_iter().map(|u| (u.dest, u.dir)).collect(),
@@ -325,7 +319,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
 /// What [`discover_run`] found: per platform, and the remote trees and
 /// libraries to upload and record (the same for every platform).
 struct Discovered {
-    found: Vec<(Option<String>, remote::Prepared)>,
+    found: Vec<(Option<String>, plan::Found)>,
     uploads: Vec<remote::Upload>,
     sources: Vec<remote::Source>,
 }
@@ -413,12 +407,14 @@ fn discover_per_platform(
     platforms: &[Option<String>],
     options: &remote::RemoteOptions,
     fetching: &crossbeam_channel::Sender<()>,
-) -> Result<Vec<(Option<String>, remote::Prepared)>, RunError> {
-    let discover = |sel: &fmf::Selection| {
-        remote::discover_notify(root, sel, options, || {
+) -> Result<Vec<(Option<String>, plan::Found)>, RunError> {
+    let discover = |sel: &fmf::Selection| match plan::Found::stream(root, sel) {
+        Some(found) => Ok(found),
+        None => remote::discover_notify(root, sel, options, || {
             let _ = fetching.try_send(());
         })
-        .map_err(|e| RunError::Config(e.to_string()))
+        .map(plan::Found::from_prepared)
+        .map_err(|e| RunError::Config(e.to_string())),
     };
     let found = if cfg.context_for.is_empty() {
         vec![(None, discover(&cfg.selection)?)]
@@ -444,7 +440,7 @@ fn discover_per_platform(
         }
         // Each distinct context once, by its index in `out`.
         let mut seen: Vec<(fmf::Context, usize)> = Vec::new();
-        let mut out: Vec<(Option<String>, remote::Prepared)> = Vec::new();
+        let mut out: Vec<(Option<String>, plan::Found)> = Vec::new();
         for p in distinct {
             let mut sel = cfg.selection.clone();
             for (_, extra) in cfg.context_for.iter().filter(|(q, _)| q == p) {
@@ -465,10 +461,10 @@ fn discover_per_platform(
         }
         out
     };
-    if found.iter().all(|(_, d)| d.discovery.tests.is_empty()) {
+    if found.iter().all(|(_, f)| f.tests.is_empty()) {
         return Err(RunError::Config(format!(
             "no tests selected in {}",
-            found[0].1.discovery.root.display()
+            found[0].1.root.display()
         )));
     }
     Ok(found)

@@ -1,13 +1,18 @@
 //! From discovered FMF tests and plans to what the scheduler and the
 //! executor take.
 
+use std::{collections::BTreeSet, path::PathBuf};
+
+use atex_plugin_api::packages::PackageSet;
+
 use crate::{
     executor::{PlanSpec, PrepareStep, TestSpec},
     fmf::{self, Plan, Test},
+    remote,
     results::TimingHistory,
 };
 
-use super::{driver::RunTest, engine::QueuedTest};
+use super::{driver::RunTest, engine::QueuedTest, packed::TestList};
 
 /// The executor's view of a test.
 pub fn test_spec(t: &Test) -> TestSpec {
@@ -62,13 +67,115 @@ pub fn run_tests(found: &fmf::Discovery, history: &TimingHistory) -> Vec<RunTest
         .collect()
 }
 
-/// [`run_tests`] taking the discovered tests, each freed as soon as it is
-/// converted: a large run never holds two copies of its metadata.
-pub(crate) fn into_run_tests(tests: Vec<Test>, history: &TimingHistory) -> Vec<RunTest> {
-    tests
-        .into_iter()
-        .map(|t| RunTest::new(queued_test(&t, history), into_test_spec(t)))
-        .collect()
+/// The tests of one discovery, converted and packed as they were found,
+/// with what else a run needs of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    /// The tree root.
+    pub root: PathBuf,
+    /// The plan the tests come from.
+    pub plan: Plan,
+    /// The tests (for every platform; no runtimes from history yet).
+    pub tests: TestList,
+    /// What the tests need installed ([`suite_packages`]).
+    pub packages: PackageSet,
+    /// Remote trees and libraries to upload beside the plan's tree.
+    pub uploads: Vec<remote::Upload>,
+    /// Every fetched tree, for `summary.json`.
+    pub sources: Vec<remote::Source>,
+}
+
+impl Found {
+    /// Converts a discovery with its remote trees and libraries, test by
+    /// test, each freed as soon as it is packed.
+    pub fn from_prepared(mut p: remote::Prepared) -> Self {
+        let packages = suite_packages(&p.discovery);
+        let found = std::mem::take(&mut p.discovery.tests);
+        let mut tests = TestList::new();
+        for t in found {
+            let dir = p.rel_dir(&t);
+            let mut run = RunTest::new(
+                queued_test(&t, &TimingHistory::default()),
+                into_test_spec(t),
+            );
+            if let Some(dir) = dir {
+                run.spec.rel_dir = dir;
+            }
+            tests.push(run);
+        }
+        tests.shrink_to_fit();
+        Found {
+            root: p.discovery.root,
+            plan: p.discovery.plan,
+            tests,
+            packages,
+            uploads: p.uploads,
+            sources: p.sources,
+        }
+    }
+
+    /// Discovers the default plan of the tree at `root` (no plan named),
+    /// each test packed on the thread that built it, so that a large tree's
+    /// tests are never all in memory as metadata. `None` when the tests
+    /// need libraries (or discovery fails): those are resolved by the
+    /// whole discovery ([`remote::discover`]), which also gives the errors.
+    pub fn stream(root: &std::path::Path, selection: &fmf::Selection) -> Option<Self> {
+        if selection.plan.is_some() {
+            return None;
+        }
+        let found = fmf::discover_streamed(root, selection, RunSink::default).ok()?;
+        if found.sinks.iter().any(|s| s.libraries) {
+            return None;
+        }
+        let mut tests = TestList::new();
+        let (mut required, mut recommended) = (BTreeSet::new(), BTreeSet::new());
+        for sink in found.sinks {
+            tests.append(sink.tests);
+            required.extend(sink.required);
+            recommended.extend(sink.recommended);
+        }
+        required.extend(found.plan.install_packages().iter().cloned());
+        tests.shrink_to_fit();
+        Some(Found {
+            root: found.root,
+            plan: found.plan,
+            tests,
+            packages: PackageSet::new(required).with_recommended(recommended),
+            uploads: Vec::new(),
+            sources: Vec::new(),
+        })
+    }
+}
+
+/// Where [`Found::stream`] puts the tests of one chunk of the tree.
+#[derive(Default)]
+struct RunSink {
+    tests: TestList,
+    /// A test of the chunk needs a library.
+    libraries: bool,
+    required: BTreeSet<String>,
+    recommended: BTreeSet<String>,
+}
+
+impl fmf::TestSink for RunSink {
+    fn push(&mut self, t: Test) {
+        let library = |e: &serde_json::Value| match e {
+            serde_json::Value::String(s) => s.trim().starts_with("library("),
+            _ => true,
+        };
+        if self.libraries || t.require_raw.iter().chain(&t.recommend_raw).any(library) {
+            self.libraries = true;
+            return;
+        }
+        self.required.extend(t.require.iter().cloned());
+        self.recommended.extend(t.recommend.iter().cloned());
+        let queued = queued_test(&t, &TimingHistory::default());
+        self.tests.push(RunTest::new(queued, into_test_spec(t)));
+    }
+
+    fn finish(&mut self) {
+        self.tests.shrink_to_fit();
+    }
 }
 
 /// The executor's view of a plan. `prepare` steps other than `install`
