@@ -232,3 +232,90 @@ pub fn suite_packages(found: &fmf::Discovery) -> atex_plugin_api::packages::Pack
         .collect::<Vec<_>>();
     atex_plugin_api::packages::PackageSet::new(required).with_recommended(recommended)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// On every tree of the FMF conformance corpus, the tests packed on
+    /// the discovery threads are those of the whole discovery, converted
+    /// one by one: the same specs and scheduling data in the same order,
+    /// and the same packages; a tree whose tests need a library is left
+    /// to the whole discovery.
+    #[test]
+    fn streamed_tests_are_those_of_the_whole_discovery_on_corpus() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fmf-corpus");
+        let mut trees: Vec<PathBuf> = std::fs::read_dir(&corpus)
+            .expect("corpus")
+            .flatten()
+            .map(|e| e.path().join("tree"))
+            .filter(|p| p.join(".fmf").is_dir())
+            .collect();
+        trees.sort();
+        assert!(trees.len() > 100, "corpus not at {}", corpus.display());
+        let selection = fmf::Selection {
+            context: fmf::Context::from_args(["distro=fedora-40", "arch=x86_64"]).expect("context"),
+            ..fmf::Selection::default()
+        };
+        let options = remote::RemoteOptions::default();
+        let (mut compared, mut left) = (0, 0);
+        for tree in &trees {
+            let Some(streamed) = Found::stream(tree, &selection) else {
+                // Only an error or a library sends a tree the other way.
+                if let Ok(whole) = fmf::discover(tree, &selection) {
+                    let library = whole.tests.iter().any(|t| {
+                        t.require_raw
+                            .iter()
+                            .chain(&t.recommend_raw)
+                            .any(|e| e.as_str().is_none_or(|s| s.trim().starts_with("library(")))
+                    });
+                    assert!(library, "{} was not streamed", tree.display());
+                    left += 1;
+                }
+                continue;
+            };
+            let whole = Found::from_prepared(
+                remote::discover(tree, &selection, &options).expect("whole discovery"),
+            );
+            assert_eq!(streamed.root, whole.root);
+            assert_eq!(streamed.plan, whole.plan);
+            assert_eq!(streamed.packages, whole.packages, "{}", tree.display());
+            assert_eq!(
+                streamed.tests.len(),
+                whole.tests.len(),
+                "{}",
+                tree.display()
+            );
+            for (a, b) in streamed.tests.iter().zip(whole.tests.iter()) {
+                assert_eq!(a.spec, b.spec, "{}", tree.display());
+                assert_eq!(
+                    serde_json::to_string(&a.spec.metadata).expect("json"),
+                    serde_json::to_string(&b.spec.metadata).expect("json")
+                );
+                assert_eq!(a.platform, b.platform);
+                let (qa, qb) = (&a.queued, &b.queued);
+                assert_eq!(
+                    (
+                        &qa.name,
+                        qa.duration,
+                        qa.priority,
+                        qa.destructive,
+                        qa.extra_reruns
+                    ),
+                    (
+                        &qb.name,
+                        qb.duration,
+                        qb.priority,
+                        qb.destructive,
+                        qb.extra_reruns
+                    )
+                );
+            }
+            compared += usize::from(!streamed.tests.is_empty());
+        }
+        assert!(compared > 25, "only {compared} trees had tests");
+        assert!(left > 0, "no tree of the corpus needs a library");
+    }
+}
