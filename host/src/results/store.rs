@@ -555,28 +555,30 @@ impl ResultsStore {
             .map_err(io_err("cannot write attempts.jsonl"))
     }
 
-    /// Writes `summary.json` and removes the scratch directory.
-    pub fn finish(&mut self, summary: &Value) -> Result<(), ResultsError> {
-        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
-        self.finish_with(|w| {
-            w.write_all(text.as_bytes())
-                .and_then(|()| w.write_all(b"\n"))
-        })
-    }
-
-    /// [`ResultsStore::finish`] with `summary.json` written by `write`
-    /// (through a buffer), so a large summary is streamed, not built whole.
+    /// Writes `summary.json` with `write` (through a buffer, so a large
+    /// summary is streamed, not built whole) and removes the scratch
+    /// directory. The file appears whole or not at all: it is written to a
+    /// temporary file beside it and renamed.
     pub fn finish_with(
         &mut self,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<(), ResultsError> {
         let _ = fs::remove_dir_all(self.scratch_dir());
         let path = self.dir.join("summary.json");
-        let written = File::create(&path).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            write(&mut w)?;
-            w.into_inner().map_err(|e| e.into_error()).map(drop)
-        });
+        // Created as any file of the run (not private as a tempfile).
+        let tmp = self
+            .dir
+            .join(format!(".summary.json.tmp{}", std::process::id()));
+        let written = File::create(&tmp)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                write(&mut w)?;
+                w.into_inner().map_err(|e| e.into_error()).map(drop)
+            })
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
         written.map_err(io_err(format!("cannot write {}", path.display())))?;
         self.results
             .sync_all()

@@ -1650,7 +1650,7 @@ impl ResultsThread {
                         Ok(r) => self.dispatch(&RunEvent::ResultsStored { results: vec![r] }),
                         Err(e) => self.lost(&test, e),
                     }
-                    self.stats.finals.push(FinalTest {
+                    self.stats.push(FinalTest {
                         earlier: self
                             .earlier
                             .remove(&(platform.clone(), test.clone()))
@@ -1694,7 +1694,7 @@ impl ResultsThread {
             return;
         }
         for r in kept.iter().filter(|r| r.subtest.is_none()) {
-            self.stats.finals.push(FinalTest {
+            self.stats.push(FinalTest {
                 platform: r.platform.clone(),
                 test: r.test.clone(),
                 status: r.status.clone().unwrap_or(Status::Pass),
@@ -1764,7 +1764,7 @@ impl ResultsThread {
             }
         }
         if info.final_attempt {
-            self.stats.finals.push(FinalTest {
+            self.stats.push(FinalTest {
                 earlier: self
                     .earlier
                     .remove(&(info.platform.clone(), info.test.clone()))
@@ -1843,25 +1843,40 @@ impl ResultsThread {
             extra: serde_json::Map::new(),
         };
         self.dispatch(&RunEvent::RunFinished { summary });
-        let mut json = self.stats.to_json(wall, interrupted);
-        json["run_id"] = serde_json::Value::String(self.run_id.clone());
-        json["tests_total"] = tests_total.into();
-        json["atex_version"] = env!("CARGO_PKG_VERSION").into();
-        json["started"] = format!(
-            "{}Z",
-            atex_plugin_api::time::UtcTime::from_unix_ms(self.started_unix_ms).iso_seconds()
-        )
-        .into();
-        json["started_unix_ms"] = self.started_unix_ms.into();
-        json["history"] = self
-            .history
-            .path()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
-            .map(|p| p.display().to_string())
-            .into();
-        // As the run will exit, unless writing this very file fails.
-        json["exit_code"] = exit_code(signal, infra_failure, &self.stats).into();
-        if let Err(e) = self.store.finish(&json) {
+        let tail: [(&str, serde_json::Value); 7] = [
+            ("run_id", self.run_id.clone().into()),
+            ("tests_total", tests_total.into()),
+            ("atex_version", env!("CARGO_PKG_VERSION").into()),
+            (
+                "started",
+                format!(
+                    "{}Z",
+                    atex_plugin_api::time::UtcTime::from_unix_ms(self.started_unix_ms)
+                        .iso_seconds()
+                )
+                .into(),
+            ),
+            ("started_unix_ms", self.started_unix_ms.into()),
+            (
+                "history",
+                self.history
+                    .path()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+                    .map(|p| p.display().to_string())
+                    .into(),
+            ),
+            // As the run will exit, unless writing this very file fails.
+            (
+                "exit_code",
+                exit_code(signal, infra_failure, &self.stats).into(),
+            ),
+        ];
+        // Streamed from the compact per-test records, not built whole.
+        let stats = &self.stats;
+        let written = self
+            .store
+            .finish_with(|w| stats.write_json(w, wall, interrupted, &tail));
+        if let Err(e) = written {
             self.stats.errors.push(e.to_string());
             self.stats.unwritten.push(e.to_string());
         }
