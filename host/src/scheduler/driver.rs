@@ -1614,6 +1614,9 @@ impl LoopState<'_> {
     }
 }
 
+/// Jobs that never ran handed to the reporters at a time.
+const NOT_RUN_BATCH: usize = 1024;
+
 /// The results thread: stores what lands, keeps the summary and the
 /// timing history, and hands every event to the sinks.
 struct ResultsThread {
@@ -1794,18 +1797,26 @@ impl ResultsThread {
             return;
         }
         let reason = format!("not run: {why}");
+        // In batches: a large run stopped early does not build a result for
+        // every job left at once.
+        for batch in jobs.chunks(NOT_RUN_BATCH) {
+            self.report_not_run_batch(batch, &reason);
+        }
+    }
+
+    fn report_not_run_batch(&mut self, jobs: &[(String, String)], reason: &str) {
         let results: Vec<ReportedResult> = jobs
             .iter()
             .map(|(platform, test)| {
                 let mut extra = serde_json::Map::new();
                 extra.insert("not_run".into(), true.into());
-                extra.insert("reason".into(), reason.clone().into());
+                extra.insert("reason".into(), reason.into());
                 ReportedResult {
                     platform: platform.clone(),
                     test: test.clone(),
                     subtest: None,
                     status: Some(Status::Skip),
-                    note: Some(reason.clone()),
+                    note: Some(reason.to_string()),
                     files: Vec::new(),
                     results_dir: self.store.dir().to_path_buf(),
                     // Never started: the run's start, for reports that
