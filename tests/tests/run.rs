@@ -421,7 +421,7 @@ fn driver_drops_a_failing_provisioner_and_carries_on() {
         None,
     );
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
-    assert_eq!(report.stats.finals.len(), 8);
+    assert_eq!(report.stats.len(), 8);
     assert!(
         report
             .stats

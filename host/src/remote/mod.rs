@@ -377,29 +377,55 @@ pub fn discover_notify(
     })
 }
 
-/// Adds `sources` to the `summary.json` in `results_dir` (as `sources`),
-/// through a temporary file and a rename.
+/// Adds `sources` to the `summary.json` in `results_dir` (as its last
+/// key, `sources`), through a temporary file and a rename. The file is
+/// copied as it is, not parsed: a large summary is not read into memory.
 pub fn record_sources(results_dir: &Path, sources: &[Source]) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
     if sources.is_empty() {
         return Ok(());
     }
     let path = results_dir.join("summary.json");
-    let text = std::fs::read(&path)?;
-    let mut json: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    if let Some(obj) = json.as_object_mut() {
-        obj.insert(
-            "sources".into(),
-            serde_json::to_value(sources).unwrap_or_default(),
-        );
+    let mut src = std::fs::File::open(&path)?;
+    // The summary is pretty-printed by atex and ends with its closing
+    // brace alone on the last line.
+    const END: &[u8] = b"\n}\n";
+    let len = src.metadata()?.len();
+    let mut end = [0u8; END.len()];
+    let keep = len
+        .checked_sub(END.len() as u64)
+        .ok_or_else(not_a_summary)?;
+    src.seek(SeekFrom::Start(keep))?;
+    src.read_exact(&mut end)?;
+    if end != END {
+        return Err(not_a_summary());
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(results_dir)?;
-    use std::io::Write as _;
-    let mut out = serde_json::to_vec_pretty(&json).unwrap_or_default();
-    out.push(b'\n');
-    tmp.write_all(&out)?;
-    tmp.persist(&path).map_err(|e| e.error)?;
-    Ok(())
+    src.seek(SeekFrom::Start(0))?;
+    let value = serde_json::to_string_pretty(sources).map_err(std::io::Error::from)?;
+    let tmp = results_dir.join(format!(".summary.json.tmp{}", std::process::id()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            std::io::copy(&mut (&mut src).take(keep), &mut w)?;
+            // One level deeper than the document, as a pretty printer
+            // writes a value of a key.
+            w.write_all(b",\n  \"sources\": ")?;
+            w.write_all(value.replace('\n', "\n  ").as_bytes())?;
+            w.write_all(END)?;
+            w.into_inner().map_err(|e| e.into_error()).map(drop)
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn not_a_summary() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "not a summary written by atex",
+    )
 }
 
 #[cfg(test)]
@@ -569,6 +595,57 @@ mod tests {
             git::repo_key("file:///a/b"),
             git::repo_key("file:///a_b"),
             "distinct URLs, distinct keys"
+        );
+    }
+
+    /// The sources are added as the last key of `summary.json` without
+    /// reading it whole: the file is the one parsing it, adding the key
+    /// and printing it again gave, byte for byte.
+    #[test]
+    fn sources_are_appended_to_the_summary_as_a_rewrite_would() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let summary = serde_json::json!({
+            "wall_seconds": 1.5,
+            "tests": [{"test": "/a \"ü\"", "earlier": [], "note": null}],
+            "counts": {},
+            "exit_code": 0,
+        });
+        let text = serde_json::to_string_pretty(&summary).expect("json") + "\n";
+        std::fs::write(dir.path().join("summary.json"), &text).expect("write");
+        let sources = vec![
+            Source {
+                kind: "root",
+                plan: None,
+                name: None,
+                url: "https://example.com/a.git".into(),
+                git_ref: Some("main".into()),
+                commit: "0123456789abcdef".into(),
+                path: Some("sub/dir".into()),
+            },
+            Source {
+                kind: "library",
+                plan: Some("/plans/x".into()),
+                name: Some("lib\nname".into()),
+                url: "https://example.com/b.git".into(),
+                git_ref: None,
+                commit: "fedcba".into(),
+                path: None,
+            },
+        ];
+        record_sources(dir.path(), &sources).expect("record");
+        let mut expected = summary;
+        expected["sources"] = serde_json::to_value(&sources).expect("value");
+        let expected = serde_json::to_string_pretty(&expected).expect("json") + "\n";
+        let got = std::fs::read_to_string(dir.path().join("summary.json")).expect("read");
+        assert_eq!(got, expected);
+        // Nothing else is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+        // A file that is not atex's summary is refused, and kept as it is.
+        std::fs::write(dir.path().join("summary.json"), "[1]").expect("write");
+        assert!(record_sources(dir.path(), &sources).is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("summary.json")).expect("read"),
+            "[1]"
         );
     }
 }

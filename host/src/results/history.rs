@@ -56,8 +56,9 @@ impl TimingHistory {
     /// Loads `path`; a missing or unreadable file gives an empty history
     /// (with a warning for the unreadable one).
     pub fn load(path: &Path) -> Self {
-        let tests = match fs::read_to_string(path) {
-            Ok(text) => match serde_json::from_str::<HistoryFile>(&text) {
+        // Parsed as it is read: the text is never held whole beside the map.
+        let tests = match fs::File::open(path) {
+            Ok(f) => match serde_json::from_reader::<_, HistoryFile>(std::io::BufReader::new(f)) {
                 Ok(f) => f.tests,
                 Err(e) => {
                     tracing::warn!("ignoring timing history {}: {e}", path.display());
@@ -82,10 +83,14 @@ impl TimingHistory {
     /// Adds a measurement.
     pub fn record(&mut self, test: &str, runtime: Duration) {
         let ms = runtime.as_millis() as u64;
-        let e = self.tests.entry(test.to_string()).or_insert(TimingEntry {
-            runtime_ms: ms,
-            runs: 0,
-        });
+        // The name is copied only for a test measured for the first time.
+        let e = match self.tests.get_mut(test) {
+            Some(e) => e,
+            None => self.tests.entry(test.to_string()).or_insert(TimingEntry {
+                runtime_ms: ms,
+                runs: 0,
+            }),
+        };
         if e.runs > 0 {
             e.runtime_ms = (e.runtime_ms + ms) / 2;
         }

@@ -124,7 +124,9 @@ pub struct ResultsStore {
     dir: PathBuf,
     results: File,
     attempts: File,
-    seen: HashSet<(String, String)>,
+    /// The jobs with a final result, as [`job_key`]s: one small string a
+    /// job, not two.
+    seen: HashSet<Box<str>>,
     /// Attempts made by earlier runs of a reopened directory, per
     /// (platform, test): this run's attempt numbers continue after them.
     earlier_attempts: HashMap<(String, String), u32>,
@@ -303,7 +305,7 @@ impl ResultsStore {
             dir: dir.to_path_buf(),
             results: open("results.jsonl")?,
             attempts: open("attempts.jsonl")?,
-            seen: reopened.done.clone(),
+            seen: reopened.done.iter().map(|(p, t)| job_key(p, t)).collect(),
             earlier_attempts,
         };
         Ok((store, reopened))
@@ -348,7 +350,7 @@ impl ResultsStore {
         let plat = normalize_path(&info.platform);
         let test = normalize_path(&info.test);
         let rel_dest = if info.final_attempt {
-            let key = (info.platform.clone(), info.test.clone());
+            let key = job_key(&info.platform, &info.test);
             if self.seen.contains(&key) {
                 return Err(ResultsError::Duplicate {
                     platform: info.platform.clone(),
@@ -486,7 +488,7 @@ impl ResultsStore {
         status: &Status,
         note: &str,
     ) -> Result<ReportedResult, ResultsError> {
-        let key = (platform.to_string(), test.to_string());
+        let key = job_key(platform, test);
         if self.seen.contains(&key) {
             return Err(ResultsError::Duplicate {
                 platform: platform.into(),
@@ -555,33 +557,45 @@ impl ResultsStore {
             .map_err(io_err("cannot write attempts.jsonl"))
     }
 
-    /// Writes `summary.json` and removes the scratch directory.
-    pub fn finish(&mut self, summary: &Value) -> Result<(), ResultsError> {
-        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
-        self.finish_with(|w| {
-            w.write_all(text.as_bytes())
-                .and_then(|()| w.write_all(b"\n"))
-        })
-    }
-
-    /// [`ResultsStore::finish`] with `summary.json` written by `write`
-    /// (through a buffer), so a large summary is streamed, not built whole.
+    /// Writes `summary.json` with `write` (through a buffer, so a large
+    /// summary is streamed, not built whole) and removes the scratch
+    /// directory. The file appears whole or not at all: it is written to a
+    /// temporary file beside it and renamed.
     pub fn finish_with(
         &mut self,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<(), ResultsError> {
         let _ = fs::remove_dir_all(self.scratch_dir());
         let path = self.dir.join("summary.json");
-        let written = File::create(&path).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            write(&mut w)?;
-            w.into_inner().map_err(|e| e.into_error()).map(drop)
-        });
+        // Created as any file of the run (not private as a tempfile).
+        let tmp = self
+            .dir
+            .join(format!(".summary.json.tmp{}", std::process::id()));
+        let written = File::create(&tmp)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                write(&mut w)?;
+                w.into_inner().map_err(|e| e.into_error()).map(drop)
+            })
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
         written.map_err(io_err(format!("cannot write {}", path.display())))?;
         self.results
             .sync_all()
             .map_err(io_err("cannot sync results.jsonl"))
     }
+}
+
+/// One job (a test on a platform) as one string: platform and test joined
+/// by a NUL, which names do not hold.
+fn job_key(platform: &str, test: &str) -> Box<str> {
+    let mut key = String::with_capacity(platform.len() + 1 + test.len());
+    key.push_str(platform);
+    key.push('\0');
+    key.push_str(test);
+    key.into_boxed_str()
 }
 
 /// A `results.jsonl` line as reporters see it.
@@ -778,6 +792,24 @@ mod tests {
         assert!(matches!(
             ResultsStore::create(&dir),
             Err(ResultsError::Exists(_))
+        ));
+    }
+
+    /// A job has one final result; the same test on another platform is
+    /// another job.
+    #[test]
+    fn a_job_has_one_final_result() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut store = ResultsStore::create(&tmp.path().join("res")).expect("create");
+        let gone = |store: &mut ResultsStore, platform: &str, test: &str| {
+            store.record_not_run(platform, test, &Status::Infra, "system lost")
+        };
+        gone(&mut store, "p1", "/t").expect("first");
+        gone(&mut store, "p2", "/t").expect("another platform");
+        gone(&mut store, "p1", "/t/u").expect("another test");
+        assert!(matches!(
+            gone(&mut store, "p1", "/t"),
+            Err(ResultsError::Duplicate { .. })
         ));
     }
 

@@ -1598,6 +1598,9 @@ impl LoopState<'_> {
     }
 }
 
+/// Jobs that never ran handed to the reporters at a time.
+const NOT_RUN_BATCH: usize = 1024;
+
 /// The results thread: stores what lands, keeps the summary and the
 /// timing history, and hands every event to the sinks.
 struct ResultsThread {
@@ -1634,7 +1637,7 @@ impl ResultsThread {
                         Ok(r) => self.dispatch(&RunEvent::ResultsStored { results: vec![r] }),
                         Err(e) => self.lost(&test, e),
                     }
-                    self.stats.finals.push(FinalTest {
+                    self.stats.push(FinalTest {
                         earlier: self
                             .earlier
                             .remove(&(platform.clone(), test.clone()))
@@ -1678,7 +1681,7 @@ impl ResultsThread {
             return;
         }
         for r in kept.iter().filter(|r| r.subtest.is_none()) {
-            self.stats.finals.push(FinalTest {
+            self.stats.push(FinalTest {
                 platform: r.platform.clone(),
                 test: r.test.clone(),
                 status: r.status.clone().unwrap_or(Status::Pass),
@@ -1748,7 +1751,7 @@ impl ResultsThread {
             }
         }
         if info.final_attempt {
-            self.stats.finals.push(FinalTest {
+            self.stats.push(FinalTest {
                 earlier: self
                     .earlier
                     .remove(&(info.platform.clone(), info.test.clone()))
@@ -1778,18 +1781,26 @@ impl ResultsThread {
             return;
         }
         let reason = format!("not run: {why}");
+        // In batches: a large run stopped early does not build a result for
+        // every job left at once.
+        for batch in jobs.chunks(NOT_RUN_BATCH) {
+            self.report_not_run_batch(batch, &reason);
+        }
+    }
+
+    fn report_not_run_batch(&mut self, jobs: &[(String, String)], reason: &str) {
         let results: Vec<ReportedResult> = jobs
             .iter()
             .map(|(platform, test)| {
                 let mut extra = serde_json::Map::new();
                 extra.insert("not_run".into(), true.into());
-                extra.insert("reason".into(), reason.clone().into());
+                extra.insert("reason".into(), reason.into());
                 ReportedResult {
                     platform: platform.clone(),
                     test: test.clone(),
                     subtest: None,
                     status: Some(Status::Skip),
-                    note: Some(reason.clone()),
+                    note: Some(reason.to_string()),
                     files: Vec::new(),
                     results_dir: self.store.dir().to_path_buf(),
                     // Never started: the run's start, for reports that
@@ -1827,25 +1838,40 @@ impl ResultsThread {
             extra: serde_json::Map::new(),
         };
         self.dispatch(&RunEvent::RunFinished { summary });
-        let mut json = self.stats.to_json(wall, interrupted);
-        json["run_id"] = serde_json::Value::String(self.run_id.clone());
-        json["tests_total"] = tests_total.into();
-        json["atex_version"] = env!("CARGO_PKG_VERSION").into();
-        json["started"] = format!(
-            "{}Z",
-            atex_plugin_api::time::UtcTime::from_unix_ms(self.started_unix_ms).iso_seconds()
-        )
-        .into();
-        json["started_unix_ms"] = self.started_unix_ms.into();
-        json["history"] = self
-            .history
-            .path()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
-            .map(|p| p.display().to_string())
-            .into();
-        // As the run will exit, unless writing this very file fails.
-        json["exit_code"] = exit_code(signal, infra_failure, &self.stats).into();
-        if let Err(e) = self.store.finish(&json) {
+        let tail: [(&str, serde_json::Value); 7] = [
+            ("run_id", self.run_id.clone().into()),
+            ("tests_total", tests_total.into()),
+            ("atex_version", env!("CARGO_PKG_VERSION").into()),
+            (
+                "started",
+                format!(
+                    "{}Z",
+                    atex_plugin_api::time::UtcTime::from_unix_ms(self.started_unix_ms)
+                        .iso_seconds()
+                )
+                .into(),
+            ),
+            ("started_unix_ms", self.started_unix_ms.into()),
+            (
+                "history",
+                self.history
+                    .path()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+                    .map(|p| p.display().to_string())
+                    .into(),
+            ),
+            // As the run will exit, unless writing this very file fails.
+            (
+                "exit_code",
+                exit_code(signal, infra_failure, &self.stats).into(),
+            ),
+        ];
+        // Streamed from the compact per-test records, not built whole.
+        let stats = &self.stats;
+        let written = self
+            .store
+            .finish_with(|w| stats.write_json(w, wall, interrupted, &tail));
+        if let Err(e) = written {
             self.stats.errors.push(e.to_string());
             self.stats.unwritten.push(e.to_string());
         }
