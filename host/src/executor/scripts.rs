@@ -75,7 +75,8 @@ trap '{ echo quit >&6; } 2>/dev/null; rm -f "$ctl" "$sq" "$sa" "$W/so.$$"' EXIT
 # Few processes per request: forks dominate the cost of a test start.
 # emit_output ID [OFFSET]: the output of test ID from byte OFFSET on.
 emit_output() {
-  if [ -f "$W/out-$1" ]; then
+  # -s: an empty output (a quiet test) costs no process.
+  if [ -s "$W/out-$1" ]; then
     if [ "${2:-0}" -gt 0 ] 2>/dev/null; then
       tail -c +$(($2 + 1)) "$W/out-$1" | base64 -w 3000 > "$W/o.$$"
     else
@@ -83,6 +84,14 @@ emit_output() {
     fi
     while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
   fi
+}
+# put_meta KEY LENGTH: stores the next LENGTH bytes of stdin (text, no
+# NUL) as meta/KEY, only when all of them arrived.
+mkdir -p "$W/meta" || exit 1
+put_meta() {
+  local LC_ALL=C data=
+  IFS= read -r -N "$2" data
+  [ "${#data}" -eq "$2" ] && printf '%s' "$data" > "$W/meta/$1"
 }
 # The streamer: one per agent; the running test is in $W/current. Told
 # `stop ID` on fd 6, it answers `ID BYTES-SENT` on fd 7 when it sent any
@@ -172,7 +181,11 @@ while IFS=' ' read -r cmd id arg; do
       fi
       emit_output "$id" "$sent"
       echo "E $id $rc"
-      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
+      # The test's invocation directory goes too: a restart gets a new
+      # one, and a test continued after a reboot never gets here (the
+      # agent is gone by then). One rm for all, here rather than in the
+      # next test's setup.
+      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" "$W"/inv-* ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
       prev=$id
       ;;
     status)
@@ -190,10 +203,9 @@ while IFS=' ' read -r cmd id arg; do
       echo "F $id"
       ;;
     put)
-      # Raw bytes follow the line: `read` takes a pipe byte by byte and
-      # head -c reads no more than asked, so the next request is intact.
-      mkdir -p "$W/meta"
-      head -c "$arg" > "$W/meta/$id.part" && mv -f "$W/meta/$id.part" "$W/meta/$id"
+      # Raw bytes follow the line; `read` takes a pipe byte by byte, so
+      # the next request is intact. No process: a put per test is common.
+      put_meta "$id" "$arg"
       ;;
     exit) exit 0 ;;
     *) echo "X unknown request $cmd" ;;
