@@ -335,6 +335,64 @@ pub struct System {
     plan: Option<PlanSpec>,
     /// Metadata already stored on the system this boot (keys of `put`).
     sent_metadata: HashSet<String>,
+    /// What the run scripts found about the system's packages.
+    packages: KnownPackages,
+}
+
+/// The packages of tests found present on a system (`require`), and the
+/// recommended ones tried, since its package database last changed as far
+/// as the run scripts saw (see [`scripts::PackageCheck`]). Forgotten when
+/// a check's outcome is not known (an attempt that did not end normally)
+/// and on a new boot.
+#[derive(Debug, Default)]
+struct KnownPackages {
+    present: HashSet<String>,
+    tried: HashSet<String>,
+}
+
+impl KnownPackages {
+    /// The test's packages that still need a check: (require, recommend).
+    fn unchecked(&self, test: &TestSpec) -> (Vec<String>, Vec<String>) {
+        let require = test
+            .require
+            .iter()
+            .filter(|p| !self.present.contains(*p))
+            .cloned()
+            .collect();
+        let recommend = test
+            .recommend
+            .iter()
+            .filter(|p| !self.present.contains(*p) && !self.tried.contains(*p))
+            .cloned()
+            .collect();
+        (require, recommend)
+    }
+
+    /// Takes in how the run script of `test`, which checked `unchecked`,
+    /// ended: `wrapper_rc` is its exit status.
+    fn update(
+        &mut self,
+        test: &TestSpec,
+        unchecked: &(Vec<String>, Vec<String>),
+        wrapper_rc: Option<i32>,
+    ) {
+        match wrapper_rc {
+            Some(0) => {
+                self.present.extend(unchecked.0.iter().cloned());
+                self.tried.extend(unchecked.1.iter().cloned());
+            }
+            Some(scripts::PACKAGES_RECHECKED) => {
+                self.present = test.require.iter().cloned().collect();
+                self.tried = test.recommend.iter().cloned().collect();
+            }
+            _ => self.clear(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.present.clear();
+        self.tried.clear();
+    }
 }
 
 /// A test's metadata as sent to the system (`metadata.yaml`; JSON is
@@ -464,6 +522,7 @@ impl System {
             options: options.clone(),
             plan: None,
             sent_metadata: HashSet::new(),
+            packages: KnownPackages::default(),
         };
         system.ensure_agent().map_err(|e| unreachable(name, e))?;
         Ok(system)
@@ -497,6 +556,7 @@ impl System {
         if boot != self.boot {
             // A new boot may have lost what was stored outside /var.
             self.sent_metadata.clear();
+            self.packages.clear();
         }
         self.boot = boot;
         Ok(())
@@ -833,6 +893,7 @@ impl System {
             reboot_timeout: None,
             system_lost: false,
             streamed: 0,
+            wrapper_rc: None,
         };
         let beakerlib = test
             .metadata
@@ -888,6 +949,7 @@ impl System {
                 break;
             }
             let mark = self.mark(&id);
+            let unchecked = self.packages.unchecked(test);
             let agent_pid = self
                 .agent
                 .as_ref()
@@ -905,9 +967,14 @@ impl System {
                 send_exitcode: !debug.no_exitcode,
                 invocation: &invocation,
                 beakerlib_metadata_key: bl_metadata.as_ref().map(|m| m.key.as_str()),
+                packages: scripts::PackageCheck {
+                    require: &unchecked.0,
+                    recommend: &unchecked.1,
+                },
             }
             .render();
             let request = format!("run {id} {}", B64.encode(script.as_bytes()));
+            run.wrapper_rc = None;
             let disconnected = self.attempt(
                 &id,
                 &mark,
@@ -917,6 +984,7 @@ impl System {
                 &mut testout,
                 cancel,
             );
+            self.packages.update(test, &unchecked, run.wrapper_rc);
             if !disconnected {
                 if let Some(code) = run.exit_code
                     && run.abort.is_none()
@@ -1254,10 +1322,13 @@ impl System {
         {
             run.abort = Some(e.to_string());
         }
+        run.wrapper_rc = wrapper_rc;
         if run.abort.is_none() {
             match wrapper_rc {
-                Some(0) if run.exit_code.is_some() => {}
-                Some(0) => run.abort = Some("exitcode not reported by the wrapper".into()),
+                Some(0 | scripts::PACKAGES_RECHECKED) if run.exit_code.is_some() => {}
+                Some(0 | scripts::PACKAGES_RECHECKED) => {
+                    run.abort = Some("exitcode not reported by the wrapper".into())
+                }
                 Some(scripts::SETUP_FAILED) => {
                     let out = std::fs::read_to_string(writer.testout_path()).unwrap_or_default();
                     run.abort = Some(format!("TestSetupError({})", tail(out.trim(), 1000)));
@@ -1584,6 +1655,9 @@ struct TestRun {
     system_lost: bool,
     /// Output bytes received while the current start of the test ran.
     streamed: u64,
+    /// Exit status of the current start's run script, when it ended
+    /// normally.
+    wrapper_rc: Option<i32>,
 }
 
 impl TestRun {
