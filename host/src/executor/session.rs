@@ -17,14 +17,14 @@
 use std::{
     collections::HashSet,
     fs::OpenOptions,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Stdio},
     time::{Duration, Instant},
 };
 
 use base64::Engine as _;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{
     CancelToken, CommandOutput, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
@@ -160,11 +160,85 @@ enum Recv {
     Timeout,
 }
 
+/// The agent's answers, a line at a time, read by the thread that waits
+/// for them (`poll` with a time limit, then `read`): no reader thread, and
+/// no hand-over between threads for every line.
+struct LineReader {
+    stdout: ChildStdout,
+    buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    start: usize,
+    eof: bool,
+}
+
+impl LineReader {
+    fn new(stdout: ChildStdout) -> LineReader {
+        LineReader {
+            stdout,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            eof: false,
+        }
+    }
+
+    /// The next line (without its newline; the last one may have none),
+    /// the end of the stream, or nothing within `timeout`.
+    fn next(&mut self, timeout: Duration) -> Recv {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let unread = &self.buf[self.start..];
+            if let Some(i) = unread.iter().position(|&b| b == b'\n') {
+                let line = unread[..i].to_vec();
+                self.start += i + 1;
+                return Recv::Line(line);
+            }
+            if self.eof {
+                if unread.is_empty() {
+                    return Recv::Eof;
+                }
+                let line = unread.to_vec();
+                self.start = self.buf.len();
+                return Recv::Line(line);
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd for a descriptor this reader owns.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.eof = true;
+                continue;
+            }
+            if n == 0 {
+                return Recv::Timeout;
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+}
+
 /// The running agent shell on the system.
 struct Agent {
     child: Child,
     stdin: ChildStdin,
-    lines: Receiver<Option<Vec<u8>>>,
+    lines: LineReader,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     /// The agent's pid on the system.
     remote_pid: String,
@@ -200,27 +274,6 @@ impl Agent {
             let _ = child.kill();
             return Err("the agent has no pipes".into());
         };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-            loop {
-                let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.send(None);
-                        return;
-                    }
-                    Ok(_) => {
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                        }
-                        if tx.send(Some(line)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
         let err_buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&err_buf);
         std::thread::spawn(move || {
@@ -240,7 +293,7 @@ impl Agent {
         let mut agent = Agent {
             child,
             stdin,
-            lines: rx,
+            lines: LineReader::new(stdout),
             stderr: err_buf,
             remote_pid: String::new(),
         };
@@ -295,12 +348,8 @@ impl Agent {
         self.stdin.flush()
     }
 
-    fn recv(&self, timeout: Duration) -> Recv {
-        match self.lines.recv_timeout(timeout) {
-            Ok(Some(line)) => Recv::Line(line),
-            Ok(None) | Err(RecvTimeoutError::Disconnected) => Recv::Eof,
-            Err(RecvTimeoutError::Timeout) => Recv::Timeout,
-        }
+    fn recv(&mut self, timeout: Duration) -> Recv {
+        self.lines.next(timeout)
     }
 
     fn kill(&mut self) {
