@@ -1880,6 +1880,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn known_packages_follow_what_the_run_script_reported() {
+        let test = |require: &[&str], recommend: &[&str]| TestSpec {
+            name: "/t".into(),
+            rel_dir: "t".into(),
+            script: "true".into(),
+            duration: Duration::from_secs(5),
+            environment: Vec::new(),
+            require: require.iter().map(|p| p.to_string()).collect(),
+            recommend: recommend.iter().map(|p| p.to_string()).collect(),
+            tty: false,
+            metadata: json!({}),
+        };
+        let names = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let mut known = KnownPackages::default();
+        let first = test(&["bash", "sed"], &["tar"]);
+        let unchecked = known.unchecked(&first);
+        assert_eq!(unchecked, (names(&["bash", "sed"]), names(&["tar"])));
+        // Checked in full (no stamp yet): exactly the test's packages.
+        known.update(&first, &unchecked, Some(scripts::PACKAGES_RECHECKED));
+        let second = test(&["sed", "gawk"], &["tar", "bash"]);
+        let unchecked = known.unchecked(&second);
+        assert_eq!(unchecked, (names(&["gawk"]), Vec::new()));
+        // Checked only the new one: it is added.
+        known.update(&second, &unchecked, Some(0));
+        assert_eq!(
+            known.unchecked(&test(&["gawk", "bash"], &[])),
+            (Vec::new(), Vec::new())
+        );
+        // The database changed: only the last test's packages are known.
+        let third = test(&["coreutils"], &[]);
+        let unchecked = known.unchecked(&third);
+        known.update(&third, &unchecked, Some(scripts::PACKAGES_RECHECKED));
+        assert_eq!(
+            known.unchecked(&test(&["coreutils", "bash"], &["tar"])),
+            (names(&["bash"]), names(&["tar"]))
+        );
+        // An attempt that did not end normally: nothing is known.
+        known.update(&third, &unchecked, None);
+        assert_eq!(known.unchecked(&third), (names(&["coreutils"]), Vec::new()));
+        // A setup failure neither.
+        known.update(&first, &known.unchecked(&first), Some(0));
+        known.update(
+            &third,
+            &(Vec::new(), Vec::new()),
+            Some(scripts::SETUP_FAILED),
+        );
+        assert_eq!(known.unchecked(&first).0, names(&["bash", "sed"]));
+    }
+
+    #[test]
     fn restart_keys_as_tmt_reads_them() {
         let keys = RestartKeys::from_metadata(&json!({"restart-on-exit-code": 3}));
         assert_eq!(
