@@ -52,8 +52,9 @@ run() { # OUT-DIR, then the command prefix
     [ "$got" = "$n" ] || { echo "expected $n results, got $got" >&2; exit 1; }
 }
 
-# 1. CPU totals, without sampling.
-perf stat -x, -e task-clock -o "$work/stat.csv" -- true
+# 1. CPU totals, without sampling (first: can perf count here at all).
+perf stat -x, -e task-clock -o "$work/stat.csv" -- true ||
+    { echo "perf cannot count here (kernel.perf_event_paranoid?)" >&2; exit 1; }
 t0=$(date +%s.%N)
 run "$work/r1" perf stat -x, -e task-clock -o "$work/stat.csv" --
 t1=$(date +%s.%N)
