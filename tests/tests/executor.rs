@@ -357,6 +357,80 @@ fn required_packages_are_installed_with_the_system_package_manager() {
     prov.stop().expect("stop");
 }
 
+/// A test's packages are checked once per system while its package
+/// database is unchanged: a `dpkg-query` in front of the real one logs
+/// every package the run scripts ask about, and each test prints and
+/// empties that log.
+#[test]
+fn packages_known_present_are_not_checked_again_until_the_database_changes() {
+    use atex::backend::Provisioner;
+    let prov = podman("image: localhost/atex-test:bookworm\n");
+    let remote = podman_remote(&prov);
+    let mut f = open(remote.connection().expect("connection"));
+    let log = "/tmp/dpkg-query.log";
+    let shim = format!(
+        "printf '%s\\n' '#!/bin/sh' 'for a; do :; done; echo \"$a\" >> {log}' 'exec /usr/bin/dpkg-query \"$@\"' > /usr/local/sbin/dpkg-query\nchmod 755 /usr/local/sbin/dpkg-query"
+    );
+    let (a, o) = run(&mut f, &spec("/shim", &shim));
+    assert_eq!(o.status, "pass", "{}", output(a.path()));
+    let show = format!("cat {log} 2>/dev/null || true; : > {log}\n");
+    let mut case = |name: &str, require: &[&str], recommend: &[&str], body: &str| {
+        let mut t = spec(name, &format!("{show}{body}"));
+        t.require = require.iter().map(|p| p.to_string()).collect();
+        t.recommend = recommend.iter().map(|p| p.to_string()).collect();
+        t.duration = Duration::from_secs(300);
+        let (a, o) = run(&mut f, &t);
+        let checked: Vec<String> = output(a.path()).lines().map(str::to_string).collect();
+        (o, checked)
+    };
+    // The first check: everything.
+    let leaf = "libfile-find-rule-perl";
+    let (o, checked) = case("/first", &["bash", leaf], &["tar"], "true");
+    assert_eq!(o.status, "pass", "{o:?}");
+    assert_eq!(checked, ["bash", leaf, "tar"]);
+    // Known ones are not checked again, recommended ones included.
+    let (o, checked) = case("/known", &["bash"], &["tar"], "true");
+    assert_eq!(o.status, "pass", "{o:?}");
+    assert_eq!(checked, Vec::<String>::new());
+    // Only the new one is.
+    let (o, checked) = case("/one-new", &["bash", "sed"], &[], "true");
+    assert_eq!(o.status, "pass", "{o:?}");
+    assert_eq!(checked, ["sed"]);
+    // A test removes a package that was found present...
+    let (o, checked) = case(
+        "/removes",
+        &["bash"],
+        &[],
+        &format!("dpkg -r --force-depends {leaf} >/dev/null 2>&1"),
+    );
+    assert_eq!(o.status, "pass", "{o:?}");
+    assert_eq!(checked, Vec::<String>::new());
+    // ...so the next test that needs it has it checked (and installed
+    // when the image's package sources are reachable, else a setup error).
+    // The log is printed by the test when its setup passed, else by the
+    // next one.
+    let (o, mut checked) = case("/needs-removed", &[leaf], &[], "true");
+    if o.status != "pass" {
+        assert!(
+            o.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("TestSetupError(")),
+            "{o:?}"
+        );
+        let (o, after) = case("/after", &[], &[], "true");
+        assert_eq!(o.status, "pass", "{o:?}");
+        checked = after;
+    }
+    assert_eq!(
+        checked.first().map(String::as_str),
+        Some(leaf),
+        "{checked:?}"
+    );
+    f.system.close();
+    remote.release().expect("release");
+    prov.stop().expect("stop");
+}
+
 #[test]
 fn a_test_reboots_a_systemd_container_and_continues() {
     use atex::backend::Provisioner;

@@ -75,7 +75,8 @@ trap '{ echo quit >&6; } 2>/dev/null; rm -f "$ctl" "$sq" "$sa" "$W/so.$$"' EXIT
 # Few processes per request: forks dominate the cost of a test start.
 # emit_output ID [OFFSET]: the output of test ID from byte OFFSET on.
 emit_output() {
-  if [ -f "$W/out-$1" ]; then
+  # -s: an empty output (a quiet test) costs no process.
+  if [ -s "$W/out-$1" ]; then
     if [ "${2:-0}" -gt 0 ] 2>/dev/null; then
       tail -c +$(($2 + 1)) "$W/out-$1" | base64 -w 3000 > "$W/o.$$"
     else
@@ -83,6 +84,14 @@ emit_output() {
     fi
     while IFS= read -r l; do echo "O $1 $l"; done < "$W/o.$$"
   fi
+}
+# put_meta KEY LENGTH: stores the next LENGTH bytes of stdin (text, no
+# NUL) as meta/KEY, only when all of them arrived.
+mkdir -p "$W/meta" || exit 1
+put_meta() {
+  local LC_ALL=C data=
+  IFS= read -r -N "$2" data
+  [ "${#data}" -eq "$2" ] && printf '%s' "$data" > "$W/meta/$1"
 }
 # The streamer: one per agent; the running test is in $W/current. Told
 # `stop ID` on fd 6, it answers `ID BYTES-SENT` on fd 7 when it sent any
@@ -172,7 +181,11 @@ while IFS=' ' read -r cmd id arg; do
       fi
       emit_output "$id" "$sent"
       echo "E $id $rc"
-      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
+      # The test's invocation directory goes too: a restart gets a new
+      # one, and a test continued after a reboot never gets here (the
+      # agent is gone by then). One rm for all, here rather than in the
+      # next test's setup.
+      rm -rf "$W/run-$id.sh" "$W/c.$$" "$W/o.$$" "$W"/inv-* ${prev:+"$W/test-$prev" "$W/out-$prev" "$W/claim-$prev"}
       prev=$id
       ;;
     status)
@@ -190,10 +203,9 @@ while IFS=' ' read -r cmd id arg; do
       echo "F $id"
       ;;
     put)
-      # Raw bytes follow the line: `read` takes a pipe byte by byte and
-      # head -c reads no more than asked, so the next request is intact.
-      mkdir -p "$W/meta"
-      head -c "$arg" > "$W/meta/$id.part" && mv -f "$W/meta/$id.part" "$W/meta/$id"
+      # Raw bytes follow the line; `read` takes a pipe byte by byte, so
+      # the next request is intact. No process: a put per test is common.
+      put_meta "$id" "$arg"
       ;;
     exit) exit 0 ;;
     *) echo "X unknown request $cmd" ;;
@@ -283,28 +295,29 @@ pub fn package_install(required: &[String], recommended: &[String]) -> String {
     if required.is_empty() && recommended.is_empty() {
         return String::new();
     }
-    let list = |pkgs: &[String]| {
-        pkgs.iter()
-            .map(|p| shell_quote(p))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     format!(
-        r#"
-atex_missing() {{
+        "{PACKAGE_FUNCTIONS}{}",
+        package_calls(required, recommended)
+    )
+}
+
+/// `atex_missing PKG...` prints those not installed; `atex_install
+/// yes|no PKG...` installs them (`yes`: best effort).
+const PACKAGE_FUNCTIONS: &str = r#"
+atex_missing() {
   local p out=()
   for p in "$@"; do
     if command -v rpm >/dev/null; then
       rpm -q --whatprovides "$p" >/dev/null 2>&1 || out+=("$p")
     elif command -v dpkg-query >/dev/null; then
-      dpkg-query -W -f='${{Status}}' "$p" 2>/dev/null | grep -q 'install ok installed' || out+=("$p")
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || out+=("$p")
     else
       out+=("$p")
     fi
   done
-  if [ ${{#out[@]}} -gt 0 ]; then printf '%s\n' "${{out[@]}}"; fi
-}}
-atex_install() {{
+  if [ ${#out[@]} -gt 0 ]; then printf '%s\n' "${out[@]}"; fi
+}
+atex_install() {
   local best=$1; shift
   [ $# -gt 0 ] || return 0
   if command -v dnf >/dev/null; then
@@ -323,8 +336,20 @@ atex_install() {{
     echo "no supported package manager (dnf, yum, apt-get) to install: $*" >&2
     return 1
   fi
-}}
-# Explicit exits: `set -e` does not reach into a subshell that is part
+}
+"#;
+
+/// Calls of [`PACKAGE_FUNCTIONS`] that install what is missing of
+/// `required` and `recommended` (in a `set -e` subshell).
+fn package_calls(required: &[String], recommended: &[String]) -> String {
+    let list = |pkgs: &[String]| {
+        pkgs.iter()
+            .map(|p| shell_quote(p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        r#"# Explicit exits: `set -e` does not reach into a subshell that is part
 # of a `||` list.
 mapfile -t atex_req < <(atex_missing {req})
 atex_install no "${{atex_req[@]}}" || exit 1
@@ -334,6 +359,59 @@ atex_install yes "${{atex_rec[@]}}" || true
         req = list(required),
         rec = list(recommended),
     )
+}
+
+/// The files a package manager changes when a package comes or goes
+/// (dpkg's status file; rpm's database, its directory for a journal that
+/// comes and goes, in both places it lives).
+const PACKAGE_DATABASES: &str = "/var/lib/dpkg/status /var/lib/rpm /var/lib/rpm/rpmdb.sqlite /var/lib/rpm/rpmdb.sqlite-wal /var/lib/rpm/Packages /usr/lib/sysimage/rpm /usr/lib/sysimage/rpm/rpmdb.sqlite /usr/lib/sysimage/rpm/rpmdb.sqlite-wal";
+
+/// Exit status of a run script whose setup checked the test's packages in
+/// full (the package database changed since the last check, or this
+/// check installed something): the system's packages known to be present
+/// are then exactly the test's `require`. A run script that ends normally
+/// otherwise exits 0.
+pub const PACKAGES_RECHECKED: i32 = 92;
+
+/// How a run script checks the test's `require` and `recommend`: the
+/// host remembers per system which packages were found present (and which
+/// recommended ones were tried), and only the others are checked while
+/// the package database is unchanged since that check (a stamp file in
+/// the work directory, touched after each check). A test whose packages
+/// are all known costs a few `stat`s and no process.
+#[derive(Debug, Clone, Copy)]
+pub struct PackageCheck<'a> {
+    /// Required packages not known to be present.
+    pub require: &'a [String],
+    /// Recommended packages neither known to be present nor tried.
+    pub recommend: &'a [String],
+}
+
+impl PackageCheck<'_> {
+    /// Setup lines for `test` (inside `atex_setup`): sets `atex_pk=1` when
+    /// everything was checked, or else checks only the unknown ones.
+    fn render(&self, test: &TestSpec, workdir: &str) -> String {
+        let stamp = shell_quote(&format!("{workdir}/packages.checked"));
+        let full = package_calls(&test.require, &test.recommend);
+        let mut s = format!(
+            "{PACKAGE_FUNCTIONS}atex_pk_changed() {{\n  local f\n  for f in {PACKAGE_DATABASES}; do\n    [ -e \"$f\" ] && ! [ \"$f\" -ot {stamp} ] && return 0\n  done\n  return 1\n}}\n"
+        );
+        if self.require.is_empty() && self.recommend.is_empty() {
+            let _ = writeln!(
+                s,
+                "if atex_pk_changed; then\n( set -e\n{full}) || return 1\natex_pk=1; : > {stamp}\nfi"
+            );
+        } else {
+            // What this check installs may have removed others (a
+            // conflict): then everything is checked again.
+            let _ = writeln!(
+                s,
+                "if atex_pk_changed; then\n( set -e\n{full}) || return 1\natex_pk=1\nelse\n( set -e\n{}) || return 1\nif atex_pk_changed; then\n( set -e\n{full}) || return 1\natex_pk=1\nfi\nfi\n: > {stamp}",
+                package_calls(self.require, self.recommend)
+            );
+        }
+        s
+    }
 }
 
 /// Exit status of the run script when the test's setup failed.
@@ -374,6 +452,8 @@ pub struct RunScript<'a> {
     /// missing, and its `TestResults` and `journal.txt` are sent when the
     /// test ends.
     pub beakerlib_metadata_key: Option<&'a str>,
+    /// Which of the test's packages are checked.
+    pub packages: PackageCheck<'a>,
 }
 
 /// Where BeakerLib's main script is once installed.
@@ -413,7 +493,7 @@ impl RunScript<'_> {
     pub fn render(&self) -> String {
         let w = shell_quote(self.workdir);
         let t = format!("{w}/test-{}", self.id);
-        let mut s = String::from("set -u\n");
+        let mut s = String::from("set -u\natex_pk=0\n");
         // After `disconnect` the control channel breaks: writing to it must
         // fail, not kill (a caught signal, unlike an ignored one, is not
         // inherited by the test).
@@ -442,12 +522,9 @@ impl RunScript<'_> {
                 package_install(&["beakerlib".to_string()], &[])
             );
         }
-        if !self.test.require.is_empty() || !self.test.recommend.is_empty() {
-            let _ = writeln!(
-                s,
-                "( set -e\n{} ) || return 1",
-                package_install(&self.test.require, &self.test.recommend)
-            );
+        let packages = !self.test.require.is_empty() || !self.test.recommend.is_empty();
+        if packages {
+            s.push_str(&self.packages.render(self.test, self.workdir));
         }
         let _ = writeln!(
             s,
@@ -561,6 +638,12 @@ impl RunScript<'_> {
         let _ = writeln!(s, "echo \"$rc\" > {w}/status-{}", self.id);
         if self.send_exitcode {
             s.push_str("echo \"exitcode $rc\" 2>/dev/null >&3\n");
+        }
+        if packages {
+            let _ = writeln!(
+                s,
+                "if [ \"$atex_pk\" = 1 ]; then exit {PACKAGES_RECHECKED}; fi"
+            );
         }
         s.push_str("exit 0\n");
         s

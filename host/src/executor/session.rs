@@ -17,14 +17,14 @@
 use std::{
     collections::HashSet,
     fs::OpenOptions,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Stdio},
     time::{Duration, Instant},
 };
 
 use base64::Engine as _;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::{
     CancelToken, CommandOutput, ExecError, PlanSpec, PrepareStep, TestOutcome, TestSpec,
@@ -160,11 +160,85 @@ enum Recv {
     Timeout,
 }
 
+/// The agent's answers, a line at a time, read by the thread that waits
+/// for them (`poll` with a time limit, then `read`): no reader thread, and
+/// no hand-over between threads for every line.
+struct LineReader {
+    stdout: ChildStdout,
+    buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    start: usize,
+    eof: bool,
+}
+
+impl LineReader {
+    fn new(stdout: ChildStdout) -> LineReader {
+        LineReader {
+            stdout,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            eof: false,
+        }
+    }
+
+    /// The next line (without its newline; the last one may have none),
+    /// the end of the stream, or nothing within `timeout`.
+    fn next(&mut self, timeout: Duration) -> Recv {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let unread = &self.buf[self.start..];
+            if let Some(i) = unread.iter().position(|&b| b == b'\n') {
+                let line = unread[..i].to_vec();
+                self.start += i + 1;
+                return Recv::Line(line);
+            }
+            if self.eof {
+                if unread.is_empty() {
+                    return Recv::Eof;
+                }
+                let line = unread.to_vec();
+                self.start = self.buf.len();
+                return Recv::Line(line);
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd for a descriptor this reader owns.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.eof = true;
+                continue;
+            }
+            if n == 0 {
+                return Recv::Timeout;
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+}
+
 /// The running agent shell on the system.
 struct Agent {
     child: Child,
     stdin: ChildStdin,
-    lines: Receiver<Option<Vec<u8>>>,
+    lines: LineReader,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     /// The agent's pid on the system.
     remote_pid: String,
@@ -200,27 +274,6 @@ impl Agent {
             let _ = child.kill();
             return Err("the agent has no pipes".into());
         };
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-            loop {
-                let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.send(None);
-                        return;
-                    }
-                    Ok(_) => {
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                        }
-                        if tx.send(Some(line)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
         let err_buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&err_buf);
         std::thread::spawn(move || {
@@ -240,7 +293,7 @@ impl Agent {
         let mut agent = Agent {
             child,
             stdin,
-            lines: rx,
+            lines: LineReader::new(stdout),
             stderr: err_buf,
             remote_pid: String::new(),
         };
@@ -295,12 +348,8 @@ impl Agent {
         self.stdin.flush()
     }
 
-    fn recv(&self, timeout: Duration) -> Recv {
-        match self.lines.recv_timeout(timeout) {
-            Ok(Some(line)) => Recv::Line(line),
-            Ok(None) | Err(RecvTimeoutError::Disconnected) => Recv::Eof,
-            Err(RecvTimeoutError::Timeout) => Recv::Timeout,
-        }
+    fn recv(&mut self, timeout: Duration) -> Recv {
+        self.lines.next(timeout)
     }
 
     fn kill(&mut self) {
@@ -335,6 +384,64 @@ pub struct System {
     plan: Option<PlanSpec>,
     /// Metadata already stored on the system this boot (keys of `put`).
     sent_metadata: HashSet<String>,
+    /// What the run scripts found about the system's packages.
+    packages: KnownPackages,
+}
+
+/// The packages of tests found present on a system (`require`), and the
+/// recommended ones tried, since its package database last changed as far
+/// as the run scripts saw (see [`scripts::PackageCheck`]). Forgotten when
+/// a check's outcome is not known (an attempt that did not end normally)
+/// and on a new boot.
+#[derive(Debug, Default)]
+struct KnownPackages {
+    present: HashSet<String>,
+    tried: HashSet<String>,
+}
+
+impl KnownPackages {
+    /// The test's packages that still need a check: (require, recommend).
+    fn unchecked(&self, test: &TestSpec) -> (Vec<String>, Vec<String>) {
+        let require = test
+            .require
+            .iter()
+            .filter(|p| !self.present.contains(*p))
+            .cloned()
+            .collect();
+        let recommend = test
+            .recommend
+            .iter()
+            .filter(|p| !self.present.contains(*p) && !self.tried.contains(*p))
+            .cloned()
+            .collect();
+        (require, recommend)
+    }
+
+    /// Takes in how the run script of `test`, which checked `unchecked`,
+    /// ended: `wrapper_rc` is its exit status.
+    fn update(
+        &mut self,
+        test: &TestSpec,
+        unchecked: &(Vec<String>, Vec<String>),
+        wrapper_rc: Option<i32>,
+    ) {
+        match wrapper_rc {
+            Some(0) => {
+                self.present.extend(unchecked.0.iter().cloned());
+                self.tried.extend(unchecked.1.iter().cloned());
+            }
+            Some(scripts::PACKAGES_RECHECKED) => {
+                self.present = test.require.iter().cloned().collect();
+                self.tried = test.recommend.iter().cloned().collect();
+            }
+            _ => self.clear(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.present.clear();
+        self.tried.clear();
+    }
 }
 
 /// A test's metadata as sent to the system (`metadata.yaml`; JSON is
@@ -464,6 +571,7 @@ impl System {
             options: options.clone(),
             plan: None,
             sent_metadata: HashSet::new(),
+            packages: KnownPackages::default(),
         };
         system.ensure_agent().map_err(|e| unreachable(name, e))?;
         Ok(system)
@@ -497,6 +605,7 @@ impl System {
         if boot != self.boot {
             // A new boot may have lost what was stored outside /var.
             self.sent_metadata.clear();
+            self.packages.clear();
         }
         self.boot = boot;
         Ok(())
@@ -833,6 +942,7 @@ impl System {
             reboot_timeout: None,
             system_lost: false,
             streamed: 0,
+            wrapper_rc: None,
         };
         let beakerlib = test
             .metadata
@@ -888,6 +998,7 @@ impl System {
                 break;
             }
             let mark = self.mark(&id);
+            let unchecked = self.packages.unchecked(test);
             let agent_pid = self
                 .agent
                 .as_ref()
@@ -905,9 +1016,14 @@ impl System {
                 send_exitcode: !debug.no_exitcode,
                 invocation: &invocation,
                 beakerlib_metadata_key: bl_metadata.as_ref().map(|m| m.key.as_str()),
+                packages: scripts::PackageCheck {
+                    require: &unchecked.0,
+                    recommend: &unchecked.1,
+                },
             }
             .render();
             let request = format!("run {id} {}", B64.encode(script.as_bytes()));
+            run.wrapper_rc = None;
             let disconnected = self.attempt(
                 &id,
                 &mark,
@@ -917,6 +1033,7 @@ impl System {
                 &mut testout,
                 cancel,
             );
+            self.packages.update(test, &unchecked, run.wrapper_rc);
             if !disconnected {
                 if let Some(code) = run.exit_code
                     && run.abort.is_none()
@@ -1254,10 +1371,13 @@ impl System {
         {
             run.abort = Some(e.to_string());
         }
+        run.wrapper_rc = wrapper_rc;
         if run.abort.is_none() {
             match wrapper_rc {
-                Some(0) if run.exit_code.is_some() => {}
-                Some(0) => run.abort = Some("exitcode not reported by the wrapper".into()),
+                Some(0 | scripts::PACKAGES_RECHECKED) if run.exit_code.is_some() => {}
+                Some(0 | scripts::PACKAGES_RECHECKED) => {
+                    run.abort = Some("exitcode not reported by the wrapper".into())
+                }
                 Some(scripts::SETUP_FAILED) => {
                     let out = std::fs::read_to_string(writer.testout_path()).unwrap_or_default();
                     run.abort = Some(format!("TestSetupError({})", tail(out.trim(), 1000)));
@@ -1584,6 +1704,9 @@ struct TestRun {
     system_lost: bool,
     /// Output bytes received while the current start of the test ran.
     streamed: u64,
+    /// Exit status of the current start's run script, when it ended
+    /// normally.
+    wrapper_rc: Option<i32>,
 }
 
 impl TestRun {
@@ -1755,6 +1878,56 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn known_packages_follow_what_the_run_script_reported() {
+        let test = |require: &[&str], recommend: &[&str]| TestSpec {
+            name: "/t".into(),
+            rel_dir: "t".into(),
+            script: "true".into(),
+            duration: Duration::from_secs(5),
+            environment: Vec::new(),
+            require: require.iter().map(|p| p.to_string()).collect(),
+            recommend: recommend.iter().map(|p| p.to_string()).collect(),
+            tty: false,
+            metadata: json!({}),
+        };
+        let names = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let mut known = KnownPackages::default();
+        let first = test(&["bash", "sed"], &["tar"]);
+        let unchecked = known.unchecked(&first);
+        assert_eq!(unchecked, (names(&["bash", "sed"]), names(&["tar"])));
+        // Checked in full (no stamp yet): exactly the test's packages.
+        known.update(&first, &unchecked, Some(scripts::PACKAGES_RECHECKED));
+        let second = test(&["sed", "gawk"], &["tar", "bash"]);
+        let unchecked = known.unchecked(&second);
+        assert_eq!(unchecked, (names(&["gawk"]), Vec::new()));
+        // Checked only the new one: it is added.
+        known.update(&second, &unchecked, Some(0));
+        assert_eq!(
+            known.unchecked(&test(&["gawk", "bash"], &[])),
+            (Vec::new(), Vec::new())
+        );
+        // The database changed: only the last test's packages are known.
+        let third = test(&["coreutils"], &[]);
+        let unchecked = known.unchecked(&third);
+        known.update(&third, &unchecked, Some(scripts::PACKAGES_RECHECKED));
+        assert_eq!(
+            known.unchecked(&test(&["coreutils", "bash"], &["tar"])),
+            (names(&["bash"]), names(&["tar"]))
+        );
+        // An attempt that did not end normally: nothing is known.
+        known.update(&third, &unchecked, None);
+        assert_eq!(known.unchecked(&third), (names(&["coreutils"]), Vec::new()));
+        // A setup failure neither.
+        known.update(&first, &known.unchecked(&first), Some(0));
+        known.update(
+            &third,
+            &(Vec::new(), Vec::new()),
+            Some(scripts::SETUP_FAILED),
+        );
+        assert_eq!(known.unchecked(&first).0, names(&["bash", "sed"]));
+    }
 
     #[test]
     fn restart_keys_as_tmt_reads_them() {
