@@ -15,15 +15,18 @@
 # metadata (summary, require, tags, environment, contact) from the root, as
 # in a real suite.
 #
-# Measured on the 2-core shared machine (load 20-80, so wall times are
-# mostly waiting for a CPU; peak RSS and CPU per job are the numbers to
-# compare), before -> after packing the queue and streaming the summary:
-#   1 platform,  2,000 jobs:  43.9 -> 23.1 MB
-#   1 platform, 10,000 jobs: 178.6 -> 77.4 MB  (slope 17.6 -> 7.1 KB/job)
-#   3 platforms, 6,000 jobs:  73.3 -> 28.2 MB  (3,000 jobs: 19.6 MB; 3.0 KB/job)
-#   atex's own CPU: 1.1-1.5 ms per job before and after.
-# 50,000 jobs (x3: 150,000) was not run here: at the 100-300 ms a job this
-# loaded machine gave, it takes 1.5 to 12 hours.
+# Measured with a release build on the 2-core machine this was developed
+# on, at load average 10-15 (the run itself), after packing the tests as
+# they are discovered, streaming summary.json and checking packages once
+# per system (numbers before those changes: 10.6-11.1 KB per job at 1,000
+# to 6,000 jobs on one platform, 1.0-1.5 ms of atex CPU per job):
+#   platforms jobs   wall ms/job  atex cpu ms/job  peak MB  KB/job
+#   1          2000  13.1         0.92              19.8     -
+#   1         10000  14.3         0.92              37.4     2.30
+#   1         50000  17.1         0.95             113.5     2.00
+#   3          6000  14.9         1.14              24.0     -
+#   3         30000  14.9         1.03              50.9     1.17
+#   3        150000  17.9         1.10             171.3     1.05
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sizes=("$@")
